@@ -1,0 +1,48 @@
+"""Developer tasks. ``python3 -m nox`` runs the default sessions: tests, lint, typecheck."""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.sessions = ["tests", "lint", "typecheck"]
+nox.options.reuse_existing_virtualenvs = True
+# uv makes fresh environments in seconds; plain virtualenv still works where uv is missing.
+nox.options.default_venv_backend = "uv|virtualenv"
+
+PYTHON = None  # the interpreter nox runs on; CI pins nothing else
+
+
+@nox.session(python=PYTHON)
+def tests(session: nox.Session) -> None:
+    """Run the whole test suite."""
+    session.install("-e", ".[test]")
+    session.run("pytest", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def lint(session: nox.Session) -> None:
+    """Check style and formatting with ruff."""
+    session.install("ruff")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session(python=PYTHON)
+def typecheck(session: nox.Session) -> None:
+    """Type-check the package (and the tests' typing examples) with mypy --strict."""
+    session.install("-e", ".[test]", "mypy")
+    session.run("mypy", "--strict", "wemasy_async")
+
+
+@nox.session(python=PYTHON)
+def demo(session: nox.Session) -> None:
+    """Run the offline demo against the bundled fake servers."""
+    session.install("-e", ".")
+    session.run("wemasy-async", "demo", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def bench(session: nox.Session) -> None:
+    """Run the benchmarks and print their table."""
+    session.install("-e", ".")
+    session.run("python", "-m", "benchmarks", *session.posargs)

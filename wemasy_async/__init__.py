@@ -1,0 +1,79 @@
+"""wemasy-async: an async-first SDK for AI-assistant conversation APIs.
+
+One provider-neutral interface (:class:`ConversationStore`, :class:`ChatService`) in front of
+provider adapters, implemented by :class:`Client`::
+
+    from wemasy_async import Client
+
+    async with Client("wemasy", token="...") as client:
+        conversation = await client.get_conversation(27)
+
+Errors live in :mod:`wemasy_async.errors` (also exported here); test fakes of the providers'
+APIs in :mod:`wemasy_async.testing`. Importing the package does no I/O and starts nothing.
+"""
+
+from __future__ import annotations
+
+from wemasy_async._version import __version__
+from wemasy_async.client import DEFAULT_TIMEOUT, Client
+from wemasy_async.errors import (
+    APIConnectionError,
+    APIError,
+    APIStatusError,
+    APITimeoutError,
+    AuthenticationError,
+    BadRequestError,
+    ClientClosedError,
+    ConflictError,
+    InternalServerError,
+    InvalidRequestError,
+    NotFoundError,
+    PaymentRequiredError,
+    PermissionDeniedError,
+    RateLimitError,
+    ResponseDecodeError,
+    UnprocessableEntityError,
+    UnsupportedOperationError,
+    WemasyAsyncError,
+)
+from wemasy_async.headers import RateLimitInfo
+from wemasy_async.models import ChatReply, Conversation, Message, Page, Role, TokenUsage, ToolCall
+from wemasy_async.protocols import ChatService, ConversationId, ConversationStore, ToolSpec
+from wemasy_async.providers.base import Provider
+
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "APIConnectionError",
+    "APIError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AuthenticationError",
+    "BadRequestError",
+    "ChatReply",
+    "ChatService",
+    "Client",
+    "ClientClosedError",
+    "ConflictError",
+    "Conversation",
+    "ConversationId",
+    "ConversationStore",
+    "InternalServerError",
+    "InvalidRequestError",
+    "Message",
+    "NotFoundError",
+    "Page",
+    "PaymentRequiredError",
+    "PermissionDeniedError",
+    "Provider",
+    "RateLimitError",
+    "RateLimitInfo",
+    "ResponseDecodeError",
+    "Role",
+    "TokenUsage",
+    "ToolCall",
+    "ToolSpec",
+    "UnprocessableEntityError",
+    "UnsupportedOperationError",
+    "WemasyAsyncError",
+    "__version__",
+]

@@ -1,0 +1,333 @@
+"""``Client``: one provider bound to the engine, implementing the neutral protocols."""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from collections.abc import AsyncIterator, Sequence
+from types import TracebackType
+from typing import TypeVar
+from urllib.parse import urlsplit
+
+import aiohttp
+
+from wemasy_async.engine import Engine
+from wemasy_async.errors import ClientClosedError, InvalidRequestError
+from wemasy_async.models import ChatReply, Conversation, Message, Page
+from wemasy_async.protocols import ConversationId, ToolSpec
+from wemasy_async.providers.base import (
+    Call,
+    ChatParams,
+    ListConversationsParams,
+    Operation,
+    Provider,
+)
+from wemasy_async.providers.registry import get_provider
+from wemasy_async.transport import AiohttpTransport
+
+__all__ = ["DEFAULT_TIMEOUT", "Client"]
+
+T = TypeVar("T")
+
+DEFAULT_TIMEOUT = 60.0
+"""Seconds one request may take, connecting and reading included, unless told otherwise."""
+
+
+class Client:
+    """An async client for one provider; implements ``ConversationStore`` and ``ChatService``.
+
+    Use it as an async context manager, or call :meth:`aclose` when done::
+
+        async with Client("wemasy", token="...") as client:
+            conversation = await client.get_conversation(27)
+
+    Args:
+        provider: A provider name (``"wemasy"``) or a :class:`Provider` adapter instance.
+        token: The API token. Defaults to the provider's environment variable
+            (``$WEMASY_API_TOKEN`` for Wemasy). Never shown in reprs, logs or errors.
+        base_url: The API base URL; defaults to the provider's documented one.
+        session: An ``aiohttp.ClientSession`` owned by the caller. The client uses it and
+            never closes it. Without one, the client creates its own on first use, inside the
+            running event loop, and closes it in :meth:`aclose`.
+        timeout: Total seconds per request (connect, send, wait, read); ``None`` for none.
+
+    Raises:
+        InvalidRequestError: An argument is invalid, or no token was given or found.
+    """
+
+    __slots__ = ("__weakref__", "_closed", "_engine", "_provider", "_transport", "base_url")
+
+    def __init__(
+        self,
+        provider: str | Provider,
+        *,
+        token: str | None = None,
+        base_url: str | None = None,
+        session: aiohttp.ClientSession | None = None,
+        timeout: float | None = DEFAULT_TIMEOUT,
+    ) -> None:
+        # Set first so that __del__ works even if a check below raises.
+        self._transport: AiohttpTransport | None = None
+        self._closed = False
+        self._provider = provider if isinstance(provider, Provider) else get_provider(provider)
+        name = self._provider.name
+        if token is None:
+            token = os.environ.get(self._provider.token_env)
+        self.base_url = _check_base_url(
+            self._provider.default_base_url if base_url is None else base_url
+        )
+        if session is not None and not isinstance(session, aiohttp.ClientSession):
+            raise InvalidRequestError(
+                f"session must be an aiohttp.ClientSession, got {type(session).__name__}",
+                argument="session",
+            )
+        self._transport = AiohttpTransport(provider=name, session=session)
+        self._engine = Engine(
+            provider=name,
+            base_url=self.base_url,
+            token=_check_token(token, self._provider.token_env),
+            transport=self._transport,
+            timeout=_check_timeout(timeout),
+        )
+
+    @property
+    def provider(self) -> str:
+        """The provider name, e.g. ``"wemasy"``."""
+        return self._provider.name
+
+    @property
+    def capabilities(self) -> frozenset[Operation]:
+        """The operations this client's provider supports."""
+        return self._provider.capabilities
+
+    def __repr__(self) -> str:
+        state = " closed" if self._closed else ""
+        return f"<Client provider={self.provider!r} base_url={self.base_url!r}{state}>"
+
+    async def __aenter__(self) -> Client:
+        if self._closed:
+            raise ClientClosedError("this client is closed; create a new one")
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the client's own session; a caller's session is left open. Idempotent."""
+        self._closed = True
+        if self._transport is not None:
+            await self._transport.aclose()
+
+    def __del__(self) -> None:
+        transport = getattr(self, "_transport", None)
+        if transport is not None and transport.owns_open_session:
+            warnings.warn(
+                f"unclosed {self!r}; use 'async with Client(...)' or 'await client.aclose()'",
+                ResourceWarning,
+                source=self,
+                stacklevel=1,
+            )
+
+    async def _send(self, call: Call[T]) -> T:
+        if self._closed:
+            raise ClientClosedError("this client is closed; create a new one")
+        return await self._engine.send(call)
+
+    # --- ConversationStore ---------------------------------------------------------------
+
+    async def get_conversation(self, conversation_id: ConversationId) -> Conversation:
+        """Fetch one conversation, with its messages.
+
+        Raises:
+            InvalidRequestError: The id is not valid for this provider (before any I/O).
+            NotFoundError: No such conversation.
+            APIError: Any other failure; see :mod:`wemasy_async.errors`.
+        """
+        return await self._send(self._provider.get_conversation(conversation_id))
+
+    async def list_messages(self, conversation_id: ConversationId) -> list[Message]:
+        """Fetch the messages of one conversation, oldest first.
+
+        Raises:
+            InvalidRequestError: The id is not valid for this provider (before any I/O).
+            NotFoundError: No such conversation.
+        """
+        return await self._send(self._provider.list_messages(conversation_id))
+
+    async def list_conversations(
+        self,
+        *,
+        agent_id: str | None = None,
+        search: str | None = None,
+        per_page: int = 20,
+        page: int = 1,
+    ) -> Page[Conversation]:
+        """Fetch one page of conversations (without their messages).
+
+        Args:
+            agent_id: Only conversations of this agent.
+            search: Only conversations matching this text.
+            per_page: Conversations per page (1 to 100 for Wemasy).
+            page: The page number, from 1.
+
+        Raises:
+            InvalidRequestError: An argument is out of range (before any I/O).
+            UnsupportedOperationError: The provider cannot list conversations.
+        """
+        params = ListConversationsParams(
+            agent_id=agent_id, search=search, per_page=per_page, page=page
+        )
+        return await self._send(self._provider.list_conversations(params))
+
+    def iter_conversations(
+        self,
+        *,
+        agent_id: str | None = None,
+        search: str | None = None,
+        per_page: int = 100,
+    ) -> AsyncIterator[Conversation]:
+        """Iterate over every matching conversation, fetching page after page.
+
+        Arguments are checked now, before the first request. Pages are fetched one at a
+        time as the iteration reaches them; a conversation created while iterating may shift
+        the pages, so one may be seen twice or not at all, as with any offset pagination.
+
+        Raises:
+            InvalidRequestError: An argument is out of range (at call time).
+            UnsupportedOperationError: The provider cannot list conversations (at call time).
+        """
+        params = ListConversationsParams(agent_id=agent_id, search=search, per_page=per_page)
+        first = self._provider.list_conversations(params)
+        return self._pages(params, first)
+
+    async def _pages(
+        self, params: ListConversationsParams, call: Call[Page[Conversation]]
+    ) -> AsyncIterator[Conversation]:
+        while True:
+            page = await self._send(call)
+            for conversation in page.items:
+                yield conversation
+            if not page.items or not page.has_next:
+                return
+            params = ListConversationsParams(
+                agent_id=params.agent_id,
+                search=params.search,
+                per_page=params.per_page,
+                page=page.page + 1,
+            )
+            call = self._provider.list_conversations(params)
+
+    # --- ChatService ---------------------------------------------------------------------
+
+    async def chat(
+        self,
+        message: str | None = None,
+        *,
+        conversation_id: ConversationId | None = None,
+        connection_id: int | None = None,
+        model: str | None = None,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        use_tools: bool | None = None,
+        tools: Sequence[ToolSpec] | None = None,
+        tool_call_id: str | None = None,
+        tool_result: str | None = None,
+    ) -> ChatReply:
+        """Send a message, or the result of a tool call, and return the assistant's reply.
+
+        Without ``conversation_id`` a new conversation starts; its id is in the reply. To
+        answer a tool call, pass the reply's ``conversation_id`` with
+        ``tool_call_id=call.id`` and ``tool_result``.
+
+        Args:
+            message: The user's message.
+            conversation_id: The conversation to continue.
+            connection_id: The provider connection (model account) to use.
+            model: The model name, e.g. ``"gpt-4o"``.
+            temperature: Sampling temperature, 0 to 2.
+            max_tokens: The most tokens to generate, at least 1.
+            use_tools: Whether the assistant may call tools.
+            tools: OpenAI-style function definitions the assistant may call.
+            tool_call_id: The id of the tool call being answered.
+            tool_result: The tool's output, as text.
+
+        Raises:
+            InvalidRequestError: Missing or invalid arguments (before any I/O).
+            UnsupportedOperationError: The provider has no chat.
+            NotFoundError: ``conversation_id`` does not exist.
+            UnprocessableEntityError: The provider rejected the arguments.
+        """
+        params = ChatParams(
+            message=message,
+            conversation_id=conversation_id,
+            connection_id=connection_id,
+            model=model,
+            temperature=temperature,
+            max_tokens=max_tokens,
+            use_tools=use_tools,
+            tools=tools,
+            tool_call_id=tool_call_id,
+            tool_result=tool_result,
+        )
+        return await self._send(self._provider.chat(params))
+
+
+def _check_token(token: object, env: str) -> str:
+    # The value itself never goes into the message: it may be a real secret, mistyped.
+    if token is None:
+        raise InvalidRequestError(f"no API token: pass token=... or set ${env}", argument="token")
+    if not isinstance(token, str) or not token or not token.isascii() or not token.isprintable():
+        raise InvalidRequestError(
+            "token must be a non-empty string of printable ASCII characters", argument="token"
+        )
+    if token != token.strip() or " " in token:
+        raise InvalidRequestError("token must not contain spaces", argument="token")
+    return token
+
+
+def _check_base_url(base_url: object) -> str:
+    if not isinstance(base_url, str):
+        raise InvalidRequestError(
+            f"base_url must be a string, got {type(base_url).__name__}", argument="base_url"
+        )
+    try:
+        parts = urlsplit(base_url)
+        port = parts.port  # raises ValueError for a non-numeric or out-of-range port
+    except ValueError as exc:
+        raise InvalidRequestError(
+            f"base_url is not a valid URL: {exc}", argument="base_url"
+        ) from exc
+    del port
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidRequestError(
+            "base_url must be an http:// or https:// URL with a host",
+            argument="base_url",
+        )
+    if parts.query or parts.fragment or parts.username or parts.password:
+        # Credentials in a URL end up in logs and error messages; the token has its own place.
+        raise InvalidRequestError(
+            "base_url must not contain credentials, a query or a fragment", argument="base_url"
+        )
+    return base_url.rstrip("/")
+
+
+def _check_timeout(timeout: object) -> float | None:
+    if timeout is None:
+        return None
+    if (
+        not isinstance(timeout, (int, float))
+        or isinstance(timeout, bool)
+        or not math.isfinite(timeout)
+        or timeout <= 0
+    ):
+        raise InvalidRequestError(
+            f"timeout must be a positive number of seconds or None, got {timeout!r}",
+            argument="timeout",
+        )
+    return float(timeout)

@@ -1,0 +1,295 @@
+"""The one error tree of wemasy-async.
+
+Every exception the SDK raises on purpose derives from :class:`WemasyAsyncError`, so
+``except WemasyAsyncError`` is enough to catch everything we raise; builtin bases are added
+where an error resembles one (``TimeoutError``, ``ValueError``)::
+
+    WemasyAsyncError
+    ├── InvalidRequestError (ValueError)      bad arguments; raised before any I/O
+    ├── UnsupportedOperationError             the provider has no such operation
+    ├── ClientClosedError (RuntimeError)      the client (or its session) is closed
+    └── APIError                              something went wrong talking to a provider
+        ├── APIConnectionError                could not connect, or the connection broke
+        │   └── APITimeoutError (TimeoutError) the request took longer than its timeout
+        ├── ResponseDecodeError               a body that is not what the provider documents
+        └── APIStatusError                    the provider answered with an error status
+            ├── BadRequestError               400
+            ├── AuthenticationError           401
+            ├── PaymentRequiredError          402
+            ├── PermissionDeniedError         403
+            ├── NotFoundError                 404
+            ├── ConflictError                 409
+            ├── UnprocessableEntityError      422 (per-field ``errors``)
+            ├── RateLimitError                429 (``retry_after``)
+            └── InternalServerError           >= 500
+
+Exceptions from aiohttp and msgspec are translated at one boundary (the engine and the
+provider adapters) and chained with ``raise ... from exc``. Messages never contain the API
+token: nothing that builds them has access to it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = [
+    "APIConnectionError",
+    "APIError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AuthenticationError",
+    "BadRequestError",
+    "ClientClosedError",
+    "ConflictError",
+    "InternalServerError",
+    "InvalidRequestError",
+    "NotFoundError",
+    "PaymentRequiredError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "ResponseDecodeError",
+    "UnprocessableEntityError",
+    "UnsupportedOperationError",
+    "WemasyAsyncError",
+    "status_error",
+]
+
+_EXCERPT_CHARS = 200
+
+
+def excerpt(body: bytes, limit: int = _EXCERPT_CHARS) -> str:
+    """Return a short, printable excerpt of a response body for error messages."""
+    text = body[: limit * 4].decode("utf-8", errors="replace")
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class WemasyAsyncError(Exception):
+    """Root of every exception wemasy-async raises on purpose."""
+
+
+class InvalidRequestError(WemasyAsyncError, ValueError):
+    """An argument is invalid; raised before any I/O.
+
+    Attributes:
+        argument: The name of the offending argument, when there is one.
+    """
+
+    def __init__(self, message: str, *, argument: str | None = None) -> None:
+        super().__init__(message)
+        self.argument = argument
+
+
+class UnsupportedOperationError(WemasyAsyncError):
+    """The provider does not offer this operation; raised before any I/O.
+
+    Attributes:
+        provider: The provider name, e.g. ``"loop"``.
+        operation: The operation name, e.g. ``"chat"``.
+    """
+
+    def __init__(self, provider: str, operation: str) -> None:
+        super().__init__(f"provider {provider!r} does not support {operation!r}")
+        self.provider = provider
+        self.operation = operation
+
+
+class ClientClosedError(WemasyAsyncError, RuntimeError):
+    """The client, or the ``aiohttp.ClientSession`` it was given, is already closed."""
+
+
+class APIError(WemasyAsyncError):
+    """Something went wrong while talking to a provider.
+
+    Attributes:
+        provider: The provider name the request was for.
+    """
+
+    def __init__(self, message: str, *, provider: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.provider = provider
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(provider={self.provider!r}, message={self.message!r})"
+
+
+class APIConnectionError(APIError):
+    """The request could not be sent, or the connection broke before a full response."""
+
+
+class APITimeoutError(APIConnectionError, TimeoutError):
+    """The request did not complete within its timeout."""
+
+
+class ResponseDecodeError(APIError):
+    """A response body is not what the provider documents.
+
+    Attributes:
+        status: The HTTP status of the response.
+        expected: What the SDK expected, in words.
+        excerpt: The first characters of the body, for diagnosis.
+    """
+
+    def __init__(
+        self, *, provider: str, status: int, expected: str, body: bytes, reason: str
+    ) -> None:
+        self.status = status
+        self.expected = expected
+        self.excerpt = excerpt(body)
+        super().__init__(
+            f"HTTP {status} response from {provider} is not {expected}: {reason}; "
+            f"body starts: {self.excerpt!r}",
+            provider=provider,
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"ResponseDecodeError(provider={self.provider!r}, status={self.status}, "
+            f"expected={self.expected!r})"
+        )
+
+
+class APIStatusError(APIError):
+    """The provider answered with an error status.
+
+    Attributes:
+        status: The HTTP status code.
+        message: The provider's own message (or the reason phrase when it sent none).
+        headers: The response headers.
+        body: The decoded JSON body, or the body text when it was not JSON.
+        code: The provider's machine-readable error code, when it sends one.
+        details: The provider's structured error details, when it sends any.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str,
+        status: int,
+        headers: Mapping[str, str] | None = None,
+        body: object = None,
+        code: str | None = None,
+        details: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message, provider=provider)
+        self.status = status
+        self.headers: Mapping[str, str] = dict(headers or {})
+        self.body = body
+        self.code = code
+        self.details: Mapping[str, Any] = dict(details or {})
+
+    def __str__(self) -> str:
+        code = f", code {self.code}" if self.code else ""
+        return f"{self.message} (HTTP {self.status} from {self.provider}{code})"
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(provider={self.provider!r}, status={self.status}, "
+            f"code={self.code!r}, message={self.message!r})"
+        )
+
+
+class BadRequestError(APIStatusError):
+    """HTTP 400: the provider rejected the request as malformed."""
+
+
+class AuthenticationError(APIStatusError):
+    """HTTP 401: the token is missing or invalid."""
+
+
+class PaymentRequiredError(APIStatusError):
+    """HTTP 402: the account's plan does not include this feature."""
+
+
+class PermissionDeniedError(APIStatusError):
+    """HTTP 403: the token may not access this resource."""
+
+
+class NotFoundError(APIStatusError):
+    """HTTP 404: the resource does not exist."""
+
+
+class ConflictError(APIStatusError):
+    """HTTP 409: the resource conflicts with an existing one."""
+
+
+class UnprocessableEntityError(APIStatusError):
+    """HTTP 422: validation failed.
+
+    Attributes:
+        errors: Per-field messages, ``{"field": ["message", ...]}``.
+    """
+
+    def __init__(
+        self, message: str, *, errors: Mapping[str, list[str]] | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(message, **kwargs)
+        self.errors: Mapping[str, list[str]] = dict(errors or {})
+
+
+class RateLimitError(APIStatusError):
+    """HTTP 429: too many requests.
+
+    Attributes:
+        retry_after: Seconds the provider asked us to wait, when it said.
+    """
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.retry_after = retry_after
+
+
+class InternalServerError(APIStatusError):
+    """HTTP 5xx: the provider failed."""
+
+
+_BY_STATUS: dict[int, type[APIStatusError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    402: PaymentRequiredError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    409: ConflictError,
+    422: UnprocessableEntityError,
+    429: RateLimitError,
+}
+
+
+def status_error(
+    status: int,
+    message: str,
+    *,
+    provider: str,
+    headers: Mapping[str, str] | None = None,
+    body: object = None,
+    code: str | None = None,
+    details: Mapping[str, Any] | None = None,
+    errors: Mapping[str, list[str]] | None = None,
+    retry_after: float | None = None,
+) -> APIStatusError:
+    """Build the most specific :class:`APIStatusError` subclass for ``status``.
+
+    ``errors`` is kept only on :class:`UnprocessableEntityError` and ``retry_after`` only on
+    :class:`RateLimitError`; both are ignored for other statuses.
+    """
+    common: dict[str, Any] = {
+        "provider": provider,
+        "status": status,
+        "headers": headers,
+        "body": body,
+        "code": code,
+        "details": details,
+    }
+    cls = _BY_STATUS.get(status)
+    if cls is UnprocessableEntityError:
+        return UnprocessableEntityError(message, errors=errors, **common)
+    if cls is RateLimitError:
+        return RateLimitError(message, retry_after=retry_after, **common)
+    if cls is not None:
+        return cls(message, **common)
+    if status >= 500:
+        return InternalServerError(message, **common)
+    return APIStatusError(message, **common)

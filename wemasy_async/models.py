@@ -1,0 +1,136 @@
+"""Provider-neutral models: what every provider's responses are translated into.
+
+All models are frozen, keyword-only ``msgspec.Struct`` types: cheap to build, hashable where
+their fields are, and safe to share between tasks. Ids are always ``str`` here, whatever the
+provider uses on the wire (Wemasy's integers become ``"27"``). Timestamps are timezone-aware
+``datetime`` objects in UTC when the provider sends a naive one. Fields a provider does not
+have are ``None``; the provider's own decoded wire object stays reachable as ``raw``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Generic, Literal, TypeVar
+
+import msgspec
+
+__all__ = [
+    "ChatReply",
+    "Conversation",
+    "Message",
+    "Page",
+    "Role",
+    "TokenUsage",
+    "ToolCall",
+]
+
+Role = Literal["user", "assistant", "system", "tool"]
+"""Who wrote a message. Providers' synonyms are mapped onto these four."""
+
+T = TypeVar("T")
+
+
+class TokenUsage(msgspec.Struct, frozen=True, kw_only=True):
+    """Tokens a model call consumed; any count a provider leaves out is ``None``."""
+
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    total_tokens: int | None = None
+
+
+class ToolCall(msgspec.Struct, frozen=True, kw_only=True):
+    """A function call the assistant asks the caller to run.
+
+    Answer it with ``client.chat(conversation_id=..., tool_call_id=call.id, tool_result=...)``.
+
+    Attributes:
+        id: The provider's id for this call; send it back with the result.
+        name: The function name.
+        arguments: The arguments as the JSON text the model produced (it may be invalid JSON;
+            models do that). :meth:`parsed_arguments` decodes it.
+        type: The tool type; ``"function"`` for every provider today.
+    """
+
+    id: str
+    name: str
+    arguments: str = "{}"
+    type: str = "function"
+
+    def parsed_arguments(self) -> Any:
+        """Decode :attr:`arguments` as JSON.
+
+        Raises:
+            msgspec.DecodeError: The model produced text that is not JSON.
+        """
+        return msgspec.json.decode(self.arguments)
+
+
+class Message(msgspec.Struct, frozen=True, kw_only=True):
+    """One message of a conversation."""
+
+    id: str | None = None
+    conversation_id: str | None = None
+    role: Role
+    content: str | None = None
+    tool_calls: list[ToolCall] = msgspec.field(default_factory=list)
+    tool_call_id: str | None = None
+    usage: TokenUsage | None = None
+    created_at: datetime | None = None
+    metadata: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+class Conversation(msgspec.Struct, frozen=True, kw_only=True):
+    """A conversation with an assistant.
+
+    Attributes:
+        id: The provider's id, as a string.
+        provider: The provider name, e.g. ``"wemasy"``.
+        messages: The messages, or ``None`` when the response did not include them
+            (list endpoints leave them out).
+        raw: The provider's decoded wire object, for fields this model does not carry.
+    """
+
+    id: str
+    provider: str
+    status: str | None = None
+    agent_id: str | None = None
+    goal: str | None = None
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    cost_tokens: int | None = None
+    cost_amount: Decimal | None = None
+    messages: list[Message] | None = None
+    raw: Any = None
+
+
+class ChatReply(msgspec.Struct, frozen=True, kw_only=True):
+    """The assistant's answer to a chat call.
+
+    Attributes:
+        content: The reply text; ``None`` when the model only asked for tool calls.
+        conversation_id: The conversation the exchange belongs to (new ones get an id).
+        tool_calls: Calls the caller should run and answer with ``tool_result``.
+    """
+
+    content: str | None = None
+    model: str | None = None
+    usage: TokenUsage | None = None
+    conversation_id: str | None = None
+    tool_calls: list[ToolCall] = msgspec.field(default_factory=list)
+    raw: Any = None
+
+
+class Page(msgspec.Struct, Generic[T], frozen=True, kw_only=True):
+    """One page of a paginated listing; pages are numbered from 1."""
+
+    items: list[T]
+    page: int
+    last_page: int
+    per_page: int
+    total: int
+
+    @property
+    def has_next(self) -> bool:
+        """Whether a later page exists."""
+        return self.page < self.last_page

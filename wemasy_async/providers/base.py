@@ -1,0 +1,147 @@
+"""The contract between the engine and the provider adapters.
+
+A provider adapter is sans-I/O: for each operation it returns a :class:`Call`, which holds a
+:class:`Request` description (method, path, query, JSON body) and a pure ``parse`` function
+that turns a :class:`Response` ``(status, headers, body)`` into a neutral model or raises a
+typed error. The engine sends the request and hands the response to ``parse``; it knows
+nothing about any provider, and the adapters know nothing about sockets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import ClassVar, Generic, Literal, TypeVar
+
+import msgspec
+
+from wemasy_async.errors import UnsupportedOperationError
+from wemasy_async.models import ChatReply, Conversation, Message, Page
+from wemasy_async.protocols import ConversationId, ToolSpec
+
+__all__ = [
+    "OPERATIONS",
+    "Call",
+    "ChatParams",
+    "ListConversationsParams",
+    "Operation",
+    "Provider",
+    "Request",
+    "Response",
+]
+
+T = TypeVar("T")
+
+Operation = Literal[
+    "get_conversation", "list_messages", "list_conversations", "iter_conversations", "chat"
+]
+OPERATIONS: tuple[Operation, ...] = (
+    "get_conversation",
+    "list_messages",
+    "list_conversations",
+    "iter_conversations",
+    "chat",
+)
+
+
+class Request(msgspec.Struct, frozen=True, kw_only=True):
+    """A request to send, relative to the client's base URL.
+
+    Attributes:
+        method: The HTTP method.
+        path: The path below the base URL, starting with ``/`` and already percent-encoded.
+        query: Query parameters, in order.
+        body: The JSON body, already encoded, or ``None``.
+        idempotent: Whether sending it twice has the effect of sending it once; retries
+            consult this before resending after an ambiguous failure.
+    """
+
+    method: Literal["GET", "POST"]
+    path: str
+    query: tuple[tuple[str, str], ...] = ()
+    body: bytes | None = None
+    idempotent: bool = True
+
+
+class Response(msgspec.Struct, frozen=True):
+    """A complete response: status, headers (case-insensitive in the engine) and body."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+
+class Call(msgspec.Struct, Generic[T], frozen=True):
+    """One operation: the request to send and how to read its response.
+
+    Attributes:
+        request: What to send.
+        parse: Turns the response into the result, or raises a typed
+            :class:`~wemasy_async.errors.APIError`; pure, no I/O.
+    """
+
+    request: Request
+    parse: Callable[[Response], T]
+
+
+class ListConversationsParams(msgspec.Struct, frozen=True, kw_only=True):
+    """Arguments of ``list_conversations``, as the caller gave them (not yet validated)."""
+
+    agent_id: str | None = None
+    search: str | None = None
+    per_page: int = 20
+    page: int = 1
+
+
+class ChatParams(msgspec.Struct, frozen=True, kw_only=True):
+    """Arguments of ``chat``, as the caller gave them (not yet validated)."""
+
+    message: str | None = None
+    conversation_id: ConversationId | None = None
+    connection_id: int | None = None
+    model: str | None = None
+    temperature: float | None = None
+    max_tokens: int | None = None
+    use_tools: bool | None = None
+    tools: Sequence[ToolSpec] | None = None
+    tool_call_id: str | None = None
+    tool_result: str | None = None
+
+
+class Provider:
+    """Base class of provider adapters; every operation is unsupported until overridden.
+
+    Subclasses set the class attributes and override the operations they support. Each
+    operation validates its arguments (raising
+    :class:`~wemasy_async.errors.InvalidRequestError`) and returns a :class:`Call`; it never
+    performs I/O.
+
+    Attributes:
+        name: The registry name, e.g. ``"wemasy"``.
+        default_base_url: The documented base URL.
+        token_env: The environment variable the token falls back to.
+        capabilities: The operations this provider supports.
+    """
+
+    name: ClassVar[str]
+    default_base_url: ClassVar[str]
+    token_env: ClassVar[str]
+    capabilities: ClassVar[frozenset[Operation]] = frozenset()
+
+    def get_conversation(self, conversation_id: ConversationId) -> Call[Conversation]:
+        """Describe fetching one conversation with its messages."""
+        raise UnsupportedOperationError(self.name, "get_conversation")
+
+    def list_messages(self, conversation_id: ConversationId) -> Call[list[Message]]:
+        """Describe fetching the messages of one conversation."""
+        raise UnsupportedOperationError(self.name, "list_messages")
+
+    def list_conversations(self, params: ListConversationsParams) -> Call[Page[Conversation]]:
+        """Describe fetching one page of conversations."""
+        raise UnsupportedOperationError(self.name, "list_conversations")
+
+    def chat(self, params: ChatParams) -> Call[ChatReply]:
+        """Describe sending a chat message or a tool result."""
+        raise UnsupportedOperationError(self.name, "chat")
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r}>"

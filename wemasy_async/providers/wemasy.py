@@ -1,0 +1,563 @@
+"""Wemasy: POST-RPC with ``{success, data}`` envelopes and integer ids (sans-I/O).
+
+Endpoints (base ``https://api.wemasy.nl/api``), all ``POST`` with a JSON body:
+
+- ``/services/ai/v1/conversations/get``  ``{conversation_id}`` -> ``{success, data}``
+- ``/services/ai/v1/conversations/list`` ``{agent_id, search, per_page, page}`` ->
+  ``{success, data: [...], pagination}``
+- ``/services/ai/v1/chat`` ``{message, conversation_id, ..., tool_call_id, tool_result}`` ->
+  ``{success, data: {content, model, usage, conversation_id, tool_calls}}``
+
+Error bodies: ``{success: false, message}`` (404, 500), ``{message, errors}`` (422),
+``{error: true, message}`` (401, 403, 429).
+
+What the decoder accepts where the docs are vague (they type most fields as ``string``):
+
+- ``id``, ``cost_tokens``, ``conversation_id``, token counts: an integer or a numeric string.
+- ``cost_amount``: a decimal string (``"0.0247"``, Laravel's decimal cast) or a JSON number;
+  kept exact as ``Decimal``.
+- ``started_at``, ``ended_at``, ``created_at``: RFC 3339 (``T`` or space separator, with or
+  without fraction) or Unix seconds; a timestamp without an offset is taken as UTC.
+- ``messages``: a list of message objects, the same list JSON-encoded as a string, ``""`` or
+  ``null``. Absent (as in list responses) means "not included" (``None``), not "none".
+- ``usage``: ``{prompt_tokens, completion_tokens, total_tokens}``, that object
+  JSON-encoded as a string, or a bare number (taken as the total).
+- ``tool_calls`` ("mixed"): a list of OpenAI-style calls
+  ``{id, type, function: {name, arguments}}`` (also the flat ``{id, name, arguments}``), a
+  single such object, the list JSON-encoded as a string, ``""`` or ``null``; ``arguments``
+  may be JSON text or an object.
+- ``metadata``: an object; PHP's empty array ``[]`` counts as ``{}``.
+- Message roles ``user``, ``assistant``, ``system``, ``tool``, plus the synonyms
+  ``function`` (as ``tool``) and ``developer`` (as ``system``).
+- The list request's ``page`` is not in the documented body; Laravel's paginator reads it
+  from the request input, so it is sent in the JSON body.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timezone
+from decimal import Decimal
+from http import HTTPStatus
+from typing import Any, ClassVar, Generic, TypeVar
+
+import msgspec
+
+from wemasy_async.errors import (
+    APIStatusError,
+    InvalidRequestError,
+    ResponseDecodeError,
+    status_error,
+)
+from wemasy_async.headers import parse_retry_after
+from wemasy_async.models import ChatReply, Conversation, Message, Page, Role, TokenUsage, ToolCall
+from wemasy_async.protocols import ConversationId
+from wemasy_async.providers.base import (
+    Call,
+    ChatParams,
+    ListConversationsParams,
+    Operation,
+    Provider,
+    Request,
+    Response,
+)
+from wemasy_async.validation import (
+    check_bool,
+    check_int,
+    check_integer_id,
+    check_number,
+    check_text,
+    check_tools,
+)
+
+__all__ = [
+    "WemasyConversation",
+    "WemasyMessage",
+    "WemasyProvider",
+    "WemasyToolCall",
+    "WemasyUsage",
+]
+
+NAME = "wemasy"
+GET_PATH = "/services/ai/v1/conversations/get"
+LIST_PATH = "/services/ai/v1/conversations/list"
+CHAT_PATH = "/services/ai/v1/chat"
+
+T = TypeVar("T")
+
+
+# --- Wire format -----------------------------------------------------------------------------
+
+
+class WemasyFunction(msgspec.Struct, frozen=True, kw_only=True):
+    """The ``function`` part of an OpenAI-style tool call."""
+
+    name: str | None = None
+    arguments: str | dict[str, Any] | None = None
+
+
+class WemasyToolCall(msgspec.Struct, frozen=True, kw_only=True):
+    """A tool call as Wemasy sends it (nested OpenAI shape, or flat)."""
+
+    id: str | int | None = None
+    type: str = "function"
+    function: WemasyFunction | None = None
+    name: str | None = None
+    arguments: str | dict[str, Any] | None = None
+
+
+class WemasyUsage(msgspec.Struct, frozen=True, kw_only=True):
+    """Token usage as Wemasy sends it."""
+
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    total_tokens: int | None = None
+
+
+ToolCallsWire = list[WemasyToolCall] | WemasyToolCall | str | None
+UsageWire = WemasyUsage | int | str | None
+
+
+class WemasyMessage(msgspec.Struct, frozen=True, kw_only=True):
+    """A conversation message as Wemasy sends it (the docs leave its shape open)."""
+
+    id: int | str | None = None
+    conversation_id: int | str | None = None
+    role: str
+    content: str | None = None
+    tool_calls: ToolCallsWire = None
+    tool_call_id: str | None = None
+    usage: UsageWire = None
+    created_at: datetime | None = None
+    metadata: dict[str, Any] | list[Any] | None = None
+
+
+class WemasyConversation(msgspec.Struct, frozen=True, kw_only=True):
+    """A conversation exactly as documented, with the lenient types described above."""
+
+    id: int
+    agent_id: str | None = None
+    status: str | None = None
+    goal: str | None = None
+    cost_tokens: int | None = None
+    cost_amount: Decimal | None = None
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    # UNSET when the key is absent (list responses leave messages out), unlike null.
+    messages: list[WemasyMessage] | str | msgspec.UnsetType | None = msgspec.UNSET
+
+
+class WemasyPagination(msgspec.Struct, frozen=True, kw_only=True):
+    current_page: int
+    last_page: int
+    per_page: int
+    total: int
+
+
+class WemasyChatData(msgspec.Struct, frozen=True, kw_only=True):
+    content: str | None = None
+    model: str | None = None
+    usage: UsageWire = None
+    conversation_id: int | str | None = None
+    tool_calls: ToolCallsWire = None
+
+
+class _Envelope(msgspec.Struct, Generic[T], frozen=True, kw_only=True):
+    success: bool = True
+    message: str | None = None
+    data: T
+
+
+class _ListEnvelope(msgspec.Struct, frozen=True, kw_only=True):
+    success: bool = True
+    message: str | None = None
+    data: list[WemasyConversation]
+    pagination: WemasyPagination | None = None
+
+
+class _ErrorBody(msgspec.Struct, frozen=True, kw_only=True):
+    message: str | None = None
+    errors: dict[str, list[str] | str] | None = None
+
+
+class _GetBody(msgspec.Struct, frozen=True):
+    conversation_id: int
+
+
+class _ListBody(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    agent_id: str | None = None
+    search: str | None = None
+    per_page: int = 20
+    page: int = 1
+
+
+class _ChatBody(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    message: str | None = None
+    conversation_id: int | None = None
+    connection_id: int | None = None
+    model: str | None = None
+    temperature: float | None = None
+    max_tokens: int | None = None
+    use_tools: bool | None = None
+    tools: list[dict[str, Any]] | None = None
+    tool_call_id: str | None = None
+    tool_result: str | None = None
+
+
+# One decoder per response type, built once: msgspec compiles the schema at construction.
+# strict=False lets numbers arrive as strings, as the docs' "string" types suggest they may.
+_CONVERSATION = msgspec.json.Decoder(_Envelope[WemasyConversation], strict=False)
+_LIST = msgspec.json.Decoder(_ListEnvelope, strict=False)
+_CHAT = msgspec.json.Decoder(_Envelope[WemasyChatData], strict=False)
+_ERROR = msgspec.json.Decoder(_ErrorBody, strict=False)
+_MESSAGES = msgspec.json.Decoder(list[WemasyMessage], strict=False)
+_TOOL_CALLS = msgspec.json.Decoder(list[WemasyToolCall] | WemasyToolCall | None, strict=False)
+_USAGE = msgspec.json.Decoder(WemasyUsage | int | None, strict=False)
+_ANY = msgspec.json.Decoder()
+_ENCODER = msgspec.json.Encoder()
+
+
+# --- Wire to neutral -------------------------------------------------------------------------
+
+
+class _Malformed(ValueError):
+    """A decoded body that still is not what the docs describe; becomes ResponseDecodeError."""
+
+
+_ROLES: dict[str, Role] = {
+    "user": "user",
+    "assistant": "assistant",
+    "system": "system",
+    "tool": "tool",
+    "function": "tool",
+    "developer": "system",
+}
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    return value
+
+
+def _text_id(value: int | str | None) -> str | None:
+    return None if value is None else str(value)
+
+
+def _json_text(value: str | dict[str, Any] | None) -> str:
+    if value is None:
+        return "{}"
+    if isinstance(value, str):
+        return value
+    return _ENCODER.encode(value).decode()
+
+
+def _decode_embedded(decoder: msgspec.json.Decoder[Any], text: str, field: str) -> Any:
+    """Decode a field that arrived JSON-encoded inside a string."""
+    if not text.strip():
+        return None
+    try:
+        return decoder.decode(text)
+    except msgspec.MsgspecError as exc:
+        raise _Malformed(f"{field} is a string that is not the expected JSON: {exc}") from exc
+
+
+def _tool_calls(value: ToolCallsWire) -> list[ToolCall]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return _tool_calls(_decode_embedded(_TOOL_CALLS, value, "tool_calls"))
+    if isinstance(value, WemasyToolCall):
+        value = [value]
+    calls = []
+    for wire in value:
+        function = wire.function
+        name = function.name if function is not None else wire.name
+        if not name or wire.id is None:
+            raise _Malformed("a tool call has no id or no function name")
+        arguments = function.arguments if function is not None else wire.arguments
+        calls.append(
+            ToolCall(id=str(wire.id), name=name, arguments=_json_text(arguments), type=wire.type)
+        )
+    return calls
+
+
+def _usage(value: UsageWire) -> TokenUsage | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        text = value.strip()
+        if text.isascii() and text.isdigit():
+            return TokenUsage(total_tokens=int(text))
+        return _usage(_decode_embedded(_USAGE, text, "usage"))
+    if isinstance(value, int):
+        return TokenUsage(total_tokens=value)
+    return TokenUsage(
+        prompt_tokens=value.prompt_tokens,
+        completion_tokens=value.completion_tokens,
+        total_tokens=value.total_tokens,
+    )
+
+
+def _message(wire: WemasyMessage, conversation_id: str) -> Message:
+    role = _ROLES.get(wire.role)
+    if role is None:
+        raise _Malformed(f"unknown message role {wire.role!r}")
+    metadata = wire.metadata
+    if isinstance(metadata, list):  # PHP encodes an empty associative array as []
+        metadata = {"items": metadata} if metadata else {}
+    return Message(
+        id=_text_id(wire.id),
+        conversation_id=_text_id(wire.conversation_id) or conversation_id,
+        role=role,
+        content=wire.content,
+        tool_calls=_tool_calls(wire.tool_calls),
+        tool_call_id=wire.tool_call_id,
+        usage=_usage(wire.usage),
+        created_at=_utc(wire.created_at),
+        metadata=metadata or {},
+    )
+
+
+def _messages(wire: list[WemasyMessage] | str | None, conversation_id: str) -> list[Message]:
+    decoded: list[WemasyMessage] | None = (
+        _decode_embedded(_MESSAGES, wire, "messages") if isinstance(wire, str) else wire
+    )
+    return [_message(m, conversation_id) for m in decoded or ()]
+
+
+def _conversation(wire: WemasyConversation) -> Conversation:
+    conversation_id = str(wire.id)
+    return Conversation(
+        id=conversation_id,
+        provider=NAME,
+        status=wire.status,
+        agent_id=wire.agent_id,
+        goal=wire.goal,
+        started_at=_utc(wire.started_at),
+        ended_at=_utc(wire.ended_at),
+        cost_tokens=wire.cost_tokens,
+        cost_amount=wire.cost_amount,
+        messages=(
+            None if wire.messages is msgspec.UNSET else _messages(wire.messages, conversation_id)
+        ),
+        raw=wire,
+    )
+
+
+def _page(envelope: _ListEnvelope, requested: ListConversationsParams) -> Page[Conversation]:
+    items = [_conversation(c) for c in envelope.data]
+    pagination = envelope.pagination
+    if pagination is None:  # undocumented, but then this page is all there is
+        return Page(
+            items=items,
+            page=requested.page,
+            last_page=requested.page,
+            per_page=requested.per_page,
+            total=len(items),
+        )
+    return Page(
+        items=items,
+        page=pagination.current_page,
+        last_page=pagination.last_page,
+        per_page=pagination.per_page,
+        total=pagination.total,
+    )
+
+
+def _chat_reply(data: WemasyChatData) -> ChatReply:
+    return ChatReply(
+        content=data.content,
+        model=data.model,
+        usage=_usage(data.usage),
+        conversation_id=_text_id(data.conversation_id),
+        tool_calls=_tool_calls(data.tool_calls),
+        raw=data,
+    )
+
+
+# --- Responses -------------------------------------------------------------------------------
+
+
+def error_from_response(response: Response) -> APIStatusError:
+    """Translate a non-2xx Wemasy response into the most specific error of the tree."""
+    status = response.status
+    body: object
+    try:
+        body = _ANY.decode(response.body)
+    except msgspec.DecodeError:
+        body = response.body.decode("utf-8", errors="replace")
+    message: str | None = None
+    errors: dict[str, list[str]] | None = None
+    try:
+        decoded = _ERROR.decode(response.body)
+    except msgspec.MsgspecError:
+        decoded = None
+    if decoded is not None:
+        message = decoded.message
+        if decoded.errors:
+            errors = {k: [v] if isinstance(v, str) else v for k, v in decoded.errors.items()}
+    if not message:
+        try:
+            message = HTTPStatus(status).phrase
+        except ValueError:
+            message = f"HTTP {status}"
+        if 300 <= status < 400 and response.headers.get("Location"):
+            message = f"unexpected redirect to {response.headers['Location']}"
+    return status_error(
+        status,
+        message,
+        provider=NAME,
+        headers=response.headers,
+        body=body,
+        errors=errors,
+        retry_after=parse_retry_after(
+            response.headers.get("Retry-After"), date=response.headers.get("Date")
+        ),
+    )
+
+
+def _reader(
+    decoder: msgspec.json.Decoder[Any], expected: str, convert: Callable[[Any], T]
+) -> Callable[[Response], T]:
+    """Build a ``parse`` function: error statuses raise, 2xx bodies decode and convert."""
+
+    def parse(response: Response) -> T:
+        if not 200 <= response.status < 300:
+            raise error_from_response(response)
+        try:
+            envelope = decoder.decode(response.body)
+            if not envelope.success:
+                raise _Malformed(f"success is false: {envelope.message or 'no message'}")
+            return convert(envelope)
+        except (msgspec.MsgspecError, _Malformed) as exc:
+            raise ResponseDecodeError(
+                provider=NAME,
+                status=response.status,
+                expected=expected,
+                body=response.body,
+                reason=str(exc),
+            ) from exc
+
+    return parse
+
+
+_read_conversation = _reader(
+    _CONVERSATION, "a Wemasy conversation envelope", lambda e: _conversation(e.data)
+)
+_read_messages = _reader(
+    _CONVERSATION,
+    "a Wemasy conversation envelope",
+    lambda e: _messages(e.data.messages or None, str(e.data.id)),  # absent or null: none
+)
+_read_chat = _reader(_CHAT, "a Wemasy chat reply envelope", lambda e: _chat_reply(e.data))
+
+
+# --- Requests --------------------------------------------------------------------------------
+
+
+def _post(path: str, body: msgspec.Struct, *, idempotent: bool = True) -> Request:
+    try:
+        encoded = _ENCODER.encode(body)
+    except (TypeError, msgspec.EncodeError) as exc:
+        # Only user-supplied tool definitions can hold values JSON cannot encode.
+        raise InvalidRequestError(
+            f"tools must contain only JSON values: {exc}", argument="tools"
+        ) from exc
+    return Request(method="POST", path=path, body=encoded, idempotent=idempotent)
+
+
+def _optional_text(value: object, argument: str) -> str | None:
+    return None if value is None else check_text(value, argument)
+
+
+class WemasyProvider(Provider):
+    """The Wemasy adapter: neutral calls to POST-RPC requests and back."""
+
+    name: ClassVar[str] = NAME
+    default_base_url: ClassVar[str] = "https://api.wemasy.nl/api"
+    token_env: ClassVar[str] = "WEMASY_API_TOKEN"
+    capabilities: ClassVar[frozenset[Operation]] = frozenset(
+        {"get_conversation", "list_messages", "list_conversations", "iter_conversations", "chat"}
+    )
+
+    def get_conversation(self, conversation_id: ConversationId) -> Call[Conversation]:
+        """Describe ``conversations/get``; the id must be a positive integer."""
+        body = _GetBody(check_integer_id(conversation_id, "conversation_id"))
+        return Call(_post(GET_PATH, body), _read_conversation)
+
+    def list_messages(self, conversation_id: ConversationId) -> Call[list[Message]]:
+        """Describe the messages of one conversation, read from ``conversations/get``.
+
+        Wemasy has no messages endpoint; the conversation carries its messages.
+        """
+        body = _GetBody(check_integer_id(conversation_id, "conversation_id"))
+        return Call(_post(GET_PATH, body), _read_messages)
+
+    def list_conversations(self, params: ListConversationsParams) -> Call[Page[Conversation]]:
+        """Describe ``conversations/list``: ``per_page`` 1..100, ``page`` >= 1."""
+        body = _ListBody(
+            agent_id=_optional_text(params.agent_id, "agent_id"),
+            search=_optional_text(params.search, "search"),
+            per_page=check_int(params.per_page, "per_page", minimum=1, maximum=100),
+            page=check_int(params.page, "page", minimum=1),
+        )
+        return Call(
+            _post(LIST_PATH, body), _reader(_LIST, "a Wemasy list envelope", _page_of(params))
+        )
+
+    def chat(self, params: ChatParams) -> Call[ChatReply]:
+        """Describe ``chat``: a message, or a tool result for a pending tool call.
+
+        The request is marked non-idempotent: a retry after an ambiguous failure could
+        deliver the message twice.
+        """
+        return Call(_post(CHAT_PATH, _chat_body(params), idempotent=False), _read_chat)
+
+
+def _page_of(params: ListConversationsParams) -> Callable[[_ListEnvelope], Page[Conversation]]:
+    return lambda envelope: _page(envelope, params)
+
+
+def _chat_body(p: ChatParams) -> _ChatBody:
+    message = _optional_text(p.message, "message")
+    tool_call_id = _optional_text(p.tool_call_id, "tool_call_id")
+    tool_result = _optional_text(p.tool_result, "tool_result")
+    conversation_id = (
+        None
+        if p.conversation_id is None
+        else check_integer_id(p.conversation_id, "conversation_id")
+    )
+    if (tool_call_id is None) != (tool_result is None):
+        missing = "tool_result" if tool_result is None else "tool_call_id"
+        raise InvalidRequestError(
+            "tool_call_id and tool_result must be given together", argument=missing
+        )
+    if tool_call_id is not None and conversation_id is None:
+        raise InvalidRequestError(
+            "a tool result needs the conversation_id of the tool call", argument="conversation_id"
+        )
+    if message is None and tool_call_id is None:
+        raise InvalidRequestError(
+            "chat needs a message, or a tool_call_id with its tool_result", argument="message"
+        )
+    return _ChatBody(
+        message=message,
+        conversation_id=conversation_id,
+        connection_id=(
+            None if p.connection_id is None else check_integer_id(p.connection_id, "connection_id")
+        ),
+        model=_optional_text(p.model, "model"),
+        temperature=(
+            None
+            if p.temperature is None
+            else check_number(p.temperature, "temperature", minimum=0.0, maximum=2.0)
+        ),
+        max_tokens=None
+        if p.max_tokens is None
+        else check_int(p.max_tokens, "max_tokens", minimum=1),
+        use_tools=None if p.use_tools is None else check_bool(p.use_tools, "use_tools"),
+        tools=None if p.tools is None else check_tools(p.tools),
+        tool_call_id=tool_call_id,
+        tool_result=tool_result,
+    )

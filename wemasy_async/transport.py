@@ -1,0 +1,137 @@
+"""The seam between the engine and the network: one method, ``send``.
+
+:class:`AiohttpTransport` is the only code in the package that touches aiohttp's request
+API. It translates every aiohttp and socket failure into
+:class:`~wemasy_async.errors.APIConnectionError` or
+:class:`~wemasy_async.errors.APITimeoutError` (chained ``from`` the original), so nothing
+above it ever sees a raw aiohttp exception.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from typing import Protocol
+
+import aiohttp
+import anyio
+
+from wemasy_async.errors import APIConnectionError, APITimeoutError, ClientClosedError
+from wemasy_async.providers.base import Response
+
+__all__ = ["AiohttpTransport", "Transport"]
+
+
+class Transport(Protocol):
+    """Sends one HTTP request and returns the complete response."""
+
+    async def send(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str],
+        body: bytes | None,
+        timeout: float | None,
+    ) -> Response:
+        """Send the request; raise ``APIConnectionError``/``APITimeoutError`` on failure."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release what the transport owns; never what it was given."""
+        ...
+
+
+class AiohttpTransport:
+    """A :class:`Transport` over an ``aiohttp.ClientSession``.
+
+    Args:
+        provider: The provider name, for error messages.
+        session: A caller-owned session to use and never close. Without one, the transport
+            creates its own on first use (inside the running loop, as aiohttp requires) and
+            closes it in :meth:`aclose`.
+        max_connections: The connection pool size of an owned session.
+    """
+
+    __slots__ = ("_given", "_max_connections", "_owned", "_provider", "_timeouts")
+
+    def __init__(
+        self,
+        *,
+        provider: str,
+        session: aiohttp.ClientSession | None = None,
+        max_connections: int = 100,
+    ) -> None:
+        self._provider = provider
+        self._given = session
+        self._owned: aiohttp.ClientSession | None = None
+        self._max_connections = max_connections
+        self._timeouts: dict[float | None, aiohttp.ClientTimeout] = {}
+
+    @property
+    def owns_open_session(self) -> bool:
+        """Whether this transport created a session that is still open."""
+        return self._owned is not None and not self._owned.closed
+
+    def _session(self) -> aiohttp.ClientSession:
+        session = self._given or self._owned
+        if session is None:
+            session = self._owned = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self._max_connections),
+                # An API client has no use for cookies; a shared jar would mix callers' state.
+                cookie_jar=aiohttp.DummyCookieJar(),
+            )
+        elif session.closed:
+            raise ClientClosedError("the aiohttp.ClientSession is closed")
+        return session
+
+    def _timeout(self, seconds: float | None) -> aiohttp.ClientTimeout:
+        timeout = self._timeouts.get(seconds)
+        if timeout is None:
+            # A total deadline only: it bounds connecting, waiting and reading together.
+            timeout = self._timeouts[seconds] = aiohttp.ClientTimeout(total=seconds)
+        return timeout
+
+    async def send(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str],
+        body: bytes | None,
+        timeout: float | None,
+    ) -> Response:
+        """Send one request and read the whole body.
+
+        Redirects are not followed: the APIs never redirect, and following one could carry
+        the ``Authorization`` header to another host. A 3xx is returned like any response.
+        """
+        session = self._session()
+        try:
+            async with session.request(
+                method,
+                url,
+                data=body,
+                headers=headers,
+                timeout=self._timeout(timeout),
+                allow_redirects=False,
+            ) as response:
+                data = await response.read()
+                return Response(response.status, response.headers, data)
+        except asyncio.TimeoutError as exc:  # also aiohttp's ServerTimeoutError
+            raise APITimeoutError(
+                f"request to {self._provider} timed out after {timeout} s", provider=self._provider
+            ) from exc
+        except (aiohttp.ClientError, OSError) as exc:
+            raise APIConnectionError(
+                f"connection to {self._provider} failed: {type(exc).__name__}: {exc}",
+                provider=self._provider,
+            ) from exc
+
+    async def aclose(self) -> None:
+        """Close the owned session, if any; a given session is left open."""
+        owned, self._owned = self._owned, None
+        if owned is not None and not owned.closed:
+            # Shielded so that a cancelled caller still releases every socket.
+            with anyio.CancelScope(shield=True):
+                await owned.close()
