@@ -159,7 +159,8 @@ async def _demo_tour(client: Client) -> None:
         f"cost {conversation.cost_amount}"
     )
     for m in messages[:4]:
-        text = (m.content or "").replace("\n", " ")
+        calls = ", ".join(f"calls {c.name}({c.arguments})" for c in m.tool_calls)
+        text = (m.content or calls).replace("\n", " ")
         print(f"   {m.role:>9}: {text[:70]}")
 
     question = "What is the weather in Amsterdam right now?"

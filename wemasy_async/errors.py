@@ -33,6 +33,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from multidict import CIMultiDict
+
 __all__ = [
     "APIConnectionError",
     "APIError",
@@ -65,8 +67,23 @@ def excerpt(body: bytes, limit: int = _EXCERPT_CHARS) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def _restore(cls: type[BaseException], args: tuple[Any, ...], state: dict[str, Any]) -> Any:
+    error = cls.__new__(cls)
+    error.args = args
+    error.__dict__.update(state)
+    return error
+
+
 class WemasyAsyncError(Exception):
-    """Root of every exception wemasy-async raises on purpose."""
+    """Root of every exception wemasy-async raises on purpose.
+
+    Every subclass pickles with its attributes, so errors cross process pools intact.
+    """
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # The default reduction calls __init__ with self.args only, which fails for our
+        # keyword-only constructors; restoring the state directly works for every subclass.
+        return (_restore, (type(self), self.args, self.__dict__))
 
 
 class InvalidRequestError(WemasyAsyncError, ValueError):
@@ -176,7 +193,9 @@ class APIStatusError(APIError):
     ) -> None:
         super().__init__(message, provider=provider)
         self.status = status
-        self.headers: Mapping[str, str] = dict(headers or {})
+        # Case-insensitive like the response's own headers (and, unlike aiohttp's proxy,
+        # picklable): err.headers["retry-after"] must find "Retry-After".
+        self.headers: Mapping[str, str] = CIMultiDict(headers or {})
         self.body = body
         self.code = code
         self.details: Mapping[str, Any] = dict(details or {})

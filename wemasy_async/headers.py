@@ -52,7 +52,7 @@ def parse_retry_after(value: str | None, *, date: str | None = None) -> float | 
         seconds = _seconds_until_http_date(text, date)
     if seconds is None:
         return None
-    if math.isnan(seconds) or seconds < 0 or seconds > _MAX_RETRY_AFTER:  
+    if math.isnan(seconds) or seconds < 0 or seconds > _MAX_RETRY_AFTER:
         return None
     return seconds
 

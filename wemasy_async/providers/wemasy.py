@@ -35,7 +35,7 @@ What the decoder accepts where the docs are vague (they type most fields as ``st
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from decimal import Decimal
 from http import HTTPStatus
@@ -185,10 +185,12 @@ class _GetBody(msgspec.Struct, frozen=True):
 
 
 class _ListBody(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    # per_page and page have no defaults, so they are always sent: the server's own default
+    # page size is undocumented and must not silently replace the caller's.
+    per_page: int
+    page: int
     agent_id: str | None = None
     search: str | None = None
-    per_page: int = 20
-    page: int = 1
 
 
 class _ChatBody(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -214,7 +216,16 @@ _MESSAGES = msgspec.json.Decoder(list[WemasyMessage], strict=False)
 _TOOL_CALLS = msgspec.json.Decoder(list[WemasyToolCall] | WemasyToolCall | None, strict=False)
 _USAGE = msgspec.json.Decoder(WemasyUsage | int | None, strict=False)
 _ANY = msgspec.json.Decoder()
-_ENCODER = msgspec.json.Encoder()
+
+
+def _plain(value: Any) -> Any:
+    """Encode hook: callers' tool definitions may use any Mapping, not only dict."""
+    if isinstance(value, Mapping):
+        return dict(value)
+    raise TypeError(f"{type(value).__name__} is not a JSON value")
+
+
+_ENCODER = msgspec.json.Encoder(enc_hook=_plain)
 
 
 # --- Wire to neutral -------------------------------------------------------------------------

@@ -1,0 +1,45 @@
+"""Fake provider servers for testing code that uses ``wemasy_async``.
+
+Usage::
+
+    from wemasy_async.testing import FakeWemasy
+
+    async with FakeWemasy(seed=0, conversations=200) as fake:
+        ...  # point the client at fake.url
+
+The fakes are independent ``aiohttp.web`` implementations of the provider APIs (they import
+nothing else from ``wemasy_async``). ``python -m wemasy_async.testing serve`` runs one in a
+separate process. Attributes are resolved lazily so importing this package stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from wemasy_async.testing._server import FakeServer, RecordedRequest, Route, ServerStats
+    from wemasy_async.testing.wemasy import FakeWemasy
+
+__all__ = ["FakeServer", "FakeWemasy", "RecordedRequest", "Route", "ServerStats"]
+
+_LOCATIONS = {
+    "FakeServer": "wemasy_async.testing._server",
+    "RecordedRequest": "wemasy_async.testing._server",
+    "Route": "wemasy_async.testing._server",
+    "ServerStats": "wemasy_async.testing._server",
+    "FakeWemasy": "wemasy_async.testing.wemasy",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LOCATIONS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -1,0 +1,82 @@
+"""Run a fake provider server in its own process.
+
+``python -m wemasy_async.testing serve [--provider wemasy] [--host 127.0.0.1] [--port 0]
+[--seed 0] [--conversations N] [--rate-limit N] [--window S] [--token T]``
+
+Prints exactly one line, ``URL <base url>``, to stdout once the server is listening, then
+serves until SIGTERM or SIGINT and exits 0 after a clean shutdown. The request log is off
+in this mode (nobody can read it); ``GET <origin>/__fake__/stats`` returns the counters.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import importlib
+import signal
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+#: Provider name -> "module:class". Provider fakes accept the keyword arguments below.
+PROVIDERS: dict[str, str] = {
+    "wemasy": "wemasy_async.testing.wemasy:FakeWemasy",
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m wemasy_async.testing")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run a fake provider server")
+    serve.add_argument("--provider", choices=sorted(PROVIDERS), default="wemasy")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    serve.add_argument("--seed", type=int, default=0)
+    serve.add_argument("--conversations", type=int, default=200)
+    serve.add_argument(
+        "--rate-limit", type=int, default=100_000, help="requests per window; 0 disables"
+    )
+    serve.add_argument("--window", type=float, default=60.0, help="window length in seconds")
+    serve.add_argument("--token", default=None, help="required bearer token (default: any)")
+    return parser
+
+
+async def _serve(args: argparse.Namespace) -> None:
+    module_name, _, class_name = PROVIDERS[args.provider].partition(":")
+    server_class: Any = getattr(importlib.import_module(module_name), class_name)
+    server = server_class(
+        seed=args.seed,
+        conversations=args.conversations,
+        rate_limit=args.rate_limit if args.rate_limit > 0 else None,
+        window=args.window,
+        token=args.token,
+        host=args.host,
+        port=args.port,
+        record_requests=False,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        # Windows has no add_signal_handler; Ctrl+C then surfaces as KeyboardInterrupt.
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signum, stop.set)
+    await server.start()
+    try:
+        sys.stdout.write(f"URL {server.url}\n")
+        sys.stdout.flush()
+        await stop.wait()
+    finally:
+        await server.close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the process exit code."""
+    args = _parser().parse_args(argv)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_serve(args))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,630 @@
+"""Generic machinery for in-process fake provider servers.
+
+`FakeServer` is an `aiohttp.web` application wrapper that implements everything the fake
+providers have in common: lifecycle (start/close, async context manager), bearer-token
+authentication, a fixed-window rate limiter with ``X-RateLimit-*`` headers, a request log,
+statistics and fault injection (queued error responses, delays and dropped connections).
+Provider fakes subclass it, declare their routes in `FakeServer.routes` and override the
+``*_body`` hooks to return the provider's documented error envelopes.
+
+This module is test infrastructure: it deliberately imports nothing from the rest of
+``wemasy_async`` so the SDK is always tested against an independent implementation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http
+import math
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, ClassVar, Final, TypeVar
+
+import msgspec
+from aiohttp import web
+
+__all__ = [
+    "ADMIN_PREFIX",
+    "FakeServer",
+    "RecordedRequest",
+    "Route",
+    "ServerStats",
+]
+
+#: Paths under this prefix are served by the fake itself (no auth, no rate limit, not logged).
+ADMIN_PREFIX: Final = "/__fake__"
+
+# The handler runs in the middleware's task, so a context variable hands it the parsed
+# request without request-dict keys (whose typed API differs across aiohttp versions).
+_CURRENT_RECORD: ContextVar[RecordedRequest] = ContextVar("wemasy_fake_record")
+_JSON_CONTENT_TYPE: Final = "application/json"
+_encode = msgspec.json.encode
+_decode = msgspec.json.decode
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+_ServerT = TypeVar("_ServerT", bound="FakeServer")
+
+
+@dataclass(frozen=True)
+class Route:
+    """One provider endpoint.
+
+    Attributes:
+        method: HTTP method, e.g. ``"POST"``.
+        path: Path relative to the server's `FakeServer.url_prefix`; may contain aiohttp
+            placeholders such as ``/conversations/{id}``.
+        handler: Coroutine producing the response; `FakeServer.record_of` gives it the
+            parsed request.
+    """
+
+    method: str
+    path: str
+    handler: Handler
+
+
+@dataclass(slots=True)
+class RecordedRequest:
+    """A request as the fake received it.
+
+    Nothing is redacted: ``headers`` includes the bearer token verbatim. This is test-only
+    infrastructure; never point real credentials at a fake.
+
+    Attributes:
+        method: HTTP method.
+        path: Full request path, including the url prefix (e.g. ``/api/services/ai/v1/chat``).
+        endpoint: ``path`` with the url prefix stripped (e.g. ``/services/ai/v1/chat``).
+        query: Query string parameters (last value wins for repeated keys, like PHP).
+        headers: Request headers (a read-only, case-insensitive mapping).
+        body: Raw request body.
+        json: The body decoded as JSON, or None when the body is empty or not valid JSON.
+        json_error: True when a non-empty body failed to decode as JSON.
+        received_at: Server clock reading when the request arrived.
+        status: Status of the response sent, filled in once the response is produced;
+            0 when the connection was gone before the response could be sent
+            (`FakeServer.queue_disconnect`, or a client that gave up during a delay).
+    """
+
+    method: str
+    path: str
+    endpoint: str
+    query: dict[str, str]
+    headers: Mapping[str, str]
+    body: bytes
+    json: Any
+    json_error: bool
+    received_at: float
+    status: int | None = None
+
+
+@dataclass
+class ServerStats:
+    """Counters for benchmarks and assertions.
+
+    Attributes:
+        requests_total: Every request that reached the server (admin paths excluded).
+        accepted: Authenticated requests admitted by the rate limiter.
+        unauthorized: Requests rejected with 401 by the auth check.
+        rate_limited: 429 responses produced by the rate limiter (queued 429 faults are
+            not included; see ``status_counts`` for every 429 sent).
+        faults_served: Queued faults that were consumed.
+        max_in_window: The most requests accepted within any single rate-limit window.
+        window_counts: Accepted requests per window index (window 0 starts at
+            ``start time + window_offset``).
+        status_counts: Responses sent, by HTTP status (0 counts dropped connections).
+    """
+
+    requests_total: int = 0
+    accepted: int = 0
+    unauthorized: int = 0
+    rate_limited: int = 0
+    faults_served: int = 0
+    max_in_window: int = 0
+    window_counts: dict[int, int] = field(default_factory=dict)
+    status_counts: dict[int, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return a JSON-able snapshot (as served on ``GET /__fake__/stats``)."""
+        return {
+            "requests_total": self.requests_total,
+            "accepted": self.accepted,
+            "unauthorized": self.unauthorized,
+            "rate_limited": self.rate_limited,
+            "faults_served": self.faults_served,
+            "max_in_window": self.max_in_window,
+            "window_counts": dict(self.window_counts),
+            "status_counts": dict(self.status_counts),
+        }
+
+
+@dataclass
+class _Fault:
+    kind: str  # "error" | "delay" | "disconnect"
+    remaining: int
+    path: str | None
+    status: int = 0
+    body: bytes = b""
+    content_type: str = _JSON_CONTENT_TYPE
+    headers: Mapping[str, str] | None = None
+    delay: float = 0.0
+
+
+def _reason(status: int) -> str:
+    try:
+        return http.HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
+
+
+class FakeServer:
+    """Base class of the fake provider servers.
+
+    Request pipeline (a single aiohttp middleware), in order:
+
+    1. Admin paths (``/__fake__/...``) are answered directly.
+    2. The request is counted, its body read and JSON-decoded, and it is appended to
+       `requests` (unless ``record_requests=False``).
+    3. Unknown paths and wrong methods get a JSON 404/405 without auth or rate limiting,
+       like a framework router that rejects them before route middleware runs.
+    4. Auth: ``Authorization: Bearer <token>`` must be present (scheme case-insensitive);
+       with ``token=None`` any non-empty token is accepted, otherwise it must equal
+       ``token``. Failures get 401 with `unauthorized_body`.
+    5. Rate limit: fixed windows of ``window`` seconds, aligned to the start time plus
+       ``window_offset``, each admitting ``rate_limit`` requests. Only authenticated
+       requests are counted (a deliberate choice: a misconfigured token cannot exhaust the
+       budget, and the counters describe real API usage); rejected 429 requests are not
+       counted either, matching Laravel's throttle middleware. Over the limit: 429 with
+       `rate_limited_body`, ``Retry-After`` (whole seconds until the window resets, >= 1),
+       ``X-RateLimit-Reset`` (unix time) and ``X-RateLimit-Remaining: 0``.
+    6. The first queued fault matching the endpoint, if any, is consumed.
+    7. The route handler runs.
+
+    There is one rate-limit bucket per server (not per token). Every response from steps
+    4-7 carries ``X-RateLimit-Limit`` and ``X-RateLimit-Remaining`` (the remaining budget
+    after counting this request, never negative) unless ``rate_limit`` is None.
+
+    Subclasses set `url_prefix`, implement `routes` and override the ``*_body`` hooks.
+    """
+
+    #: Prefix of every provider route; part of `url` (Wemasy: ``"/api"``).
+    url_prefix: ClassVar[str] = ""
+
+    def __init__(
+        self,
+        *,
+        token: str | None = None,
+        rate_limit: int | None = 100_000,
+        window: float = 60.0,
+        window_offset: float = 0.0,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        record_requests: bool = True,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """Configure the server; nothing is bound until `start`.
+
+        Args:
+            token: Required bearer token, or None to accept any non-empty token.
+            rate_limit: Requests admitted per window, or None to disable rate limiting
+                (and omit the ``X-RateLimit-*`` headers).
+            window: Window length in seconds.
+            window_offset: Seconds added to the start time to position window boundaries.
+            host: Interface to bind.
+            port: Port to bind; 0 picks a free port.
+            record_requests: Append every request to `requests`. Turn off for long
+                benchmarks to keep memory flat.
+            clock: Monotonic clock in seconds; injectable for deterministic tests.
+        """
+        if rate_limit is not None and rate_limit < 1:
+            raise ValueError("rate_limit must be >= 1 or None")
+        if window <= 0:
+            raise ValueError("window must be > 0")
+        self.token = token
+        self.rate_limit = rate_limit
+        self.window = float(window)
+        self.window_offset = float(window_offset)
+        self.host = host
+        self.port = port
+        self.record_requests = record_requests
+        self.requests: list[RecordedRequest] = []
+        self.stats = ServerStats()
+        self._clock = clock
+        self._limit_header = str(rate_limit) if rate_limit is not None else ""
+        self._faults: list[_Fault] = []
+        self._runner: web.AppRunner | None = None
+        self._url: str | None = None
+        self._origin = 0.0
+        self._window_index = 0
+        self._window_count = 0
+        self._prefix_len = len(self.url_prefix)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        """Bind the socket and start serving. Raises RuntimeError if already started."""
+        if self._runner is not None:
+            raise RuntimeError(f"{type(self).__name__} is already started")
+        app = web.Application(middlewares=[self._middleware])
+        for route in self.routes():
+            app.router.add_route(route.method, self.url_prefix + route.path, route.handler)
+        app.router.add_get(ADMIN_PREFIX + "/stats", self._admin_stats)
+        # A short shutdown timeout: a handler parked in a queued delay must not hold up
+        # test teardown for aiohttp's default 60 s.
+        runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=1.0)
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, self.host, self.port)
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        sockname = runner.addresses[0]
+        host, port = sockname[0], sockname[1]
+        self.port = port
+        netloc = f"[{host}]" if ":" in host else host
+        self._url = f"http://{netloc}:{port}{self.url_prefix}"
+        self._origin = self._clock() + self.window_offset
+        self._window_index = self._current_window(self._clock())
+        self._window_count = 0
+
+    async def close(self) -> None:
+        """Stop serving and release all resources. Safe to call repeatedly."""
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
+
+    async def __aenter__(self: _ServerT) -> _ServerT:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    @property
+    def url(self) -> str:
+        """Base URL including `url_prefix`, e.g. ``http://127.0.0.1:8123/api``."""
+        if self._url is None:
+            raise RuntimeError(f"{type(self).__name__} is not started")
+        return self._url
+
+    @property
+    def started(self) -> bool:
+        """True while the server is listening."""
+        return self._runner is not None
+
+    # ------------------------------------------------------------------ provider hooks
+
+    def routes(self) -> Iterable[Route]:
+        """Return the provider's endpoints. Subclasses must override."""
+        raise NotImplementedError
+
+    def unauthorized_body(self) -> Any:
+        """Body of the 401 sent for a missing or wrong bearer token."""
+        return {"message": "Unauthenticated."}
+
+    def rate_limited_body(self, retry_after: int) -> Any:
+        """Body of a 429 response.
+
+        Args:
+            retry_after: The ``Retry-After`` value being sent, in seconds.
+        """
+        return {"message": "Too Many Attempts."}
+
+    def error_body(self, status: int) -> Any:
+        """Default body for a queued fault or a router-level error with this status."""
+        if status == 401:
+            return self.unauthorized_body()
+        return {"message": _reason(status)}
+
+    # ------------------------------------------------------------------ helpers for subclasses
+
+    @staticmethod
+    def json_response(obj: Any, status: int = 200) -> web.Response:
+        """Encode ``obj`` with msgspec and wrap it in an ``application/json`` response."""
+        return web.Response(body=_encode(obj), status=status, content_type=_JSON_CONTENT_TYPE)
+
+    @staticmethod
+    def raw_json_response(body: bytes, status: int = 200) -> web.Response:
+        """Wrap already-encoded JSON bytes in an ``application/json`` response."""
+        return web.Response(body=body, status=status, content_type=_JSON_CONTENT_TYPE)
+
+    @staticmethod
+    def record_of(request: web.Request) -> RecordedRequest:
+        """Return the parsed form of ``request``, the request being handled."""
+        return _CURRENT_RECORD.get()
+
+    # ------------------------------------------------------------------ request log
+
+    def reset_log(self) -> None:
+        """Forget all recorded requests."""
+        self.requests.clear()
+
+    def requests_to(self, endpoint: str) -> list[RecordedRequest]:
+        """Return recorded requests whose endpoint (path without prefix) equals ``endpoint``."""
+        return [r for r in self.requests if r.endpoint == endpoint]
+
+    # ------------------------------------------------------------------ faults
+
+    def queue_error(
+        self,
+        status: int,
+        *,
+        body: Any = None,
+        headers: Mapping[str, str] | None = None,
+        times: int = 1,
+        path: str | None = None,
+        content_type: str | None = None,
+        delay: float = 0.0,
+    ) -> None:
+        """Answer the next ``times`` matching requests with a canned response.
+
+        Faults apply after authentication and rate limiting (so they count against the
+        window and carry the rate-limit headers) and before the route handler. Faults are
+        matched in the order they were queued.
+
+        Args:
+            status: HTTP status to send.
+            body: None for the provider's documented body for ``status`` (`error_body`,
+                or `rate_limited_body` for 429); ``bytes`` sent verbatim as
+                ``application/json`` (handy for malformed JSON); ``str`` sent verbatim as
+                ``text/html`` if it starts with ``<``, else ``text/plain``; anything else
+                is JSON-encoded.
+            headers: Extra response headers; they override the rate-limit headers. A 429
+                gets ``Retry-After: 1`` unless given here.
+            times: How many matching requests to answer this way.
+            path: Only match this endpoint: the path without url prefix (e.g.
+                ``"/services/ai/v1/chat"``) or the route template (e.g.
+                ``"/conversations/{id}"``); None matches every endpoint.
+            content_type: Override the content type derived from ``body``.
+            delay: Seconds to wait before responding (for client timeout tests).
+        """
+        if times < 1:
+            raise ValueError("times must be >= 1")
+        extra: dict[str, str] = {}
+        if status == 429:
+            extra["Retry-After"] = "1"
+            extra["X-RateLimit-Remaining"] = "0"
+        if headers:
+            extra.update(headers)
+        if body is None:
+            retry_after_header = extra.get("Retry-After", "1")
+            retry_after = int(retry_after_header) if retry_after_header.isdigit() else 1
+            body = self.rate_limited_body(retry_after) if status == 429 else self.error_body(status)
+        if isinstance(body, bytes):
+            encoded, ctype = body, _JSON_CONTENT_TYPE
+        elif isinstance(body, str):
+            encoded = body.encode()
+            ctype = "text/html" if body.lstrip().startswith("<") else "text/plain"
+        else:
+            encoded, ctype = _encode(body), _JSON_CONTENT_TYPE
+        self._faults.append(
+            _Fault(
+                kind="error",
+                remaining=times,
+                path=path,
+                status=status,
+                body=encoded,
+                content_type=content_type or ctype,
+                headers=extra,
+                delay=delay,
+            )
+        )
+
+    def queue_delay(self, seconds: float, *, times: int = 1, path: str | None = None) -> None:
+        """Delay the next ``times`` matching requests by ``seconds``, then handle them normally.
+
+        Args:
+            seconds: Delay before the handler runs.
+            times: How many matching requests to delay.
+            path: Endpoint filter, as for `queue_error`.
+        """
+        if times < 1:
+            raise ValueError("times must be >= 1")
+        self._faults.append(_Fault(kind="delay", remaining=times, path=path, delay=seconds))
+
+    def queue_disconnect(self, *, times: int = 1, path: str | None = None) -> None:
+        """Drop the connection without a response for the next ``times`` matching requests.
+
+        The client sees a disconnect (aiohttp: ``ServerDisconnectedError``). The handler does
+        not run, so no state changes; the request is still logged and counted.
+
+        Args:
+            times: How many matching requests to drop.
+            path: Endpoint filter, as for `queue_error`.
+        """
+        if times < 1:
+            raise ValueError("times must be >= 1")
+        self._faults.append(_Fault(kind="disconnect", remaining=times, path=path))
+
+    def clear_faults(self) -> None:
+        """Discard all queued faults."""
+        self._faults.clear()
+
+    @property
+    def pending_faults(self) -> int:
+        """Number of fault responses still queued (summed over ``times``)."""
+        return sum(f.remaining for f in self._faults)
+
+    def _take_fault(self, endpoint: str, template: str) -> _Fault | None:
+        for i, fault in enumerate(self._faults):
+            if fault.path is None or fault.path == endpoint or fault.path == template:
+                fault.remaining -= 1
+                if fault.remaining == 0:
+                    del self._faults[i]
+                return fault
+        return None
+
+    # ------------------------------------------------------------------ rate limiting
+
+    def _current_window(self, now: float) -> int:
+        return math.floor((now - self._origin) / self.window)
+
+    def seconds_until_reset(self) -> float:
+        """Seconds until the current rate-limit window ends."""
+        now = self._clock()
+        return self._origin + (self._current_window(now) + 1) * self.window - now
+
+    def _admit(self) -> tuple[bool, int]:
+        """Count one request against the limiter; return (admitted, remaining)."""
+        limit = self.rate_limit
+        assert limit is not None
+        index = self._current_window(self._clock())
+        if index != self._window_index:
+            self._window_index = index
+            self._window_count = 0
+        if self._window_count >= limit:
+            return False, 0
+        self._window_count += 1
+        stats = self.stats
+        stats.accepted += 1
+        stats.window_counts[index] = self._window_count
+        if self._window_count > stats.max_in_window:
+            stats.max_in_window = self._window_count
+        return True, limit - self._window_count
+
+    def _remaining_now(self) -> int:
+        assert self.rate_limit is not None
+        if self._current_window(self._clock()) != self._window_index:
+            return self.rate_limit
+        return max(0, self.rate_limit - self._window_count)
+
+    # ------------------------------------------------------------------ pipeline
+
+    def _check_auth(self, request: web.Request) -> bool:
+        header = request.headers.get("Authorization")
+        if not header:
+            return False
+        scheme, _, credentials = header.partition(" ")
+        credentials = credentials.strip()
+        if scheme.lower() != "bearer" or not credentials:
+            return False
+        return self.token is None or credentials == self.token
+
+    @web.middleware
+    async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        path = request.path
+        if path.startswith(ADMIN_PREFIX):
+            return await handler(request)
+        stats = self.stats
+        stats.requests_total += 1
+        body = await request.read()
+        parsed: Any = None
+        json_error = False
+        if body.strip():
+            try:
+                parsed = _decode(body)
+            except msgspec.DecodeError:
+                json_error = True
+        prefix_len = self._prefix_len
+        endpoint = path[prefix_len:] if path.startswith(self.url_prefix) else path
+        record = RecordedRequest(
+            method=request.method,
+            path=path,
+            endpoint=endpoint,
+            query=dict(request.query),
+            headers=request.headers,
+            body=body,
+            json=parsed,
+            json_error=json_error,
+            received_at=self._clock(),
+        )
+        if self.record_requests:
+            self.requests.append(record)
+        _CURRENT_RECORD.set(record)
+        response = await self._dispatch(request, handler, record)
+        transport = request.transport
+        # A dropped connection (queue_disconnect) is recorded as status 0.
+        status = response.status if transport is not None and not transport.is_closing() else 0
+        record.status = status
+        status_counts = stats.status_counts
+        status_counts[status] = status_counts.get(status, 0) + 1
+        return response
+
+    async def _dispatch(
+        self, request: web.Request, handler: Handler, record: RecordedRequest
+    ) -> web.StreamResponse:
+        router_error = request.match_info.http_exception
+        if router_error is not None:
+            response = self.json_response(self.error_body(router_error.status), router_error.status)
+            allow = router_error.headers.get("Allow")
+            if allow is not None:
+                response.headers["Allow"] = allow
+            return response
+
+        limited = self.rate_limit is not None
+        if not self._check_auth(request):
+            self.stats.unauthorized += 1
+            response = self.json_response(self.unauthorized_body(), 401)
+            if limited:
+                response.headers["X-RateLimit-Limit"] = self._limit_header
+                response.headers["X-RateLimit-Remaining"] = str(self._remaining_now())
+            return response
+
+        remaining = 0
+        if limited:
+            admitted, remaining = self._admit()
+            if not admitted:
+                return self._throttled_response()
+
+        fault = (
+            self._take_fault(record.endpoint, self._route_template(request))
+            if self._faults
+            else None
+        )
+        if fault is not None:
+            self.stats.faults_served += 1
+            if fault.delay > 0:
+                await asyncio.sleep(fault.delay)
+            if fault.kind == "disconnect":
+                return self._disconnect(request)
+            if fault.kind == "error":
+                response = web.Response(
+                    body=fault.body, status=fault.status, content_type=fault.content_type
+                )
+                if limited:
+                    response.headers["X-RateLimit-Limit"] = self._limit_header
+                    response.headers["X-RateLimit-Remaining"] = str(remaining)
+                if fault.headers:
+                    response.headers.update(fault.headers)
+                return response
+
+        handled = await handler(request)
+        if limited:
+            handled.headers["X-RateLimit-Limit"] = self._limit_header
+            handled.headers["X-RateLimit-Remaining"] = str(remaining)
+        return handled
+
+    def _route_template(self, request: web.Request) -> str:
+        resource = request.match_info.route.resource
+        canonical = resource.canonical if resource is not None else request.path
+        return canonical[self._prefix_len :]
+
+    def _throttled_response(self) -> web.Response:
+        self.stats.rate_limited += 1
+        retry_after = max(1, math.ceil(self.seconds_until_reset()))
+        response = self.json_response(self.rate_limited_body(retry_after), 429)
+        headers = response.headers
+        headers["Retry-After"] = str(retry_after)
+        headers["X-RateLimit-Limit"] = self._limit_header
+        headers["X-RateLimit-Remaining"] = "0"
+        headers["X-RateLimit-Reset"] = str(math.ceil(time.time()) + retry_after)
+        return response
+
+    @staticmethod
+    def _disconnect(request: web.Request) -> web.StreamResponse:
+        transport = request.transport
+        if transport is not None:
+            transport.close()
+        # aiohttp discards the response when the transport is already closed.
+        return web.Response(status=500)
+
+    async def _admin_stats(self, request: web.Request) -> web.Response:
+        return self.json_response(self.stats.as_dict())
