@@ -31,7 +31,7 @@ def lint(session: nox.Session) -> None:
 def typecheck(session: nox.Session) -> None:
     """Type-check the package (and the tests' typing examples) with mypy --strict."""
     session.install("-e", ".[test]", "mypy")
-    session.run("mypy", "--strict", "wemasy_async")
+    session.run("mypy", "--strict", "wemasy_async", "tests/typing")
 
 
 @nox.session(python=PYTHON)

@@ -19,8 +19,9 @@ import msgspec
 
 from wemasy_async._version import __version__
 from wemasy_async.client import Client
-from wemasy_async.errors import WemasyAsyncError
+from wemasy_async.errors import UnsupportedOperationError, WemasyAsyncError
 from wemasy_async.models import Conversation
+from wemasy_async.protocols import ConversationStore
 from wemasy_async.providers.registry import provider_names
 
 __all__ = ["main"]
@@ -130,7 +131,38 @@ async def _demo(args: argparse.Namespace) -> None:
                 f"   {len(results) - failed:,} conversations ({messages:,} messages), "
                 f"{failed} errors, in {elapsed:.2f} s = {len(results) / elapsed:,.0f} req/s"
             )
-    print("\nDone. Next: `wemasy-async get ID` against the real API with $WEMASY_API_TOKEN.")
+    await _demo_other_providers(args.seed)
+    print("\nDone. Next: `wemasy-async get ID` against a real API, token from the environment.")
+
+
+async def _neutral_summary(store: ConversationStore, conversation_id: str) -> str:
+    """Provider-neutral code: the same lines work against every provider."""
+    conversation = await store.get_conversation(conversation_id)
+    messages = await store.list_messages(conversation_id, limit=2)
+    first = (messages[0].content or "").replace("\n", " ")[:50] if messages else ""
+    return (
+        f"{conversation.id[:13]}… {conversation.status or '-'}, "
+        f"{len(conversation.messages or ())} messages; first: {first!r}"
+    )
+
+
+async def _demo_other_providers(seed: int) -> None:
+    from wemasy_async.testing import FakeLoop, FakeSiteAssist
+
+    print("\n6. The same provider-neutral code against SiteAssist and Loop")
+    async with (
+        FakeSiteAssist(seed=seed, conversations=20) as siteassist,
+        FakeLoop(seed=seed, conversations=20) as loop,
+    ):
+        for name, fake in (("siteassist", siteassist), ("loop", loop)):
+            async with Client(name, base_url=fake.url, token="demo-token") as client:
+                summary = await _neutral_summary(client, fake.conversation_ids[0])
+                print(f"   {name:<10} {summary}")
+                try:
+                    await client.chat("hello")
+                except UnsupportedOperationError as exc:
+                    supported = ", ".join(sorted(client.capabilities))
+                    print(f"   {'':<10} {exc}; supports: {supported}")
 
 
 async def _demo_tour(client: Client) -> None:

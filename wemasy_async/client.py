@@ -13,7 +13,11 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from wemasy_async.engine import Engine
-from wemasy_async.errors import ClientClosedError, InvalidRequestError
+from wemasy_async.errors import (
+    ClientClosedError,
+    InvalidRequestError,
+    UnsupportedOperationError,
+)
 from wemasy_async.models import ChatReply, Conversation, Message, Page
 from wemasy_async.protocols import ConversationId, ToolSpec
 from wemasy_async.providers.base import (
@@ -151,14 +155,20 @@ class Client:
         """
         return await self._send(self._provider.get_conversation(conversation_id))
 
-    async def list_messages(self, conversation_id: ConversationId) -> list[Message]:
+    async def list_messages(
+        self, conversation_id: ConversationId, *, limit: int | None = None
+    ) -> list[Message]:
         """Fetch the messages of one conversation, oldest first.
 
+        Args:
+            conversation_id: The conversation.
+            limit: Return at most this many (the first ones); ``None`` for all of them.
+
         Raises:
-            InvalidRequestError: The id is not valid for this provider (before any I/O).
+            InvalidRequestError: The id or limit is not valid (before any I/O).
             NotFoundError: No such conversation.
         """
-        return await self._send(self._provider.list_messages(conversation_id))
+        return await self._send(self._provider.list_messages(conversation_id, limit))
 
     async def list_conversations(
         self,
@@ -202,6 +212,8 @@ class Client:
             InvalidRequestError: An argument is out of range (at call time).
             UnsupportedOperationError: The provider cannot list conversations (at call time).
         """
+        if "iter_conversations" not in self._provider.capabilities:
+            raise UnsupportedOperationError(self.provider, "iter_conversations")
         params = ListConversationsParams(agent_id=agent_id, search=search, per_page=per_page)
         first = self._provider.list_conversations(params)
         return self._pages(params, first)

@@ -62,14 +62,22 @@ class Engine:
         return f"<Engine {self._provider} {self._base_url}>"
 
     async def send(self, call: Call[T]) -> T:
-        """Send ``call.request`` and return ``call.parse`` of the response.
+        """Send ``call`` and any follow-up calls it asks for; return the final result.
 
         Raises:
-            APIConnectionError: The request could not be completed.
+            APIConnectionError: A request could not be completed.
             APITimeoutError: It took longer than the timeout.
             APIStatusError: The provider answered with an error status.
             ResponseDecodeError: The provider answered 2xx with a body it does not document.
         """
+        result = await self._send_one(call)
+        next_call = call.follow_up(result)
+        while next_call is not None:
+            result = await self._send_one(next_call)
+            next_call = next_call.follow_up(result)
+        return result
+
+    async def _send_one(self, call: Call[T]) -> T:
         request = call.request
         url = self._base_url + request.path
         if request.query:

@@ -86,6 +86,12 @@ class Conversation(msgspec.Struct, frozen=True, kw_only=True):
     Attributes:
         id: The provider's id, as a string.
         provider: The provider name, e.g. ``"wemasy"``.
+        started_at: When the conversation began (SiteAssist: ``createdAt``).
+        ended_at: When it ended or was closed (SiteAssist: ``closedAt``).
+        last_activity_at: The last message or event (SiteAssist: ``lastInterationAt``).
+        close_reason: Why it was closed, when the provider says.
+        human_handled: Whether a human agent took over, when the provider says.
+        human_agent: Who that human agent is (a name or id), when the provider says.
         messages: The messages, or ``None`` when the response did not include them
             (list endpoints leave them out).
         raw: The provider's decoded wire object, for fields this model does not carry.
@@ -98,6 +104,11 @@ class Conversation(msgspec.Struct, frozen=True, kw_only=True):
     goal: str | None = None
     started_at: datetime | None = None
     ended_at: datetime | None = None
+    updated_at: datetime | None = None
+    last_activity_at: datetime | None = None
+    close_reason: str | None = None
+    human_handled: bool | None = None
+    human_agent: str | None = None
     cost_tokens: int | None = None
     cost_amount: Decimal | None = None
     messages: list[Message] | None = None

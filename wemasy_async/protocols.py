@@ -10,13 +10,15 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
+from uuid import UUID
 
 from wemasy_async.models import ChatReply, Conversation, Message, Page
 
 __all__ = ["ChatService", "ConversationId", "ConversationStore", "ToolSpec"]
 
-ConversationId = int | str
-"""A conversation id: Wemasy takes an ``int`` or a string of digits."""
+ConversationId = int | str | UUID
+"""A conversation id: an ``int`` or digit string for Wemasy, a UUID (object or string) for
+SiteAssist, a string for Loop. Each provider checks its own form before any I/O."""
 
 ToolSpec = Mapping[str, Any]
 """An OpenAI-style tool definition: ``{"type": "function", "function": {"name": ..., ...}}``."""
@@ -30,8 +32,10 @@ class ConversationStore(Protocol):
         """Fetch one conversation, with its messages."""
         ...
 
-    async def list_messages(self, conversation_id: ConversationId) -> list[Message]:
-        """Fetch the messages of one conversation, oldest first."""
+    async def list_messages(
+        self, conversation_id: ConversationId, *, limit: int | None = None
+    ) -> list[Message]:
+        """Fetch the messages of one conversation, oldest first: all, or the first ``limit``."""
         ...
 
     async def list_conversations(

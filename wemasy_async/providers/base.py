@@ -77,10 +77,21 @@ class Call(msgspec.Struct, Generic[T], frozen=True):
         request: What to send.
         parse: Turns the response into the result, or raises a typed
             :class:`~wemasy_async.errors.APIError`; pure, no I/O.
+        then: Given the parsed result, returns a follow-up call whose result replaces it,
+            or ``None``; see :meth:`follow_up`.
     """
 
     request: Request
     parse: Callable[[Response], T]
+    then: Callable[[T], Call[T] | None] | None = None
+
+    def follow_up(self, result: T) -> Call[T] | None:
+        """The call to send next with ``result`` in hand, or ``None`` when ``result`` is final.
+
+        Lets an adapter express a short, fixed conversation with the server (e.g. "the
+        server truncated the list; ask again for all of it") without doing I/O itself.
+        """
+        return None if self.then is None else self.then(result)
 
 
 class ListConversationsParams(msgspec.Struct, frozen=True, kw_only=True):
@@ -131,8 +142,10 @@ class Provider:
         """Describe fetching one conversation with its messages."""
         raise UnsupportedOperationError(self.name, "get_conversation")
 
-    def list_messages(self, conversation_id: ConversationId) -> Call[list[Message]]:
-        """Describe fetching the messages of one conversation."""
+    def list_messages(
+        self, conversation_id: ConversationId, limit: int | None = None
+    ) -> Call[list[Message]]:
+        """Describe fetching the messages of one conversation: all, or the first ``limit``."""
         raise UnsupportedOperationError(self.name, "list_messages")
 
     def list_conversations(self, params: ListConversationsParams) -> Call[Page[Conversation]]:

@@ -497,13 +497,19 @@ class WemasyProvider(Provider):
         body = _GetBody(check_integer_id(conversation_id, "conversation_id"))
         return Call(_post(GET_PATH, body), _read_conversation)
 
-    def list_messages(self, conversation_id: ConversationId) -> Call[list[Message]]:
+    def list_messages(
+        self, conversation_id: ConversationId, limit: int | None = None
+    ) -> Call[list[Message]]:
         """Describe the messages of one conversation, read from ``conversations/get``.
 
-        Wemasy has no messages endpoint; the conversation carries its messages.
+        Wemasy has no messages endpoint; the conversation carries all its messages, and
+        ``limit`` keeps the first ones.
         """
         body = _GetBody(check_integer_id(conversation_id, "conversation_id"))
-        return Call(_post(GET_PATH, body), _read_messages)
+        if limit is None:
+            return Call(_post(GET_PATH, body), _read_messages)
+        count = check_int(limit, "limit", minimum=1)
+        return Call(_post(GET_PATH, body), lambda response: _read_messages(response)[:count])
 
     def list_conversations(self, params: ListConversationsParams) -> Call[Page[Conversation]]:
         """Describe ``conversations/list``: ``per_page`` 1..100, ``page`` >= 1."""

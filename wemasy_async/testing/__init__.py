@@ -19,9 +19,19 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from wemasy_async.testing._server import FakeServer, RecordedRequest, Route, ServerStats
+    from wemasy_async.testing.loop import FakeLoop
+    from wemasy_async.testing.siteassist import FakeSiteAssist
     from wemasy_async.testing.wemasy import FakeWemasy
 
-__all__ = ["FakeServer", "FakeWemasy", "RecordedRequest", "Route", "ServerStats"]
+__all__ = [
+    "FakeLoop",
+    "FakeServer",
+    "FakeSiteAssist",
+    "FakeWemasy",
+    "RecordedRequest",
+    "Route",
+    "ServerStats",
+]
 
 _LOCATIONS = {
     "FakeServer": "wemasy_async.testing._server",
@@ -29,6 +39,8 @@ _LOCATIONS = {
     "Route": "wemasy_async.testing._server",
     "ServerStats": "wemasy_async.testing._server",
     "FakeWemasy": "wemasy_async.testing.wemasy",
+    "FakeSiteAssist": "wemasy_async.testing.siteassist",
+    "FakeLoop": "wemasy_async.testing.loop",
 }
 
 

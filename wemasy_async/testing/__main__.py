@@ -22,6 +22,8 @@ from typing import Any
 #: Provider name -> "module:class". Provider fakes accept the keyword arguments below.
 PROVIDERS: dict[str, str] = {
     "wemasy": "wemasy_async.testing.wemasy:FakeWemasy",
+    "siteassist": "wemasy_async.testing.siteassist:FakeSiteAssist",
+    "loop": "wemasy_async.testing.loop:FakeLoop",
 }
 
 

@@ -1,0 +1,90 @@
+"""Static typing of the public API; checked by ``mypy --strict`` (``nox -s typecheck``).
+
+Not run by pytest. Each ``assert_type`` pins a return type; each ``type: ignore[code]`` marks
+a call that must stay a type error: under ``--strict`` an ignore that is no longer needed is
+itself an error, so these lines fail the check if the API loosens.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import datetime
+from decimal import Decimal
+
+import aiohttp
+from typing_extensions import assert_type
+
+from wemasy_async import (
+    ChatReply,
+    ChatService,
+    Client,
+    Conversation,
+    ConversationStore,
+    Message,
+    Page,
+    RateLimitError,
+    TokenUsage,
+    ToolCall,
+)
+from wemasy_async.providers.base import Operation
+
+
+async def reads(client: Client) -> None:
+    assert_type(await client.get_conversation(27), Conversation)
+    assert_type(await client.get_conversation("27"), Conversation)
+    assert_type(await client.get_conversation(uuid.uuid4()), Conversation)
+    assert_type(await client.list_messages(27), list[Message])
+    assert_type(await client.list_messages(27, limit=10), list[Message])
+    page = await client.list_conversations(agent_id="chat", search="SEO", per_page=20, page=1)
+    assert_type(page, Page[Conversation])
+    assert_type(page.items, list[Conversation])
+    assert_type(page.has_next, bool)
+    assert_type(client.iter_conversations(agent_id="chat"), AsyncIterator[Conversation])
+    async for conversation in client.iter_conversations():
+        assert_type(conversation.id, str)
+        assert_type(conversation.started_at, datetime | None)
+        assert_type(conversation.cost_amount, Decimal | None)
+        assert_type(conversation.messages, list[Message] | None)
+    assert_type(client.capabilities, frozenset[Operation])
+
+    await client.get_conversation(27.0)  # type: ignore[arg-type]
+    await client.get_conversation(None)  # type: ignore[arg-type]
+    await client.list_conversations(per_page="20")  # type: ignore[arg-type]
+    await client.list_conversations("chat")  # type: ignore[call-arg]
+    await client.list_messages(27, 10)  # type: ignore[call-arg]
+
+
+async def chats(client: Client) -> None:
+    reply = await client.chat("hi", conversation_id=15, model="gpt-4o", temperature=0.7)
+    assert_type(reply, ChatReply)
+    assert_type(reply.content, str | None)
+    assert_type(reply.usage, TokenUsage | None)
+    assert_type(reply.tool_calls, list[ToolCall])
+    for call in reply.tool_calls:
+        await client.chat(
+            conversation_id=reply.conversation_id, tool_call_id=call.id, tool_result="18°C"
+        )
+    await client.chat("hi", temperature="hot")  # type: ignore[arg-type]
+    await client.chat("hi", tools={"type": "function"})  # type: ignore[arg-type]
+    await client.chat("hi", 15)  # type: ignore[call-arg]
+
+
+async def protocols(session: aiohttp.ClientSession) -> None:
+    # Client satisfies both protocols structurally, so code typed against them accepts it.
+    store: ConversationStore = Client("wemasy", token="t", session=session)
+    service: ChatService = Client("wemasy", token="t", session=session)
+    assert_type(await store.get_conversation(1), Conversation)
+    assert_type(await service.chat("hi"), ChatReply)
+
+
+def errors(exc: RateLimitError) -> None:
+    assert_type(exc.retry_after, float | None)
+    assert_type(exc.status, int)
+    assert_type(exc.code, str | None)
+
+
+def construction() -> None:
+    Client("wemasy", token=3)  # type: ignore[arg-type]
+    Client("wemasy", timeout="5")  # type: ignore[arg-type]
+    Client("wemasy", session=object())  # type: ignore[arg-type]
