@@ -59,6 +59,9 @@ def test_demo_prints_the_whole_tour(capsys: pytest.CaptureFixture[str]) -> None:
     assert "60 conversations" in out
     assert "0 errors" in out
     assert "req/s" in out
+    assert "6. The same provider-neutral code against SiteAssist and Loop" in out
+    assert "provider 'siteassist' does not support 'chat'" in out
+    assert "provider 'loop' does not support 'chat'" in out
 
 
 @pytest.mark.usefixtures("token_env")

@@ -577,7 +577,7 @@ def test_invalid_session(session: object) -> None:
     assert info.value.argument == "session"
 
 
-@pytest.mark.parametrize("provider", ["openai", "WEMASY", "", None])
+@pytest.mark.parametrize("provider", ["openai", "WEMASY", ""])
 def test_unknown_provider(provider: object) -> None:
     with pytest.raises(InvalidRequestError, match="'wemasy'") as info:
         Client(provider, token=SECRET)  # type: ignore[arg-type]

@@ -243,12 +243,14 @@ def test_status_error_keeps_errors_only_on_422() -> None:
     assert status_error(422, "Invalid", provider="wemasy").errors == {}  # type: ignore[attr-defined]
 
 
-def test_status_error_keeps_retry_after_only_on_429() -> None:
+def test_status_error_keeps_the_retry_hint_on_any_status() -> None:
     error = status_error(429, "Slow down", provider="wemasy", retry_after=12.5)
     assert isinstance(error, RateLimitError)
     assert error.retry_after == 12.5
-    assert not hasattr(status_error(503, "Busy", provider="wemasy", retry_after=5.0), "retry_after")
-    assert status_error(429, "Slow down", provider="wemasy").retry_after is None  # type: ignore[attr-defined]
+    busy = status_error(503, "Busy", provider="wemasy", retry_after=5.0)
+    assert isinstance(busy, InternalServerError)
+    assert busy.retry_after == 5.0
+    assert status_error(429, "Slow down", provider="wemasy").retry_after is None
 
 
 @pytest.mark.parametrize(

@@ -13,6 +13,8 @@ import time
 from typing import TypeVar
 from urllib.parse import urlencode
 
+from yarl import URL
+
 from wemasy_async._version import __version__
 from wemasy_async.providers.base import Call
 from wemasy_async.transport import Transport
@@ -48,7 +50,8 @@ class Engine:
         timeout: float | None,
     ) -> None:
         self._provider = provider
-        self._base_url = base_url
+        # Normalised (and percent-encoded) once, since request URLs are sent as built.
+        self._base_url = str(URL(base_url)).rstrip("/")
         self._timeout = timeout
         self.transport = transport
         self._headers = {

@@ -178,6 +178,9 @@ class APIStatusError(APIError):
         body: The decoded JSON body, or the body text when it was not JSON.
         code: The provider's machine-readable error code, when it sends one.
         details: The provider's structured error details, when it sends any.
+        retry_after: Seconds the provider asked us to wait before retrying, when it said
+            (``Retry-After``, or a provider's own hint such as SiteAssist's
+            ``details.retryAfter``); set on 429s and on 503s that carry a hint.
     """
 
     def __init__(
@@ -190,8 +193,10 @@ class APIStatusError(APIError):
         body: object = None,
         code: str | None = None,
         details: Mapping[str, Any] | None = None,
+        retry_after: float | None = None,
     ) -> None:
         super().__init__(message, provider=provider)
+        self.retry_after = retry_after
         self.status = status
         # Case-insensitive like the response's own headers (and, unlike aiohttp's proxy,
         # picklable): err.headers["retry-after"] must find "Retry-After".
@@ -250,15 +255,7 @@ class UnprocessableEntityError(APIStatusError):
 
 
 class RateLimitError(APIStatusError):
-    """HTTP 429: too many requests.
-
-    Attributes:
-        retry_after: Seconds the provider asked us to wait, when it said.
-    """
-
-    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
-        super().__init__(message, **kwargs)
-        self.retry_after = retry_after
+    """HTTP 429: too many requests; ``retry_after`` says how long to wait, when known."""
 
 
 class InternalServerError(APIStatusError):
@@ -291,8 +288,7 @@ def status_error(
 ) -> APIStatusError:
     """Build the most specific :class:`APIStatusError` subclass for ``status``.
 
-    ``errors`` is kept only on :class:`UnprocessableEntityError` and ``retry_after`` only on
-    :class:`RateLimitError`; both are ignored for other statuses.
+    ``errors`` is kept only on :class:`UnprocessableEntityError`.
     """
     common: dict[str, Any] = {
         "provider": provider,
@@ -301,12 +297,11 @@ def status_error(
         "body": body,
         "code": code,
         "details": details,
+        "retry_after": retry_after,
     }
     cls = _BY_STATUS.get(status)
     if cls is UnprocessableEntityError:
         return UnprocessableEntityError(message, errors=errors, **common)
-    if cls is RateLimitError:
-        return RateLimitError(message, retry_after=retry_after, **common)
     if cls is not None:
         return cls(message, **common)
     if status >= 500:

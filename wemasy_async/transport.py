@@ -15,6 +15,7 @@ from typing import Protocol
 
 import aiohttp
 import anyio
+from yarl import URL
 
 from wemasy_async.errors import APIConnectionError, APITimeoutError, ClientClosedError
 from wemasy_async.providers.base import Response
@@ -34,7 +35,10 @@ class Transport(Protocol):
         body: bytes | None,
         timeout: float | None,
     ) -> Response:
-        """Send the request; raise ``APIConnectionError``/``APITimeoutError`` on failure."""
+        """Send the request; raise ``APIConnectionError``/``APITimeoutError`` on failure.
+
+        ``url`` is absolute and already percent-encoded; it is sent byte for byte.
+        """
         ...
 
     async def aclose(self) -> None:
@@ -110,7 +114,9 @@ class AiohttpTransport:
         try:
             async with session.request(
                 method,
-                url,
+                # encoded=True: the adapters percent-encoded every id already; letting yarl
+                # re-quote would turn %40 %3B %26 back into @ ; & on the wire.
+                URL(url, encoded=True),
                 data=body,
                 headers=headers,
                 timeout=self._timeout(timeout),

@@ -9,6 +9,8 @@ rejected wherever a number is expected: ``True`` is an ``int`` to Python, never 
 from __future__ import annotations
 
 import math
+import re
+import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -21,8 +23,12 @@ __all__ = [
     "check_number",
     "check_text",
     "check_tools",
+    "check_uuid",
 ]
 
+_UUID_TEXT = re.compile(
+    r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+)
 _MAX_ID_DIGITS = 19  # fits a signed 64-bit integer, which is what servers store ids in
 
 
@@ -55,6 +61,22 @@ def check_integer_id(value: object, argument: str) -> int:
     if not 0 < number < 2**63:
         raise _fail(argument, "a positive integer below 2**63", value)
     return number
+
+
+def check_uuid(value: object, argument: str) -> str:
+    """Accept a ``uuid.UUID`` or its canonical text in any case; return it lower-case.
+
+    Only the 8-4-4-4-12 form is accepted: no braces, ``urn:uuid:`` prefix, missing hyphens
+    or surrounding spaces, so an id can never change the shape of a request path.
+
+    Raises:
+        InvalidRequestError: ``value`` is anything else (``argument`` names it).
+    """
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, str) and _UUID_TEXT.fullmatch(value):
+        return value.lower()
+    raise _fail(argument, "a UUID such as '123e4567-e89b-12d3-a456-426614174000'", value)
 
 
 def check_int(

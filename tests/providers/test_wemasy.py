@@ -89,15 +89,22 @@ def test_provider_metadata(wemasy: WemasyProvider) -> None:
 
 
 def test_registry_finds_wemasy() -> None:
-    assert provider_names() == ["wemasy"]
+    assert "wemasy" in provider_names()
     provider = get_provider("wemasy")
     assert isinstance(provider, WemasyProvider)
     assert get_provider("wemasy") is not provider  # a new adapter per call
 
 
-@pytest.mark.parametrize("name", ["Wemasy", "siteassist", "", None, 1])
+@pytest.mark.parametrize("name", ["Wemasy", "site-assist", ""])
 def test_registry_rejects_unknown_names(name: object) -> None:
-    with pytest.raises(InvalidRequestError, match="known providers: 'wemasy'") as info:
+    with pytest.raises(InvalidRequestError, match=r"known providers: .*'wemasy'") as info:
+        get_provider(name)
+    assert info.value.argument == "provider"
+
+
+@pytest.mark.parametrize("name", [None, 1])
+def test_registry_rejects_non_string_names(name: object) -> None:
+    with pytest.raises(InvalidRequestError, match="must be a name or a Provider") as info:
         get_provider(name)
     assert info.value.argument == "provider"
 
@@ -554,10 +561,16 @@ def test_429_retry_after(headers: dict[str, str], retry_after: float | None) -> 
     assert info.value.message == "Too Many Attempts."
 
 
-def test_retry_after_is_ignored_outside_429() -> None:
+def test_retry_hint_on_503_is_kept() -> None:
     with pytest.raises(InternalServerError) as info:
         get_parse(response(503, b"", {"Retry-After": "30"}))
-    assert not hasattr(info.value, "retry_after")
+    assert info.value.retry_after == 30.0
+
+
+def test_no_retry_hint_means_none() -> None:
+    with pytest.raises(InternalServerError) as info:
+        get_parse(response(500, b"", {}))
+    assert info.value.retry_after is None
 
 
 def test_error_headers_stay_case_insensitive() -> None:

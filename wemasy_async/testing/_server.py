@@ -82,6 +82,8 @@ class RecordedRequest:
         json: The body decoded as JSON, or None when the body is empty or not valid JSON.
         json_error: True when a non-empty body failed to decode as JSON.
         received_at: Server clock reading when the request arrived.
+        raw_path: The path exactly as it arrived, still percent-encoded (``path`` is
+            decoded, so ``a/b`` and ``a%2Fb`` look alike there).
         status: Status of the response sent, filled in once the response is produced;
             0 when the connection was gone before the response could be sent
             (`FakeServer.queue_disconnect`, or a client that gave up during a delay).
@@ -96,6 +98,7 @@ class RecordedRequest:
     json: Any
     json_error: bool
     received_at: float
+    raw_path: str = ""
     status: int | None = None
 
 
@@ -535,6 +538,7 @@ class FakeServer:
             json=parsed,
             json_error=json_error,
             received_at=self._clock(),
+            raw_path=request.raw_path.partition("?")[0],
         )
         if self.record_requests:
             self.requests.append(record)

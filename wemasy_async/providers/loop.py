@@ -1,0 +1,449 @@
+"""Loop: one ``GET`` endpoint for a conversation's message history (sans-I/O).
+
+Endpoint (base ``https://ai.platform.loop.health``):
+
+- ``GET /v1/conversations/{id}/messages?limit=N`` -> ``{total, messages: [...]}``
+
+Error bodies are ``{error, message}`` (documented for 404 and 500); every status is read the
+same way, mapped by status, with ``error`` as the exception's ``code``. A 429's
+``Retry-After`` becomes ``retry_after``.
+
+Loop has no conversation endpoint, no listing and no chat: ``list_conversations``,
+``iter_conversations`` and ``chat`` raise ``UnsupportedOperationError`` before any I/O.
+
+Conversation ids are put into the path, so they are checked and encoded first: a ``str`` or
+a ``uuid.UUID`` (sent in its canonical lowercase form), 1 to 256 characters, without control,
+format, separator or whitespace characters (Unicode categories ``C*`` and ``Z*``), and not
+``"."`` or ``".."`` (which clients and proxies resolve as path steps). Everything but RFC 3986
+unreserved characters is percent-encoded (``quote(id, safe="")``), so ``/``, ``?``, ``#``,
+``%``, ``@`` and look-alikes such as ``"\\u2215"`` stay inside the one path segment.
+(aiohttp's yarl re-quotes the URL string and turns ``%40 %3D %3B %26`` back into
+``@ = ; &``, which RFC 3986 allows literally in a segment: still one segment, same value.)
+
+"All messages": without ``limit`` no limit is sent, and the server applies its own,
+undocumented default. When the answer's ``total`` exceeds the messages it holds, the call
+asks once more with ``limit=total`` (two requests in all). It asks at most once: if the
+second answer is still short (a server-side maximum), it is returned as it is, and ``total``
+on ``Conversation.raw`` tells. (A truncated first answer parses to a ``list`` subclass that
+carries ``total`` for ``then``; the follow-up's plain list replaces it.) With a ``limit``,
+that is sent, and at most that many messages are returned.
+
+``get_conversation`` is derived from the same endpoint, since Loop has no other:
+``Conversation(id=<the id asked for>, provider="loop", messages=<all of them>,
+started_at=<earliest created_at>, last_activity_at=<latest created_at>,
+cost_tokens=<sum of the messages' total_tokens, None when none has one>, raw=<the decoded
+response>)``; every other field is ``None``.
+
+What the decoder accepts where the docs are strict or vague:
+
+- ``tool_calls``, ``token_usage``, ``metadata`` (documented as required) may be absent;
+  absent or ``null`` means none (``[]``, ``None``, ``{}``). ``content`` may be ``null`` or
+  absent (``None``); ``conversation_id`` absent means the conversation asked for.
+- Token counts (documented as ``number``): integers, integral floats (``12.0`` -> 12) and
+  numeric strings. A fractional or negative count is refused (``ResponseDecodeError``):
+  tokens are whole, and rounding would silently skew ``cost_tokens``. A count missing from
+  ``token_usage`` is ``None``.
+- ``created_at``: RFC 3339 (``T`` or space separator, any fraction); without an offset it
+  is UTC. Unix seconds are accepted too. Absent or ``null``: ``None``.
+- ``tool_calls`` items (untyped in the docs): OpenAI-style ``{id, type, function: {name,
+  arguments}}`` or flat ``{id, name, arguments}``; ``arguments`` as JSON text or an object.
+- A message's undocumented ``tool_call_id`` (OpenAI's message shape) is kept when present.
+
+Refused (``ResponseDecodeError``): a missing ``total`` or ``messages`` (``total`` decides
+whether the list is complete), a negative ``total``, a role other than ``user``,
+``assistant``, ``system`` or ``tool``, and a tool call without an id or a function name.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Callable
+from datetime import datetime, timezone
+from http import HTTPStatus
+from typing import Annotated, Any, ClassVar, Final, TypeVar
+from urllib.parse import quote
+from uuid import UUID
+
+import msgspec
+
+from wemasy_async.errors import (
+    APIStatusError,
+    InvalidRequestError,
+    ResponseDecodeError,
+    status_error,
+)
+from wemasy_async.headers import parse_retry_after
+from wemasy_async.models import Conversation, Message, Role, TokenUsage, ToolCall
+from wemasy_async.protocols import ConversationId
+from wemasy_async.providers.base import Call, Operation, Provider, Request, Response
+from wemasy_async.validation import check_int
+
+__all__ = [
+    "LoopFunction",
+    "LoopHistory",
+    "LoopMessage",
+    "LoopProvider",
+    "LoopTokenUsage",
+    "LoopToolCall",
+    "check_conversation_id",
+    "error_from_response",
+    "messages_path",
+]
+
+NAME: Final = "loop"
+MAX_ID_LENGTH: Final = 256
+
+T = TypeVar("T")
+
+Count = Annotated[int, msgspec.Meta(ge=0)]
+
+
+# --- Wire format -----------------------------------------------------------------------------
+
+
+class LoopFunction(msgspec.Struct, frozen=True, kw_only=True):
+    """The ``function`` part of an OpenAI-style tool call."""
+
+    name: str | None = None
+    arguments: str | dict[str, Any] | None = None
+
+
+class LoopToolCall(msgspec.Struct, frozen=True, kw_only=True):
+    """A tool call as Loop stores it (nested OpenAI shape, or flat)."""
+
+    id: str | int | None = None
+    type: str | None = None
+    function: LoopFunction | None = None
+    name: str | None = None
+    arguments: str | dict[str, Any] | None = None
+
+
+class LoopTokenUsage(msgspec.Struct, frozen=True, kw_only=True):
+    """Token usage of one message; the docs type the counts as ``number``."""
+
+    prompt_tokens: Count | None = None
+    completion_tokens: Count | None = None
+    total_tokens: Count | None = None
+
+
+class LoopMessage(msgspec.Struct, frozen=True, kw_only=True):
+    """One message of the history, with the lenient types described above."""
+
+    id: str | int | None = None
+    conversation_id: str | None = None
+    role: str
+    content: str | None = None
+    tool_calls: list[LoopToolCall] | None = None
+    tool_call_id: str | None = None
+    token_usage: LoopTokenUsage | None = None
+    metadata: dict[str, Any] | None = None
+    created_at: datetime | None = None
+
+
+class LoopHistory(msgspec.Struct, frozen=True, kw_only=True):
+    """The 200 body: ``total`` messages exist, ``messages`` holds the first of them."""
+
+    total: Count
+    messages: list[LoopMessage]
+
+
+# Built once: msgspec compiles the schema at construction. strict=False lets counts arrive
+# as integral floats or numeric strings, as the docs' "number" type allows.
+_HISTORY = msgspec.json.Decoder(LoopHistory, strict=False)
+_ANY = msgspec.json.Decoder()
+_ENCODER = msgspec.json.Encoder()
+
+
+# --- Ids and requests ------------------------------------------------------------------------
+
+
+def _invalid(expected: str, value: object) -> InvalidRequestError:
+    shown = repr(value)
+    if len(shown) > 60:
+        shown = shown[:57] + "..."
+    return InvalidRequestError(
+        f"conversation_id must be {expected}, got {shown} ({type(value).__name__})",
+        argument="conversation_id",
+    )
+
+
+def check_conversation_id(value: object) -> str:
+    """Return ``value`` as the id string to send, or raise ``InvalidRequestError``.
+
+    Accepts a ``str`` (as given) or a ``uuid.UUID`` (canonical lowercase form); see the
+    module docstring for what a string may hold.
+    """
+    if isinstance(value, UUID):
+        return str(value)
+    if not isinstance(value, str) or not value:
+        raise _invalid("a non-empty string or a UUID", value)
+    if len(value) > MAX_ID_LENGTH:
+        raise _invalid(f"at most {MAX_ID_LENGTH} characters long", value)
+    if any(unicodedata.category(char)[0] in "CZ" for char in value):
+        raise _invalid("free of control, format, separator and whitespace characters", value)
+    if value in (".", ".."):
+        # "." and ".." would be resolved away by URL normalisation, changing the path.
+        raise _invalid("more than a dot path segment", value)
+    return value
+
+
+def messages_path(conversation_id: str) -> str:
+    """The percent-encoded path of a checked id's history: always exactly one segment."""
+    return f"/v1/conversations/{quote(conversation_id, safe='')}/messages"
+
+
+def _request(conversation_id: str, limit: int | None) -> Request:
+    query = () if limit is None else (("limit", str(limit)),)
+    return Request(method="GET", path=messages_path(conversation_id), query=query)
+
+
+# --- Wire to neutral -------------------------------------------------------------------------
+
+
+class _Malformed(ValueError):
+    """A decoded body that still is not what the docs describe; becomes ResponseDecodeError."""
+
+
+class _PartialMessages(list[Message]):
+    """Messages of an answer whose ``total`` says there are more; asks for a follow-up."""
+
+    __slots__ = ("total",)
+
+    def __init__(self, messages: list[Message], total: int) -> None:
+        super().__init__(messages)
+        self.total = total
+
+
+_ROLES: dict[str, Role] = {
+    "user": "user",
+    "assistant": "assistant",
+    "system": "system",
+    "tool": "tool",
+}
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    return value
+
+
+def _arguments(value: str | dict[str, Any] | None) -> str:
+    if value is None:
+        return "{}"
+    if isinstance(value, str):
+        return value
+    return _ENCODER.encode(value).decode()
+
+
+def _tool_calls(wire: list[LoopToolCall] | None) -> list[ToolCall]:
+    calls = []
+    for call in wire or ():
+        function = call.function
+        name = function.name if function is not None else call.name
+        if not name or call.id is None or call.id == "":
+            raise _Malformed("a tool call has no id or no function name")
+        arguments = function.arguments if function is not None else call.arguments
+        calls.append(
+            ToolCall(
+                id=str(call.id),
+                name=name,
+                arguments=_arguments(arguments),
+                type=call.type or "function",
+            )
+        )
+    return calls
+
+
+def _usage(wire: LoopTokenUsage | None) -> TokenUsage | None:
+    if wire is None:
+        return None
+    return TokenUsage(
+        prompt_tokens=wire.prompt_tokens,
+        completion_tokens=wire.completion_tokens,
+        total_tokens=wire.total_tokens,
+    )
+
+
+def _message(wire: LoopMessage, conversation_id: str) -> Message:
+    role = _ROLES.get(wire.role)
+    if role is None:
+        raise _Malformed(f"unknown message role {wire.role!r}")
+    return Message(
+        id=None if wire.id is None else str(wire.id),
+        conversation_id=wire.conversation_id or conversation_id,
+        role=role,
+        content=wire.content,
+        tool_calls=_tool_calls(wire.tool_calls),
+        tool_call_id=wire.tool_call_id,
+        usage=_usage(wire.token_usage),
+        created_at=_utc(wire.created_at),
+        metadata=wire.metadata or {},
+    )
+
+
+def _messages(history: LoopHistory, conversation_id: str) -> list[Message]:
+    return [_message(m, conversation_id) for m in history.messages]
+
+
+def _conversation(history: LoopHistory, conversation_id: str) -> Conversation:
+    messages = _messages(history, conversation_id)
+    times = [m.created_at for m in messages if m.created_at is not None]
+    tokens = [
+        m.usage.total_tokens
+        for m in messages
+        if m.usage is not None and m.usage.total_tokens is not None
+    ]
+    return Conversation(
+        id=conversation_id,
+        provider=NAME,
+        started_at=min(times, default=None),
+        last_activity_at=max(times, default=None),
+        cost_tokens=sum(tokens) if tokens else None,
+        messages=messages,
+        raw=history,
+    )
+
+
+def _truncated(history: LoopHistory) -> bool:
+    return history.total > len(history.messages)
+
+
+# --- Responses -------------------------------------------------------------------------------
+
+
+def _reason(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return f"HTTP {status}"
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) and value.strip() else None
+
+
+def error_from_response(response: Response) -> APIStatusError:
+    """Translate a non-2xx Loop response into the most specific error of the tree.
+
+    ``{error, message}`` gives ``code`` and message; an ``error`` object
+    ``{code, message}`` is read too. Anything else falls back to the reason phrase.
+    """
+    status = response.status
+    body: object
+    try:
+        body = _ANY.decode(response.body)
+    except msgspec.DecodeError:
+        body = response.body.decode("utf-8", errors="replace")
+    code: str | None = None
+    message: str | None = None
+    if isinstance(body, dict):
+        error = body.get("error")
+        if isinstance(error, dict):
+            code, message = _text(error.get("code")), _text(error.get("message"))
+        else:
+            code = _text(error)
+        message = _text(body.get("message")) or message
+    if message is None:
+        message = _reason(status)
+        if 300 <= status < 400 and response.headers.get("Location"):
+            message = f"unexpected redirect to {response.headers['Location']}"
+    return status_error(
+        status,
+        message,
+        provider=NAME,
+        headers=response.headers,
+        body=body,
+        code=code,
+        retry_after=parse_retry_after(
+            response.headers.get("Retry-After"), date=response.headers.get("Date")
+        ),
+    )
+
+
+def _reader(convert: Callable[[LoopHistory], T]) -> Callable[[Response], T]:
+    """Build a ``parse`` function: error statuses raise, 2xx bodies decode and convert."""
+
+    def parse(response: Response) -> T:
+        if not 200 <= response.status < 300:
+            raise error_from_response(response)
+        try:
+            return convert(_HISTORY.decode(response.body))
+        except (msgspec.MsgspecError, _Malformed) as exc:
+            raise ResponseDecodeError(
+                provider=NAME,
+                status=response.status,
+                expected="a Loop message history",
+                body=response.body,
+                reason=str(exc),
+            ) from exc
+
+    return parse
+
+
+# --- The adapter -----------------------------------------------------------------------------
+
+
+def _all_messages(conversation_id: str) -> Call[list[Message]]:
+    def first(history: LoopHistory) -> list[Message]:
+        messages = _messages(history, conversation_id)
+        return _PartialMessages(messages, history.total) if _truncated(history) else messages
+
+    def then(result: list[Message]) -> Call[list[Message]] | None:
+        if not isinstance(result, _PartialMessages):
+            return None
+        # No then: the follow-up's answer is final, whatever its total says.
+        return Call(
+            _request(conversation_id, result.total),
+            _reader(lambda history: _messages(history, conversation_id)),
+        )
+
+    return Call(_request(conversation_id, None), _reader(first), then)
+
+
+def _first_messages(conversation_id: str, limit: int) -> Call[list[Message]]:
+    # A server that ignores the limit must not hand the caller more than asked for.
+    return Call(
+        _request(conversation_id, limit),
+        _reader(lambda history: _messages(history, conversation_id)[:limit]),
+    )
+
+
+class LoopProvider(Provider):
+    """The Loop adapter: message history by conversation id, and conversations derived from it."""
+
+    name: ClassVar[str] = NAME
+    default_base_url: ClassVar[str] = "https://ai.platform.loop.health"
+    token_env: ClassVar[str] = "LOOP_API_TOKEN"
+    capabilities: ClassVar[frozenset[Operation]] = frozenset({"get_conversation", "list_messages"})
+
+    def get_conversation(self, conversation_id: ConversationId) -> Call[Conversation]:
+        """Describe reading every message of a conversation, as a derived ``Conversation``.
+
+        Raises:
+            InvalidRequestError: The id is not a valid Loop id.
+        """
+        checked = check_conversation_id(conversation_id)
+        read = _reader(lambda history: _conversation(history, checked))
+
+        def then(result: Conversation) -> Call[Conversation] | None:
+            history = result.raw
+            if not isinstance(history, LoopHistory) or not _truncated(history):
+                return None
+            return Call(_request(checked, history.total), read)
+
+        return Call(_request(checked, None), read, then)
+
+    def list_messages(
+        self, conversation_id: ConversationId, limit: int | None = None
+    ) -> Call[list[Message]]:
+        """Describe ``GET /v1/conversations/{id}/messages``: all messages, or the first ``limit``.
+
+        Raises:
+            InvalidRequestError: The id is not a valid Loop id, or ``limit`` is not an
+                integer >= 1.
+        """
+        checked = check_conversation_id(conversation_id)
+        if limit is None:
+            return _all_messages(checked)
+        return _first_messages(checked, check_int(limit, "limit", minimum=1))

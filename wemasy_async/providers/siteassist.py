@@ -1,0 +1,439 @@
+"""SiteAssist: REST with camelCase JSON, uuid ids and an ``{error: {...}}`` envelope (sans-I/O).
+
+The one endpoint (base ``https://api.siteassist.io/v2``), bearer-authenticated:
+
+- ``GET /conversations/{conversationId}`` -> ``{object: "conversation", id, createdAt,
+  updatedAt, status, closedAt, closeReason, lastInterationAt, isHumanHandled, humanAgent,
+  messages}`` (``lastInterationAt`` is spelled as the API spells it).
+
+SiteAssist has no messages endpoint and no listing: ``list_messages`` is derived from the
+conversation, and ``list_conversations``, ``iter_conversations`` and ``chat`` are unsupported
+(:class:`~wemasy_async.errors.UnsupportedOperationError` before any I/O).
+
+Ids: a ``uuid.UUID`` or its canonical text (8-4-4-4-12 hex digits, any case), sent
+lower-case; anything else is refused before any I/O.
+
+Error bodies are ``{"error": {"message", "code", "details"}}``. The exception class follows
+the HTTP status (so ``CONVERSATION_NOT_FOUND`` is a ``NotFoundError``); the provider's
+``code`` and ``details`` are kept on the error. A 422's ``details.field`` and
+``details.reason`` become ``errors``; a 429's ``retry_after`` is ``details.retryAfter``
+(a number or a numeric string), else the ``Retry-After`` header. Other statuses' hints (a
+503's ``details.retryAfter``) stay in ``details``. A body that is not the envelope (an HTML
+page from a proxy) gives the status's error with the reason phrase as the message; also
+accepted: ``{"error": "message"}`` and a top-level ``{"message", "code", "details"}``.
+
+What the decoder accepts where the docs are silent or show only an example:
+
+- The conversation's fields have the documented JSON types; every field but ``id`` may be
+  missing or ``null``; unknown fields are ignored. ``id`` is a UUID in any case (neutral:
+  lower-case canonical). ``object`` may be missing, but any value other than
+  ``"conversation"`` is refused: that body answers some other request.
+- Timestamps are RFC 3339 (the docs show ``2024-01-15T10:30:00.000Z``); one without an
+  offset is taken as UTC.
+- ``humanAgent`` (the docs only show ``null``): a string, or an object with ``name``,
+  ``email`` and ``id``; the neutral ``human_agent`` is the name, else the email, else the
+  id as text.
+- ``messages`` (the docs only show ``[]``): a list of camelCase message objects
+  ``{id, conversationId, role, content, createdAt, toolCalls, toolCallId, usage, metadata}``,
+  where ``id`` is a string or an integer; ``conversationId`` defaults to the
+  conversation's; ``toolCalls`` (also ``tool_calls``) is a list of OpenAI-style calls
+  ``{id, type, function: {name, arguments}}`` with ``arguments`` as JSON text or an object;
+  ``toolCallId`` (also ``tool_call_id``); ``usage`` (also ``tokenUsage``) is
+  ``{promptTokens, completionTokens, totalTokens}`` (snake_case keys also accepted);
+  ``metadata`` is an object. ``null`` messages is no messages; absent is "not included"
+  (``None``). Every message field but ``role`` may be missing.
+- Roles: ``user``, ``assistant``, ``system`` and ``tool``; ``visitor`` and ``customer`` are
+  ``user``; ``ai``, ``bot``, ``agent``, ``human_agent``, ``humanAgent`` and ``operator`` are
+  ``assistant`` (a human agent speaks for the site, as the assistant does). Any other role
+  is a :class:`~wemasy_async.errors.ResponseDecodeError`.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import uuid
+from collections.abc import Callable, Mapping
+from datetime import datetime, timezone
+from http import HTTPStatus
+from typing import Any, ClassVar, TypeVar
+
+import msgspec
+
+from wemasy_async.errors import (
+    APIStatusError,
+    ResponseDecodeError,
+    status_error,
+)
+from wemasy_async.headers import parse_retry_after
+from wemasy_async.models import Conversation, Message, Role, TokenUsage, ToolCall
+from wemasy_async.protocols import ConversationId
+from wemasy_async.providers.base import Call, Operation, Provider, Request, Response
+from wemasy_async.validation import check_int, check_uuid
+
+__all__ = [
+    "SiteAssistConversation",
+    "SiteAssistHumanAgent",
+    "SiteAssistMessage",
+    "SiteAssistProvider",
+    "SiteAssistToolCall",
+    "SiteAssistUsage",
+]
+
+NAME = "siteassist"
+CONVERSATION_PATH = "/conversations/{}"
+
+T = TypeVar("T")
+
+
+# --- Wire format -----------------------------------------------------------------------------
+
+
+class SiteAssistFunction(msgspec.Struct, frozen=True, kw_only=True):
+    """The ``function`` part of an OpenAI-style tool call."""
+
+    name: str | None = None
+    arguments: str | dict[str, Any] | None = None
+
+
+class SiteAssistToolCall(msgspec.Struct, frozen=True, kw_only=True):
+    """A tool call in a message (OpenAI shape)."""
+
+    id: str | int | None = None
+    type: str = "function"
+    function: SiteAssistFunction | None = None
+
+
+class SiteAssistUsage(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
+    """Token usage of a message, camelCase (snake_case keys accepted too)."""
+
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    total_tokens: int | None = None
+    prompt_tokens_snake: int | None = msgspec.field(default=None, name="prompt_tokens")
+    completion_tokens_snake: int | None = msgspec.field(default=None, name="completion_tokens")
+    total_tokens_snake: int | None = msgspec.field(default=None, name="total_tokens")
+
+
+class SiteAssistMessage(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
+    """A conversation message (undocumented: the docs only show ``"messages": []``)."""
+
+    id: str | int | None = None
+    conversation_id: str | None = None
+    role: str
+    content: str | None = None
+    created_at: datetime | None = None
+    tool_calls: list[SiteAssistToolCall] | None = None
+    tool_calls_snake: list[SiteAssistToolCall] | None = msgspec.field(
+        default=None, name="tool_calls"
+    )
+    tool_call_id: str | None = None
+    tool_call_id_snake: str | None = msgspec.field(default=None, name="tool_call_id")
+    usage: SiteAssistUsage | None = None
+    token_usage: SiteAssistUsage | None = None
+    metadata: dict[str, Any] | None = None
+
+
+class SiteAssistHumanAgent(msgspec.Struct, frozen=True, kw_only=True):
+    """The human agent who took over, when ``humanAgent`` is an object."""
+
+    id: str | int | None = None
+    name: str | None = None
+    email: str | None = None
+
+
+class SiteAssistConversation(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
+    """A conversation with every documented field, with the lenient types described above."""
+
+    object: str | None = None
+    id: uuid.UUID
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    status: str | None = None
+    closed_at: datetime | None = None
+    close_reason: str | None = None
+    last_interaction_at: datetime | None = msgspec.field(default=None, name="lastInterationAt")
+    is_human_handled: bool | None = None
+    human_agent: str | SiteAssistHumanAgent | None = None
+    # UNSET when the key is absent ("not included"), unlike null ("none").
+    messages: list[SiteAssistMessage] | msgspec.UnsetType | None = msgspec.UNSET
+
+
+# One decoder per response type, built once: msgspec compiles the schema at construction.
+_CONVERSATION = msgspec.json.Decoder(SiteAssistConversation)
+_ANY = msgspec.json.Decoder()
+
+
+# --- Ids -------------------------------------------------------------------------------------
+
+# A character class keeps this ASCII-only, and fullmatch refuses a trailing newline.
+_UUID_TEXT = re.compile(
+    r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+)
+
+
+def _canonical(text: str) -> str:
+    return text.lower() if _UUID_TEXT.fullmatch(text) else text
+
+
+# --- Wire to neutral -------------------------------------------------------------------------
+
+
+class _Malformed(ValueError):
+    """A decoded body that still is not what the docs describe; becomes ResponseDecodeError."""
+
+
+_ROLES: dict[str, Role] = {
+    "user": "user",
+    "assistant": "assistant",
+    "system": "system",
+    "tool": "tool",
+    "visitor": "user",
+    "customer": "user",
+    "ai": "assistant",
+    "bot": "assistant",
+    "agent": "assistant",
+    "human_agent": "assistant",
+    "humanAgent": "assistant",
+    "operator": "assistant",
+}
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    return value
+
+
+def _json_text(value: str | dict[str, Any] | None) -> str:
+    if value is None:
+        return "{}"
+    if isinstance(value, str):
+        return value
+    return msgspec.json.encode(value).decode()
+
+
+def _tool_calls(wires: list[SiteAssistToolCall] | None) -> list[ToolCall]:
+    calls = []
+    for wire in wires or ():
+        function = wire.function
+        if function is None or not function.name or wire.id is None:
+            raise _Malformed("a tool call has no id or no function name")
+        calls.append(
+            ToolCall(
+                id=str(wire.id),
+                name=function.name,
+                arguments=_json_text(function.arguments),
+                type=wire.type,
+            )
+        )
+    return calls
+
+
+def _usage(wire: SiteAssistUsage | None) -> TokenUsage | None:
+    if wire is None:
+        return None
+    return TokenUsage(
+        prompt_tokens=_first(wire.prompt_tokens, wire.prompt_tokens_snake),
+        completion_tokens=_first(wire.completion_tokens, wire.completion_tokens_snake),
+        total_tokens=_first(wire.total_tokens, wire.total_tokens_snake),
+    )
+
+
+def _first(value: T | None, fallback: T | None) -> T | None:
+    return fallback if value is None else value
+
+
+def _message(wire: SiteAssistMessage, conversation_id: str) -> Message:
+    role = _ROLES.get(wire.role)
+    if role is None:
+        raise _Malformed(f"unknown message role {wire.role!r}")
+    return Message(
+        id=None if wire.id is None else str(wire.id),
+        conversation_id=(
+            conversation_id if wire.conversation_id is None else _canonical(wire.conversation_id)
+        ),
+        role=role,
+        content=wire.content,
+        tool_calls=_tool_calls(_first(wire.tool_calls, wire.tool_calls_snake)),
+        tool_call_id=_first(wire.tool_call_id, wire.tool_call_id_snake),
+        usage=_usage(_first(wire.usage, wire.token_usage)),
+        created_at=_utc(wire.created_at),
+        metadata=wire.metadata or {},
+    )
+
+
+def _messages(wire: SiteAssistConversation) -> list[Message] | None:
+    if wire.messages is msgspec.UNSET:
+        return None
+    conversation_id = str(wire.id)
+    return [_message(m, conversation_id) for m in wire.messages or ()]
+
+
+def _human_agent(value: str | SiteAssistHumanAgent | None) -> str | None:
+    if value is None or isinstance(value, str):
+        return value or None
+    if value.name or value.email:
+        return value.name or value.email
+    return None if value.id is None else str(value.id)
+
+
+def _conversation(wire: SiteAssistConversation) -> Conversation:
+    if wire.object is not None and wire.object != "conversation":
+        raise _Malformed(f"object is {wire.object!r}, not 'conversation'")
+    return Conversation(
+        id=str(wire.id),
+        provider=NAME,
+        status=wire.status,
+        started_at=_utc(wire.created_at),
+        updated_at=_utc(wire.updated_at),
+        ended_at=_utc(wire.closed_at),
+        last_activity_at=_utc(wire.last_interaction_at),
+        close_reason=wire.close_reason,
+        human_handled=wire.is_human_handled,
+        human_agent=_human_agent(wire.human_agent),
+        messages=_messages(wire),
+        raw=wire,
+    )
+
+
+def _conversation_messages(wire: SiteAssistConversation) -> list[Message]:
+    return _conversation(wire).messages or []
+
+
+# --- Responses -------------------------------------------------------------------------------
+
+# A hint beyond a day is a server bug; treat it as unreadable, as parse_retry_after does.
+_MAX_RETRY_AFTER = 86_400.0
+_DECIMAL = re.compile(r"[0-9]+(?:\.[0-9]+)?")
+
+
+def _seconds(value: object) -> float | None:
+    """``details.retryAfter`` in seconds: a number or a numeric string, 0 to a day."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return None
+    if isinstance(value, str) and not _DECIMAL.fullmatch(value.strip()):
+        return None
+    seconds = float(value)
+    return seconds if math.isfinite(seconds) and 0 <= seconds <= _MAX_RETRY_AFTER else None
+
+
+def _error_fields(body: object) -> tuple[str | None, str | None, dict[str, Any] | None]:
+    """``(message, code, details)`` from an error envelope, each ``None`` when unusable."""
+    if not isinstance(body, dict):
+        return None, None, None
+    error = body.get("error")
+    if isinstance(error, str):
+        return error.strip() or None, None, None
+    source: dict[str, Any] = error if isinstance(error, dict) else body
+    message, code, details = source.get("message"), source.get("code"), source.get("details")
+    return (
+        message if isinstance(message, str) and message.strip() else None,
+        code if isinstance(code, str) and code else None,
+        details if isinstance(details, dict) else None,
+    )
+
+
+def _field_errors(details: Mapping[str, Any] | None, message: str) -> dict[str, list[str]] | None:
+    if details is None:
+        return None
+    field = details.get("field")
+    if not isinstance(field, str) or not field:
+        return None
+    reason = details.get("reason")
+    return {field: [reason if isinstance(reason, str) and reason else message]}
+
+
+def error_from_response(response: Response) -> APIStatusError:
+    """Translate a non-2xx SiteAssist response into the most specific error of the tree."""
+    status = response.status
+    body: object
+    try:
+        body = _ANY.decode(response.body)
+    except msgspec.DecodeError:
+        body = response.body.decode("utf-8", errors="replace")
+    message, code, details = _error_fields(body)
+    if message is None:
+        try:
+            message = HTTPStatus(status).phrase
+        except ValueError:
+            message = f"HTTP {status}"
+        if 300 <= status < 400 and response.headers.get("Location"):
+            message = f"unexpected redirect to {response.headers['Location']}"
+    retry_after = _seconds(details.get("retryAfter")) if details is not None else None
+    if retry_after is None:
+        retry_after = parse_retry_after(
+            response.headers.get("Retry-After"), date=response.headers.get("Date")
+        )
+    return status_error(
+        status,
+        message,
+        provider=NAME,
+        headers=response.headers,
+        body=body,
+        code=code,
+        details=details,
+        errors=_field_errors(details, message),
+        retry_after=retry_after,
+    )
+
+
+def _reader(convert: Callable[[SiteAssistConversation], T]) -> Callable[[Response], T]:
+    """Build a ``parse`` function: error statuses raise, 2xx bodies decode and convert."""
+
+    def parse(response: Response) -> T:
+        if not 200 <= response.status < 300:
+            raise error_from_response(response)
+        try:
+            return convert(_CONVERSATION.decode(response.body))
+        except (msgspec.MsgspecError, _Malformed) as exc:
+            raise ResponseDecodeError(
+                provider=NAME,
+                status=response.status,
+                expected="a SiteAssist conversation",
+                body=response.body,
+                reason=str(exc),
+            ) from exc
+
+    return parse
+
+
+_read_conversation = _reader(_conversation)
+_read_messages = _reader(_conversation_messages)
+
+
+# --- Requests --------------------------------------------------------------------------------
+
+
+def _get(conversation_id: ConversationId) -> Request:
+    return Request(
+        method="GET",
+        path=CONVERSATION_PATH.format(check_uuid(conversation_id, "conversation_id")),
+    )
+
+
+class SiteAssistProvider(Provider):
+    """The SiteAssist adapter: neutral calls to REST requests and back."""
+
+    name: ClassVar[str] = NAME
+    default_base_url: ClassVar[str] = "https://api.siteassist.io/v2"
+    token_env: ClassVar[str] = "SITEASSIST_API_TOKEN"
+    capabilities: ClassVar[frozenset[Operation]] = frozenset({"get_conversation", "list_messages"})
+
+    def get_conversation(self, conversation_id: ConversationId) -> Call[Conversation]:
+        """Describe ``GET /conversations/{id}``; the id must be a UUID (see `check_uuid`)."""
+        return Call(_get(conversation_id), _read_conversation)
+
+    def list_messages(
+        self, conversation_id: ConversationId, limit: int | None = None
+    ) -> Call[list[Message]]:
+        """Describe the messages of one conversation, derived from ``GET /conversations/{id}``.
+
+        SiteAssist has no messages endpoint; the conversation carries all its messages, and
+        ``limit`` (at least 1) keeps the first ones.
+        """
+        request = _get(conversation_id)
+        if limit is None:
+            return Call(request, _read_messages)
+        count = check_int(limit, "limit", minimum=1)
+        return Call(request, lambda response: _read_messages(response)[:count])
