@@ -38,12 +38,11 @@ from wemasy_async import (
 from wemasy_async.providers.base import ChatParams, ListConversationsParams, Response
 from wemasy_async.providers.wemasy import (
     WemasyConversation,
-    WemasyFunction,
     WemasyMessage,
     WemasyProvider,
-    WemasyToolCall,
     WemasyUsage,
 )
+from wemasy_async.providers.wire import OpenAIFunction, OpenAIToolCall
 
 SAMPLES = pathlib.Path(__file__).parent / "samples" / "wemasy"
 
@@ -232,10 +231,10 @@ def test_get_with_integer_ids_and_message_list() -> None:
     assert isinstance(raw.messages, list)
     assert all(isinstance(m, WemasyMessage) for m in raw.messages)
     assert raw.messages[2].tool_calls == [
-        WemasyToolCall(
+        OpenAIToolCall(
             id="call_abc123",
             type="function",
-            function=WemasyFunction(name="get_weather", arguments='{"city":"Amsterdam"}'),
+            function=OpenAIFunction(name="get_weather", arguments='{"city":"Amsterdam"}'),
         )
     ]
 
@@ -382,7 +381,7 @@ def test_chat_single_object_tool_calls_and_bare_number_usage() -> None:
     assert reply.tool_calls == [
         ToolCall(id="call_ghi789", name="search_docs", arguments='{"query":"SEO"}')
     ]
-    assert isinstance(reply.raw.tool_calls, WemasyToolCall)
+    assert isinstance(reply.raw.tool_calls, OpenAIToolCall)
     assert reply.raw.usage == 52
 
 

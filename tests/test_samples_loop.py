@@ -32,13 +32,12 @@ from wemasy_async import (
 )
 from wemasy_async.providers.base import Response
 from wemasy_async.providers.loop import (
-    LoopFunction,
     LoopHistory,
     LoopMessage,
     LoopProvider,
     LoopTokenUsage,
-    LoopToolCall,
 )
+from wemasy_async.providers.wire import OpenAIFunction, OpenAIToolCall
 
 SAMPLES = pathlib.Path(__file__).parent / "samples" / "loop"
 CID = "7d0f4a52-1b9e-4c3a-8f21-6a5e9b3c2d10"
@@ -289,12 +288,12 @@ def test_tool_calls_in_both_shapes() -> None:
 
     wire_calls = conversation.raw.messages[1].tool_calls
     assert wire_calls == [
-        LoopToolCall(
+        OpenAIToolCall(
             id="call_4f9a2c1e7b30",
             type="function",
-            function=LoopFunction(name="get_lab_results", arguments='{"panel":"vitamin_d"}'),
+            function=OpenAIFunction(name="get_lab_results", arguments='{"panel":"vitamin_d"}'),
         ),
-        LoopToolCall(
+        OpenAIToolCall(
             id="call_8e1d5b6a0c22",
             name="get_sleep_summary",
             arguments={"days": 7, "detail": True},

@@ -158,7 +158,7 @@ class Client:
     async def list_messages(
         self, conversation_id: ConversationId, *, limit: int | None = None
     ) -> list[Message]:
-        """Fetch the messages of one conversation, oldest first.
+        """Fetch the messages of one conversation, in the provider's order (oldest first).
 
         Args:
             conversation_id: The conversation.

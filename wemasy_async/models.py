@@ -91,7 +91,7 @@ class Conversation(msgspec.Struct, frozen=True, kw_only=True):
         last_activity_at: The last message or event (SiteAssist: ``lastInterationAt``).
         close_reason: Why it was closed, when the provider says.
         human_handled: Whether a human agent took over, when the provider says.
-        human_agent: Who that human agent is (a name or id), when the provider says.
+        human_agent: Who that human agent is (name, else email, else id), when the provider says.
         messages: The messages, or ``None`` when the response did not include them
             (list endpoints leave them out).
         raw: The provider's decoded wire object, for fields this model does not carry.

@@ -35,7 +35,8 @@ class ConversationStore(Protocol):
     async def list_messages(
         self, conversation_id: ConversationId, *, limit: int | None = None
     ) -> list[Message]:
-        """Fetch the messages of one conversation, oldest first: all, or the first ``limit``."""
+        """Fetch the messages of one conversation in the provider's order (oldest first for
+        the built-in providers): all of them, or the first ``limit``."""
         ...
 
     async def list_conversations(

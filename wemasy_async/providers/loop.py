@@ -58,8 +58,7 @@ from __future__ import annotations
 
 import unicodedata
 from collections.abc import Callable
-from datetime import datetime, timezone
-from http import HTTPStatus
+from datetime import datetime
 from typing import Annotated, Any, ClassVar, Final, TypeVar
 from urllib.parse import quote
 from uuid import UUID
@@ -69,22 +68,28 @@ import msgspec
 from wemasy_async.errors import (
     APIStatusError,
     InvalidRequestError,
-    ResponseDecodeError,
     status_error,
 )
 from wemasy_async.headers import parse_retry_after
-from wemasy_async.models import Conversation, Message, Role, TokenUsage, ToolCall
+from wemasy_async.models import Conversation, Message, Role, TokenUsage
 from wemasy_async.protocols import ConversationId
 from wemasy_async.providers.base import Call, Operation, Provider, Request, Response
+from wemasy_async.providers.wire import (
+    OpenAIToolCall,
+    body_of,
+    fallback_message,
+    reader,
+    role,
+    tool_calls,
+    utc,
+)
 from wemasy_async.validation import check_int
 
 __all__ = [
-    "LoopFunction",
     "LoopHistory",
     "LoopMessage",
     "LoopProvider",
     "LoopTokenUsage",
-    "LoopToolCall",
     "check_conversation_id",
     "error_from_response",
     "messages_path",
@@ -99,23 +104,6 @@ Count = Annotated[int, msgspec.Meta(ge=0)]
 
 
 # --- Wire format -----------------------------------------------------------------------------
-
-
-class LoopFunction(msgspec.Struct, frozen=True, kw_only=True):
-    """The ``function`` part of an OpenAI-style tool call."""
-
-    name: str | None = None
-    arguments: str | dict[str, Any] | None = None
-
-
-class LoopToolCall(msgspec.Struct, frozen=True, kw_only=True):
-    """A tool call as Loop stores it (nested OpenAI shape, or flat)."""
-
-    id: str | int | None = None
-    type: str | None = None
-    function: LoopFunction | None = None
-    name: str | None = None
-    arguments: str | dict[str, Any] | None = None
 
 
 class LoopTokenUsage(msgspec.Struct, frozen=True, kw_only=True):
@@ -133,7 +121,7 @@ class LoopMessage(msgspec.Struct, frozen=True, kw_only=True):
     conversation_id: str | None = None
     role: str
     content: str | None = None
-    tool_calls: list[LoopToolCall] | None = None
+    tool_calls: list[OpenAIToolCall] | None = None
     tool_call_id: str | None = None
     token_usage: LoopTokenUsage | None = None
     metadata: dict[str, Any] | None = None
@@ -150,8 +138,6 @@ class LoopHistory(msgspec.Struct, frozen=True, kw_only=True):
 # Built once: msgspec compiles the schema at construction. strict=False lets counts arrive
 # as integral floats or numeric strings, as the docs' "number" type allows.
 _HISTORY = msgspec.json.Decoder(LoopHistory, strict=False)
-_ANY = msgspec.json.Decoder()
-_ENCODER = msgspec.json.Encoder()
 
 
 # --- Ids and requests ------------------------------------------------------------------------
@@ -200,10 +186,6 @@ def _request(conversation_id: str, limit: int | None) -> Request:
 # --- Wire to neutral -------------------------------------------------------------------------
 
 
-class _Malformed(ValueError):
-    """A decoded body that still is not what the docs describe; becomes ResponseDecodeError."""
-
-
 class _PartialMessages(list[Message]):
     """Messages of an answer whose ``total`` says there are more; asks for a follow-up."""
 
@@ -222,39 +204,6 @@ _ROLES: dict[str, Role] = {
 }
 
 
-def _utc(value: datetime | None) -> datetime | None:
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=timezone.utc)
-    return value
-
-
-def _arguments(value: str | dict[str, Any] | None) -> str:
-    if value is None:
-        return "{}"
-    if isinstance(value, str):
-        return value
-    return _ENCODER.encode(value).decode()
-
-
-def _tool_calls(wire: list[LoopToolCall] | None) -> list[ToolCall]:
-    calls = []
-    for call in wire or ():
-        function = call.function
-        name = function.name if function is not None else call.name
-        if not name or call.id is None or call.id == "":
-            raise _Malformed("a tool call has no id or no function name")
-        arguments = function.arguments if function is not None else call.arguments
-        calls.append(
-            ToolCall(
-                id=str(call.id),
-                name=name,
-                arguments=_arguments(arguments),
-                type=call.type or "function",
-            )
-        )
-    return calls
-
-
 def _usage(wire: LoopTokenUsage | None) -> TokenUsage | None:
     if wire is None:
         return None
@@ -266,18 +215,15 @@ def _usage(wire: LoopTokenUsage | None) -> TokenUsage | None:
 
 
 def _message(wire: LoopMessage, conversation_id: str) -> Message:
-    role = _ROLES.get(wire.role)
-    if role is None:
-        raise _Malformed(f"unknown message role {wire.role!r}")
     return Message(
         id=None if wire.id is None else str(wire.id),
         conversation_id=wire.conversation_id or conversation_id,
-        role=role,
+        role=role(wire.role, _ROLES),
         content=wire.content,
-        tool_calls=_tool_calls(wire.tool_calls),
+        tool_calls=tool_calls(wire.tool_calls),
         tool_call_id=wire.tool_call_id,
         usage=_usage(wire.token_usage),
-        created_at=_utc(wire.created_at),
+        created_at=utc(wire.created_at),
         metadata=wire.metadata or {},
     )
 
@@ -312,13 +258,6 @@ def _truncated(history: LoopHistory) -> bool:
 # --- Responses -------------------------------------------------------------------------------
 
 
-def _reason(status: int) -> str:
-    try:
-        return HTTPStatus(status).phrase
-    except ValueError:
-        return f"HTTP {status}"
-
-
 def _text(value: object) -> str | None:
     return value if isinstance(value, str) and value.strip() else None
 
@@ -329,12 +268,7 @@ def error_from_response(response: Response) -> APIStatusError:
     ``{error, message}`` gives ``code`` and message; an ``error`` object
     ``{code, message}`` is read too. Anything else falls back to the reason phrase.
     """
-    status = response.status
-    body: object
-    try:
-        body = _ANY.decode(response.body)
-    except msgspec.DecodeError:
-        body = response.body.decode("utf-8", errors="replace")
+    body = body_of(response)
     code: str | None = None
     message: str | None = None
     if isinstance(body, dict):
@@ -344,13 +278,9 @@ def error_from_response(response: Response) -> APIStatusError:
         else:
             code = _text(error)
         message = _text(body.get("message")) or message
-    if message is None:
-        message = _reason(status)
-        if 300 <= status < 400 and response.headers.get("Location"):
-            message = f"unexpected redirect to {response.headers['Location']}"
     return status_error(
-        status,
-        message,
+        response.status,
+        message or fallback_message(response),
         provider=NAME,
         headers=response.headers,
         body=body,
@@ -362,23 +292,13 @@ def error_from_response(response: Response) -> APIStatusError:
 
 
 def _reader(convert: Callable[[LoopHistory], T]) -> Callable[[Response], T]:
-    """Build a ``parse`` function: error statuses raise, 2xx bodies decode and convert."""
-
-    def parse(response: Response) -> T:
-        if not 200 <= response.status < 300:
-            raise error_from_response(response)
-        try:
-            return convert(_HISTORY.decode(response.body))
-        except (msgspec.MsgspecError, _Malformed) as exc:
-            raise ResponseDecodeError(
-                provider=NAME,
-                status=response.status,
-                expected="a Loop message history",
-                body=response.body,
-                reason=str(exc),
-            ) from exc
-
-    return parse
+    return reader(
+        provider=NAME,
+        expected="a Loop message history",
+        decode=_HISTORY.decode,
+        convert=convert,
+        error=error_from_response,
+    )
 
 
 # --- The adapter -----------------------------------------------------------------------------

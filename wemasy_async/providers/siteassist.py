@@ -16,9 +16,9 @@ lower-case; anything else is refused before any I/O.
 Error bodies are ``{"error": {"message", "code", "details"}}``. The exception class follows
 the HTTP status (so ``CONVERSATION_NOT_FOUND`` is a ``NotFoundError``); the provider's
 ``code`` and ``details`` are kept on the error. A 422's ``details.field`` and
-``details.reason`` become ``errors``; a 429's ``retry_after`` is ``details.retryAfter``
-(a number or a numeric string), else the ``Retry-After`` header. Other statuses' hints (a
-503's ``details.retryAfter``) stay in ``details``. A body that is not the envelope (an HTML
+``details.reason`` become ``errors``; ``retry_after`` is ``details.retryAfter`` (a number
+or a numeric string), else the ``Retry-After`` header, on a 429 and on any other status
+that carries a hint (a 503's ``details.retryAfter``). A body that is not the envelope (an HTML
 page from a proxy) gives the status's error with the reason phrase as the message; also
 accepted: ``{"error": "message"}`` and a top-level ``{"message", "code", "details"}``.
 
@@ -54,21 +54,29 @@ import math
 import re
 import uuid
 from collections.abc import Callable, Mapping
-from datetime import datetime, timezone
-from http import HTTPStatus
+from datetime import datetime
 from typing import Any, ClassVar, TypeVar
 
 import msgspec
 
 from wemasy_async.errors import (
     APIStatusError,
-    ResponseDecodeError,
     status_error,
 )
 from wemasy_async.headers import parse_retry_after
-from wemasy_async.models import Conversation, Message, Role, TokenUsage, ToolCall
+from wemasy_async.models import Conversation, Message, Role, TokenUsage
 from wemasy_async.protocols import ConversationId
 from wemasy_async.providers.base import Call, Operation, Provider, Request, Response
+from wemasy_async.providers.wire import (
+    Malformed,
+    OpenAIToolCall,
+    body_of,
+    fallback_message,
+    reader,
+    role,
+    tool_calls,
+    utc,
+)
 from wemasy_async.validation import check_int, check_uuid
 
 __all__ = [
@@ -76,7 +84,6 @@ __all__ = [
     "SiteAssistHumanAgent",
     "SiteAssistMessage",
     "SiteAssistProvider",
-    "SiteAssistToolCall",
     "SiteAssistUsage",
 ]
 
@@ -87,21 +94,6 @@ T = TypeVar("T")
 
 
 # --- Wire format -----------------------------------------------------------------------------
-
-
-class SiteAssistFunction(msgspec.Struct, frozen=True, kw_only=True):
-    """The ``function`` part of an OpenAI-style tool call."""
-
-    name: str | None = None
-    arguments: str | dict[str, Any] | None = None
-
-
-class SiteAssistToolCall(msgspec.Struct, frozen=True, kw_only=True):
-    """A tool call in a message (OpenAI shape)."""
-
-    id: str | int | None = None
-    type: str = "function"
-    function: SiteAssistFunction | None = None
 
 
 class SiteAssistUsage(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
@@ -123,10 +115,8 @@ class SiteAssistMessage(msgspec.Struct, frozen=True, kw_only=True, rename="camel
     role: str
     content: str | None = None
     created_at: datetime | None = None
-    tool_calls: list[SiteAssistToolCall] | None = None
-    tool_calls_snake: list[SiteAssistToolCall] | None = msgspec.field(
-        default=None, name="tool_calls"
-    )
+    tool_calls: list[OpenAIToolCall] | None = None
+    tool_calls_snake: list[OpenAIToolCall] | None = msgspec.field(default=None, name="tool_calls")
     tool_call_id: str | None = None
     tool_call_id_snake: str | None = msgspec.field(default=None, name="tool_call_id")
     usage: SiteAssistUsage | None = None
@@ -161,7 +151,6 @@ class SiteAssistConversation(msgspec.Struct, frozen=True, kw_only=True, rename="
 
 # One decoder per response type, built once: msgspec compiles the schema at construction.
 _CONVERSATION = msgspec.json.Decoder(SiteAssistConversation)
-_ANY = msgspec.json.Decoder()
 
 
 # --- Ids -------------------------------------------------------------------------------------
@@ -177,10 +166,6 @@ def _canonical(text: str) -> str:
 
 
 # --- Wire to neutral -------------------------------------------------------------------------
-
-
-class _Malformed(ValueError):
-    """A decoded body that still is not what the docs describe; becomes ResponseDecodeError."""
 
 
 _ROLES: dict[str, Role] = {
@@ -199,37 +184,6 @@ _ROLES: dict[str, Role] = {
 }
 
 
-def _utc(value: datetime | None) -> datetime | None:
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=timezone.utc)
-    return value
-
-
-def _json_text(value: str | dict[str, Any] | None) -> str:
-    if value is None:
-        return "{}"
-    if isinstance(value, str):
-        return value
-    return msgspec.json.encode(value).decode()
-
-
-def _tool_calls(wires: list[SiteAssistToolCall] | None) -> list[ToolCall]:
-    calls = []
-    for wire in wires or ():
-        function = wire.function
-        if function is None or not function.name or wire.id is None:
-            raise _Malformed("a tool call has no id or no function name")
-        calls.append(
-            ToolCall(
-                id=str(wire.id),
-                name=function.name,
-                arguments=_json_text(function.arguments),
-                type=wire.type,
-            )
-        )
-    return calls
-
-
 def _usage(wire: SiteAssistUsage | None) -> TokenUsage | None:
     if wire is None:
         return None
@@ -245,20 +199,17 @@ def _first(value: T | None, fallback: T | None) -> T | None:
 
 
 def _message(wire: SiteAssistMessage, conversation_id: str) -> Message:
-    role = _ROLES.get(wire.role)
-    if role is None:
-        raise _Malformed(f"unknown message role {wire.role!r}")
     return Message(
         id=None if wire.id is None else str(wire.id),
         conversation_id=(
             conversation_id if wire.conversation_id is None else _canonical(wire.conversation_id)
         ),
-        role=role,
+        role=role(wire.role, _ROLES),
         content=wire.content,
-        tool_calls=_tool_calls(_first(wire.tool_calls, wire.tool_calls_snake)),
+        tool_calls=tool_calls(_first(wire.tool_calls, wire.tool_calls_snake)),
         tool_call_id=_first(wire.tool_call_id, wire.tool_call_id_snake),
         usage=_usage(_first(wire.usage, wire.token_usage)),
-        created_at=_utc(wire.created_at),
+        created_at=utc(wire.created_at),
         metadata=wire.metadata or {},
     )
 
@@ -280,15 +231,15 @@ def _human_agent(value: str | SiteAssistHumanAgent | None) -> str | None:
 
 def _conversation(wire: SiteAssistConversation) -> Conversation:
     if wire.object is not None and wire.object != "conversation":
-        raise _Malformed(f"object is {wire.object!r}, not 'conversation'")
+        raise Malformed(f"object is {wire.object!r}, not 'conversation'")
     return Conversation(
         id=str(wire.id),
         provider=NAME,
         status=wire.status,
-        started_at=_utc(wire.created_at),
-        updated_at=_utc(wire.updated_at),
-        ended_at=_utc(wire.closed_at),
-        last_activity_at=_utc(wire.last_interaction_at),
+        started_at=utc(wire.created_at),
+        updated_at=utc(wire.updated_at),
+        ended_at=utc(wire.closed_at),
+        last_activity_at=utc(wire.last_interaction_at),
         close_reason=wire.close_reason,
         human_handled=wire.is_human_handled,
         human_agent=_human_agent(wire.human_agent),
@@ -346,27 +297,16 @@ def _field_errors(details: Mapping[str, Any] | None, message: str) -> dict[str, 
 
 def error_from_response(response: Response) -> APIStatusError:
     """Translate a non-2xx SiteAssist response into the most specific error of the tree."""
-    status = response.status
-    body: object
-    try:
-        body = _ANY.decode(response.body)
-    except msgspec.DecodeError:
-        body = response.body.decode("utf-8", errors="replace")
+    body = body_of(response)
     message, code, details = _error_fields(body)
-    if message is None:
-        try:
-            message = HTTPStatus(status).phrase
-        except ValueError:
-            message = f"HTTP {status}"
-        if 300 <= status < 400 and response.headers.get("Location"):
-            message = f"unexpected redirect to {response.headers['Location']}"
+    message = message or fallback_message(response)
     retry_after = _seconds(details.get("retryAfter")) if details is not None else None
     if retry_after is None:
         retry_after = parse_retry_after(
             response.headers.get("Retry-After"), date=response.headers.get("Date")
         )
     return status_error(
-        status,
+        response.status,
         message,
         provider=NAME,
         headers=response.headers,
@@ -379,23 +319,13 @@ def error_from_response(response: Response) -> APIStatusError:
 
 
 def _reader(convert: Callable[[SiteAssistConversation], T]) -> Callable[[Response], T]:
-    """Build a ``parse`` function: error statuses raise, 2xx bodies decode and convert."""
-
-    def parse(response: Response) -> T:
-        if not 200 <= response.status < 300:
-            raise error_from_response(response)
-        try:
-            return convert(_CONVERSATION.decode(response.body))
-        except (msgspec.MsgspecError, _Malformed) as exc:
-            raise ResponseDecodeError(
-                provider=NAME,
-                status=response.status,
-                expected="a SiteAssist conversation",
-                body=response.body,
-                reason=str(exc),
-            ) from exc
-
-    return parse
+    return reader(
+        provider=NAME,
+        expected="a SiteAssist conversation",
+        decode=_CONVERSATION.decode,
+        convert=convert,
+        error=error_from_response,
+    )
 
 
 _read_conversation = _reader(_conversation)

@@ -36,9 +36,8 @@ What the decoder accepts where the docs are vague (they type most fields as ``st
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from datetime import datetime, timezone
+from datetime import datetime
 from decimal import Decimal
-from http import HTTPStatus
 from typing import Any, ClassVar, Generic, TypeVar
 
 import msgspec
@@ -46,7 +45,6 @@ import msgspec
 from wemasy_async.errors import (
     APIStatusError,
     InvalidRequestError,
-    ResponseDecodeError,
     status_error,
 )
 from wemasy_async.headers import parse_retry_after
@@ -61,6 +59,16 @@ from wemasy_async.providers.base import (
     Request,
     Response,
 )
+from wemasy_async.providers.wire import (
+    Malformed,
+    OpenAIToolCall,
+    body_of,
+    fallback_message,
+    reader,
+    role,
+    tool_calls,
+    utc,
+)
 from wemasy_async.validation import (
     check_bool,
     check_int,
@@ -74,7 +82,6 @@ __all__ = [
     "WemasyConversation",
     "WemasyMessage",
     "WemasyProvider",
-    "WemasyToolCall",
     "WemasyUsage",
 ]
 
@@ -89,23 +96,6 @@ T = TypeVar("T")
 # --- Wire format -----------------------------------------------------------------------------
 
 
-class WemasyFunction(msgspec.Struct, frozen=True, kw_only=True):
-    """The ``function`` part of an OpenAI-style tool call."""
-
-    name: str | None = None
-    arguments: str | dict[str, Any] | None = None
-
-
-class WemasyToolCall(msgspec.Struct, frozen=True, kw_only=True):
-    """A tool call as Wemasy sends it (nested OpenAI shape, or flat)."""
-
-    id: str | int | None = None
-    type: str = "function"
-    function: WemasyFunction | None = None
-    name: str | None = None
-    arguments: str | dict[str, Any] | None = None
-
-
 class WemasyUsage(msgspec.Struct, frozen=True, kw_only=True):
     """Token usage as Wemasy sends it."""
 
@@ -114,7 +104,7 @@ class WemasyUsage(msgspec.Struct, frozen=True, kw_only=True):
     total_tokens: int | None = None
 
 
-ToolCallsWire = list[WemasyToolCall] | WemasyToolCall | str | None
+ToolCallsWire = list[OpenAIToolCall] | OpenAIToolCall | str | None
 UsageWire = WemasyUsage | int | str | None
 
 
@@ -213,9 +203,8 @@ _LIST = msgspec.json.Decoder(_ListEnvelope, strict=False)
 _CHAT = msgspec.json.Decoder(_Envelope[WemasyChatData], strict=False)
 _ERROR = msgspec.json.Decoder(_ErrorBody, strict=False)
 _MESSAGES = msgspec.json.Decoder(list[WemasyMessage], strict=False)
-_TOOL_CALLS = msgspec.json.Decoder(list[WemasyToolCall] | WemasyToolCall | None, strict=False)
+_TOOL_CALLS = msgspec.json.Decoder(list[OpenAIToolCall] | OpenAIToolCall | None, strict=False)
 _USAGE = msgspec.json.Decoder(WemasyUsage | int | None, strict=False)
-_ANY = msgspec.json.Decoder()
 
 
 def _plain(value: Any) -> Any:
@@ -231,10 +220,6 @@ _ENCODER = msgspec.json.Encoder(enc_hook=_plain)
 # --- Wire to neutral -------------------------------------------------------------------------
 
 
-class _Malformed(ValueError):
-    """A decoded body that still is not what the docs describe; becomes ResponseDecodeError."""
-
-
 _ROLES: dict[str, Role] = {
     "user": "user",
     "assistant": "assistant",
@@ -245,22 +230,8 @@ _ROLES: dict[str, Role] = {
 }
 
 
-def _utc(value: datetime | None) -> datetime | None:
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=timezone.utc)
-    return value
-
-
 def _text_id(value: int | str | None) -> str | None:
     return None if value is None else str(value)
-
-
-def _json_text(value: str | dict[str, Any] | None) -> str:
-    if value is None:
-        return "{}"
-    if isinstance(value, str):
-        return value
-    return _ENCODER.encode(value).decode()
 
 
 def _decode_embedded(decoder: msgspec.json.Decoder[Any], text: str, field: str) -> Any:
@@ -270,27 +241,13 @@ def _decode_embedded(decoder: msgspec.json.Decoder[Any], text: str, field: str) 
     try:
         return decoder.decode(text)
     except msgspec.MsgspecError as exc:
-        raise _Malformed(f"{field} is a string that is not the expected JSON: {exc}") from exc
+        raise Malformed(f"{field} is a string that is not the expected JSON: {exc}") from exc
 
 
 def _tool_calls(value: ToolCallsWire) -> list[ToolCall]:
-    if value is None:
-        return []
     if isinstance(value, str):
         return _tool_calls(_decode_embedded(_TOOL_CALLS, value, "tool_calls"))
-    if isinstance(value, WemasyToolCall):
-        value = [value]
-    calls = []
-    for wire in value:
-        function = wire.function
-        name = function.name if function is not None else wire.name
-        if not name or wire.id is None:
-            raise _Malformed("a tool call has no id or no function name")
-        arguments = function.arguments if function is not None else wire.arguments
-        calls.append(
-            ToolCall(id=str(wire.id), name=name, arguments=_json_text(arguments), type=wire.type)
-        )
-    return calls
+    return tool_calls([value] if isinstance(value, OpenAIToolCall) else value)
 
 
 def _usage(value: UsageWire) -> TokenUsage | None:
@@ -311,21 +268,18 @@ def _usage(value: UsageWire) -> TokenUsage | None:
 
 
 def _message(wire: WemasyMessage, conversation_id: str) -> Message:
-    role = _ROLES.get(wire.role)
-    if role is None:
-        raise _Malformed(f"unknown message role {wire.role!r}")
     metadata = wire.metadata
     if isinstance(metadata, list):  # PHP encodes an empty associative array as []
         metadata = {"items": metadata} if metadata else {}
     return Message(
         id=_text_id(wire.id),
         conversation_id=_text_id(wire.conversation_id) or conversation_id,
-        role=role,
+        role=role(wire.role, _ROLES),
         content=wire.content,
         tool_calls=_tool_calls(wire.tool_calls),
         tool_call_id=wire.tool_call_id,
         usage=_usage(wire.usage),
-        created_at=_utc(wire.created_at),
+        created_at=utc(wire.created_at),
         metadata=metadata or {},
     )
 
@@ -345,8 +299,8 @@ def _conversation(wire: WemasyConversation) -> Conversation:
         status=wire.status,
         agent_id=wire.agent_id,
         goal=wire.goal,
-        started_at=_utc(wire.started_at),
-        ended_at=_utc(wire.ended_at),
+        started_at=utc(wire.started_at),
+        ended_at=utc(wire.ended_at),
         cost_tokens=wire.cost_tokens,
         cost_amount=wire.cost_amount,
         messages=(
@@ -357,6 +311,8 @@ def _conversation(wire: WemasyConversation) -> Conversation:
 
 
 def _page(envelope: _ListEnvelope, requested: ListConversationsParams) -> Page[Conversation]:
+    if not envelope.success:
+        raise Malformed(f"success is false: {envelope.message or 'no message'}")
     items = [_conversation(c) for c in envelope.data]
     pagination = envelope.pagination
     if pagination is None:  # undocumented, but then this page is all there is
@@ -392,12 +348,6 @@ def _chat_reply(data: WemasyChatData) -> ChatReply:
 
 def error_from_response(response: Response) -> APIStatusError:
     """Translate a non-2xx Wemasy response into the most specific error of the tree."""
-    status = response.status
-    body: object
-    try:
-        body = _ANY.decode(response.body)
-    except msgspec.DecodeError:
-        body = response.body.decode("utf-8", errors="replace")
     message: str | None = None
     errors: dict[str, list[str]] | None = None
     try:
@@ -408,19 +358,12 @@ def error_from_response(response: Response) -> APIStatusError:
         message = decoded.message
         if decoded.errors:
             errors = {k: [v] if isinstance(v, str) else v for k, v in decoded.errors.items()}
-    if not message:
-        try:
-            message = HTTPStatus(status).phrase
-        except ValueError:
-            message = f"HTTP {status}"
-        if 300 <= status < 400 and response.headers.get("Location"):
-            message = f"unexpected redirect to {response.headers['Location']}"
     return status_error(
-        status,
-        message,
+        response.status,
+        message or fallback_message(response),
         provider=NAME,
         headers=response.headers,
-        body=body,
+        body=body_of(response),
         errors=errors,
         retry_after=parse_retry_after(
             response.headers.get("Retry-After"), date=response.headers.get("Date")
@@ -428,40 +371,33 @@ def error_from_response(response: Response) -> APIStatusError:
     )
 
 
+def _ok(envelope: _Envelope[T]) -> T:
+    if not envelope.success:
+        raise Malformed(f"success is false: {envelope.message or 'no message'}")
+    return envelope.data
+
+
 def _reader(
     decoder: msgspec.json.Decoder[Any], expected: str, convert: Callable[[Any], T]
 ) -> Callable[[Response], T]:
-    """Build a ``parse`` function: error statuses raise, 2xx bodies decode and convert."""
-
-    def parse(response: Response) -> T:
-        if not 200 <= response.status < 300:
-            raise error_from_response(response)
-        try:
-            envelope = decoder.decode(response.body)
-            if not envelope.success:
-                raise _Malformed(f"success is false: {envelope.message or 'no message'}")
-            return convert(envelope)
-        except (msgspec.MsgspecError, _Malformed) as exc:
-            raise ResponseDecodeError(
-                provider=NAME,
-                status=response.status,
-                expected=expected,
-                body=response.body,
-                reason=str(exc),
-            ) from exc
-
-    return parse
+    return reader(
+        provider=NAME,
+        expected=expected,
+        decode=decoder.decode,
+        convert=convert,
+        error=error_from_response,
+    )
 
 
 _read_conversation = _reader(
-    _CONVERSATION, "a Wemasy conversation envelope", lambda e: _conversation(e.data)
+    _CONVERSATION, "a Wemasy conversation envelope", lambda e: _conversation(_ok(e))
 )
 _read_messages = _reader(
     _CONVERSATION,
     "a Wemasy conversation envelope",
-    lambda e: _messages(e.data.messages or None, str(e.data.id)),  # absent or null: none
+    lambda e: _messages(_ok(e).messages or None, str(e.data.id)),  # absent or null: none
 )
-_read_chat = _reader(_CHAT, "a Wemasy chat reply envelope", lambda e: _chat_reply(e.data))
+_read_chat = _reader(_CHAT, "a Wemasy chat reply envelope", lambda e: _chat_reply(_ok(e)))
 
 
 # --- Requests --------------------------------------------------------------------------------

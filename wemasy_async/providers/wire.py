@@ -1,0 +1,175 @@
+"""Wire-format pieces the provider adapters share (sans-I/O, like the adapters).
+
+- OpenAI-style tool calls, which every provider embeds in its messages, and their
+  translation into neutral :class:`~wemasy_async.models.ToolCall` objects.
+- Small normalisers: naive timestamps to UTC, provider roles to neutral ones.
+- :func:`reader`, which turns "decode this body, convert it" into a ``parse`` function with
+  the error handling every operation needs, and the helpers an adapter's
+  ``error_from_response`` builds on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime, timezone
+from http import HTTPStatus
+from typing import Any, TypeVar
+
+import msgspec
+
+from wemasy_async.errors import APIStatusError, ResponseDecodeError
+from wemasy_async.models import Role, ToolCall
+from wemasy_async.providers.base import Response
+
+__all__ = [
+    "Malformed",
+    "OpenAIFunction",
+    "OpenAIToolCall",
+    "body_of",
+    "fallback_message",
+    "json_text",
+    "reader",
+    "role",
+    "tool_calls",
+    "utc",
+]
+
+T = TypeVar("T")
+W = TypeVar("W")
+
+_ANY = msgspec.json.Decoder()
+_ENCODER = msgspec.json.Encoder()
+
+
+class Malformed(ValueError):
+    """A body that decoded but still is not what the provider documents.
+
+    Raised by conversion code; :func:`reader` turns it into a
+    :class:`~wemasy_async.errors.ResponseDecodeError`.
+    """
+
+
+class OpenAIFunction(msgspec.Struct, frozen=True, kw_only=True):
+    """The ``function`` part of an OpenAI-style tool call."""
+
+    name: str | None = None
+    arguments: str | dict[str, Any] | None = None
+
+
+class OpenAIToolCall(msgspec.Struct, frozen=True, kw_only=True):
+    """An OpenAI-style tool call: ``{id, type, function: {name, arguments}}``.
+
+    The flat form ``{id, name, arguments}`` is accepted too; ``arguments`` may be JSON text
+    or an object.
+    """
+
+    id: str | int | None = None
+    type: str | None = None
+    function: OpenAIFunction | None = None
+    name: str | None = None
+    arguments: str | dict[str, Any] | None = None
+
+
+def json_text(value: str | dict[str, Any] | None) -> str:
+    """Tool-call arguments as JSON text, whichever way they arrived (``None`` is ``{}``)."""
+    if value is None:
+        return "{}"
+    if isinstance(value, str):
+        return value
+    return _ENCODER.encode(value).decode()
+
+
+def tool_calls(wires: Iterable[OpenAIToolCall] | None) -> list[ToolCall]:
+    """Translate wire tool calls; one without an id or a function name is malformed."""
+    calls = []
+    for wire in wires or ():
+        function = wire.function
+        name = function.name if function is not None else wire.name
+        if not name or wire.id is None or wire.id == "":
+            raise Malformed("a tool call has no id or no function name")
+        arguments = function.arguments if function is not None else wire.arguments
+        calls.append(
+            ToolCall(
+                id=str(wire.id),
+                name=name,
+                arguments=json_text(arguments),
+                type=wire.type or "function",
+            )
+        )
+    return calls
+
+
+def utc(value: datetime | None) -> datetime | None:
+    """Take a timestamp without an offset as UTC; leave aware ones alone."""
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    return value
+
+
+def role(value: str, roles: Mapping[str, Role]) -> Role:
+    """Map a provider's role name onto a neutral role; an unknown one is malformed."""
+    neutral = roles.get(value)
+    if neutral is None:
+        raise Malformed(f"unknown message role {value!r}")
+    return neutral
+
+
+def body_of(response: Response) -> object:
+    """An error response's body for ``APIStatusError.body``: decoded JSON, else the text."""
+    try:
+        return _ANY.decode(response.body)
+    except msgspec.DecodeError:
+        return response.body.decode("utf-8", errors="replace")
+
+
+def fallback_message(response: Response) -> str:
+    """The message of an error whose body says nothing usable: the reason phrase.
+
+    A redirect says where it pointed instead: the engine never follows one.
+    """
+    location = response.headers.get("Location")
+    if 300 <= response.status < 400 and location:
+        return f"unexpected redirect to {location}"
+    try:
+        return HTTPStatus(response.status).phrase
+    except ValueError:
+        return f"HTTP {response.status}"
+
+
+def reader(
+    *,
+    provider: str,
+    expected: str,
+    decode: Callable[[bytes], W],
+    convert: Callable[[W], T],
+    error: Callable[[Response], APIStatusError],
+) -> Callable[[Response], T]:
+    """Build a ``parse`` function for a :class:`~wemasy_async.providers.base.Call`.
+
+    Args:
+        provider: The provider name, for errors.
+        expected: What a 2xx body should be, in words, for ``ResponseDecodeError``.
+        decode: Bytes to the wire object (a msgspec decoder's ``decode``).
+        convert: Wire object to the result; raises :class:`Malformed` when it cannot.
+        error: Builds the typed error for a non-2xx response.
+
+    Returns:
+        A function that raises ``error(response)`` for a non-2xx status, and otherwise
+        returns ``convert(decode(body))`` or raises ``ResponseDecodeError`` saying why not.
+    """
+
+    def parse(response: Response) -> T:
+        if not 200 <= response.status < 300:
+            raise error(response)
+        try:
+            return convert(decode(response.body))
+        except (msgspec.MsgspecError, Malformed) as exc:
+            raise ResponseDecodeError(
+                provider=provider,
+                status=response.status,
+                expected=expected,
+                body=response.body,
+                reason=str(exc),
+            ) from exc
+
+    return parse
