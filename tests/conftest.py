@@ -15,6 +15,8 @@ import aioresponses.core as aioresponses_core
 import pytest
 from aioresponses import aioresponses
 
+from wemasy_async.retry import no_backoff
+
 # --- HTTP mocking with aioresponses ----------------------------------------------------------
 #
 # aioresponses (0.7.x) builds ``aiohttp.ClientResponse`` objects itself. aiohttp 3.14 added a
@@ -49,3 +51,13 @@ def mock_http(monkeypatch: pytest.MonkeyPatch) -> Iterator[aioresponses]:
         monkeypatch.setattr(aioresponses_core, "ClientResponse", _CompatClientResponse)
     with aioresponses() as mocked:
         yield mocked
+
+
+# --- Retries -----------------------------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def _no_retry_backoff() -> Iterator[None]:
+    """Retries happen but never sleep: the switch users get for their own suites."""
+    with no_backoff():
+        yield

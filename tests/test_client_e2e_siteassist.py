@@ -39,7 +39,7 @@ async def fake() -> AsyncIterator[FakeSiteAssist]:
 
 @pytest.fixture
 async def client(fake: FakeSiteAssist) -> AsyncIterator[Client]:
-    async with Client("siteassist", base_url=fake.url, token=TOKEN) as c:
+    async with Client("siteassist", base_url=fake.url, token=TOKEN, retry=False) as c:
         yield c
 
 
@@ -182,7 +182,9 @@ async def test_queued_429_details_win_over_the_header(client: Client, fake: Fake
 async def test_rate_limiter_of_the_fake() -> None:
     async with (
         FakeSiteAssist(seed=1, conversations=2, rate_limit=1) as limited,
-        Client("siteassist", base_url=limited.url, token=TOKEN) as client,
+        Client(
+            "siteassist", base_url=limited.url, token=TOKEN, rate_limit=False, retry=False
+        ) as client,
     ):
         await client.get_conversation(limited.conversation_ids[0])
         with pytest.raises(RateLimitError) as info:

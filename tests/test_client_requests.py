@@ -91,7 +91,7 @@ def list_page(ids: list[int], page: int, last_page: int, per_page: int, total: i
 
 async def test_get_conversation_request_shape(mock_http: aioresponses) -> None:
     mock_http.post(GET_URL, payload=CONVERSATION)
-    async with Client("wemasy", token=SECRET) as client:
+    async with Client("wemasy", retry=False, token=SECRET) as client:
         conversation = await client.get_conversation(27)
     assert conversation.id == "27"
     assert conversation.messages is not None
@@ -113,7 +113,7 @@ async def test_get_conversation_request_shape(mock_http: aioresponses) -> None:
 
 async def test_list_messages_request_shape(mock_http: aioresponses) -> None:
     mock_http.post(GET_URL, payload=CONVERSATION)
-    async with Client("wemasy", token=SECRET) as client:
+    async with Client("wemasy", retry=False, token=SECRET) as client:
         messages = await client.list_messages("27")
     assert [m.content for m in messages] == ["Hallo"]
     assert sent_bodies(mock_http, GET_URL) == [{"conversation_id": 27}]
@@ -121,7 +121,7 @@ async def test_list_messages_request_shape(mock_http: aioresponses) -> None:
 
 async def test_list_conversations_request_shape(mock_http: aioresponses) -> None:
     mock_http.post(LIST_URL, payload=list_page([29, 30], page=2, last_page=3, per_page=2, total=5))
-    async with Client("wemasy", token=SECRET) as client:
+    async with Client("wemasy", retry=False, token=SECRET) as client:
         page = await client.list_conversations(
             agent_id="chat", search="SEO strategy", per_page=2, page=2
         )
@@ -148,7 +148,7 @@ async def test_chat_request_shape(mock_http: aioresponses) -> None:
             },
         },
     )
-    async with Client("wemasy", token=SECRET) as client:
+    async with Client("wemasy", retry=False, token=SECRET) as client:
         reply = await client.chat("Hallo", conversation_id=15, model="gpt-4o", temperature=0.7)
     assert reply.content == "Hoi!"
     assert reply.conversation_id == "15"
@@ -170,7 +170,7 @@ async def test_chat_request_shape(mock_http: aioresponses) -> None:
 async def test_custom_base_url(mock_http: aioresponses, base_url: str, expected_base: str) -> None:
     url = f"{expected_base}/services/ai/v1/conversations/get"
     mock_http.post(url, payload=CONVERSATION)
-    async with Client("wemasy", token=SECRET, base_url=base_url) as client:
+    async with Client("wemasy", retry=False, token=SECRET, base_url=base_url) as client:
         assert client.base_url == expected_base
         await client.get_conversation(27)
     assert len(sent(mock_http, url)) == 1
@@ -178,7 +178,7 @@ async def test_custom_base_url(mock_http: aioresponses, base_url: str, expected_
 
 
 async def test_default_base_url() -> None:
-    client = Client("wemasy", token=SECRET)
+    client = Client("wemasy", retry=False, token=SECRET)
     assert client.base_url == BASE
     await client.aclose()
 
@@ -188,7 +188,7 @@ async def test_timeout_is_passed_to_aiohttp(
     mock_http: aioresponses, timeout: float | None, total: float | None
 ) -> None:
     mock_http.post(GET_URL, payload=CONVERSATION)
-    async with Client("wemasy", token=SECRET, timeout=timeout) as client:
+    async with Client("wemasy", retry=False, token=SECRET, timeout=timeout) as client:
         await client.get_conversation(27)
     (request,) = sent(mock_http, GET_URL)
     assert isinstance(request["timeout"], aiohttp.ClientTimeout)
@@ -202,7 +202,7 @@ async def test_response_headers_are_read_case_insensitively(mock_http: aiorespon
         payload={"error": True, "message": "Too Many Attempts."},
         headers={"retry-after": "60", "x-ratelimit-limit": "60"},
     )
-    async with Client("wemasy", token=SECRET) as client:
+    async with Client("wemasy", retry=False, token=SECRET) as client:
         with pytest.raises(RateLimitError) as info:
             await client.get_conversation(27)
     assert info.value.retry_after == 60.0
@@ -211,7 +211,7 @@ async def test_response_headers_are_read_case_insensitively(mock_http: aiorespon
 async def test_redirect_is_not_followed(mock_http: aioresponses) -> None:
     location = "https://evil.example/collect"
     mock_http.post(GET_URL, status=302, headers={"Location": location}, body=b"")
-    async with Client("wemasy", token=SECRET) as client:
+    async with Client("wemasy", retry=False, token=SECRET) as client:
         with pytest.raises(APIStatusError) as info:
             await client.get_conversation(27)
     assert type(info.value) is APIStatusError
@@ -239,7 +239,7 @@ async def test_explicit_token_wins_over_environment(
 ) -> None:
     monkeypatch.setenv("WEMASY_API_TOKEN", "env-token-456")
     mock_http.post(GET_URL, payload=CONVERSATION)
-    async with Client("wemasy", token=SECRET) as client:
+    async with Client("wemasy", retry=False, token=SECRET) as client:
         await client.get_conversation(27)
     (request,) = sent(mock_http, GET_URL)
     assert request["headers"]["Authorization"] == f"Bearer {SECRET}"
@@ -327,7 +327,7 @@ async def test_token_never_appears_in_errors(
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="wemasy_async")
     respond(mock_http)
-    client = Client("wemasy", token=SECRET, timeout=5)
+    client = Client("wemasy", retry=False, token=SECRET, timeout=5)
     assert SECRET not in repr(client)
     assert SECRET not in str(client)
     async with client:
@@ -348,7 +348,7 @@ async def test_engine_logs_requests_without_the_token(
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="wemasy_async")
     mock_http.post(GET_URL, payload=CONVERSATION)
-    async with Client("wemasy", token=SECRET) as client:
+    async with Client("wemasy", retry=False, token=SECRET) as client:
         await client.get_conversation(27)
         assert SECRET not in repr(client._engine)
     (record,) = [r for r in caplog.records if r.name == "wemasy_async"]
@@ -373,7 +373,7 @@ async def test_connection_errors_are_translated_and_chained(
     mock_http: aioresponses, exception: Exception
 ) -> None:
     mock_http.post(GET_URL, exception=exception)
-    async with Client("wemasy", token=SECRET) as client:
+    async with Client("wemasy", retry=False, token=SECRET) as client:
         with pytest.raises(APIConnectionError) as info:
             await client.get_conversation(27)
     error = info.value
@@ -397,7 +397,7 @@ async def test_timeouts_are_translated_and_chained(
     mock_http: aioresponses, exception: Exception
 ) -> None:
     mock_http.post(GET_URL, exception=exception)
-    async with Client("wemasy", token=SECRET, timeout=5) as client:
+    async with Client("wemasy", retry=False, token=SECRET, timeout=5) as client:
         with pytest.raises(APITimeoutError) as info:
             await client.get_conversation(27)
     error = info.value
@@ -409,7 +409,7 @@ async def test_timeouts_are_translated_and_chained(
 
 async def test_unmocked_url_is_a_connection_error(mock_http: aioresponses) -> None:
     # aioresponses refuses requests nobody registered; the client must translate that too.
-    async with Client("wemasy", token=SECRET) as client:
+    async with Client("wemasy", retry=False, token=SECRET) as client:
         with pytest.raises(APIConnectionError) as info:
             await client.get_conversation(27)
     assert isinstance(info.value.__cause__, aiohttp.ClientConnectionError)
@@ -421,7 +421,7 @@ async def test_unmocked_url_is_a_connection_error(mock_http: aioresponses) -> No
 async def test_caller_session_is_used_and_left_open(mock_http: aioresponses) -> None:
     mock_http.post(GET_URL, payload=CONVERSATION, repeat=True)
     async with aiohttp.ClientSession() as session:
-        async with Client("wemasy", token=SECRET, session=session) as client:
+        async with Client("wemasy", retry=False, token=SECRET, session=session) as client:
             await client.get_conversation(27)
             assert client._transport is not None
             assert client._transport._owned is None  # no session of its own was made
@@ -437,7 +437,7 @@ async def test_caller_session_is_used_and_left_open(mock_http: aioresponses) -> 
 
 async def test_owned_session_is_closed_by_aclose(mock_http: aioresponses) -> None:
     mock_http.post(GET_URL, payload=CONVERSATION)
-    client = Client("wemasy", token=SECRET)
+    client = Client("wemasy", retry=False, token=SECRET)
     assert client._transport is not None
     assert client._transport._owned is None  # created lazily, inside the loop
     await client.get_conversation(27)
@@ -452,7 +452,7 @@ async def test_owned_session_is_closed_by_aclose(mock_http: aioresponses) -> Non
 
 async def test_aclose_is_idempotent_and_the_client_stays_closed(mock_http: aioresponses) -> None:
     mock_http.post(GET_URL, payload=CONVERSATION, repeat=True)
-    client = Client("wemasy", token=SECRET)
+    client = Client("wemasy", retry=False, token=SECRET)
     await client.get_conversation(27)
     await client.aclose()
     await client.aclose()
@@ -473,7 +473,7 @@ async def test_aclose_is_idempotent_and_the_client_stays_closed(mock_http: aiore
 
 
 async def test_aclose_without_any_request() -> None:
-    client = Client("wemasy", token=SECRET)
+    client = Client("wemasy", retry=False, token=SECRET)
     await client.aclose()
     await client.aclose()
     assert client._transport is not None
@@ -483,7 +483,7 @@ async def test_aclose_without_any_request() -> None:
 async def test_closed_caller_session_raises_client_closed(mock_http: aioresponses) -> None:
     session = aiohttp.ClientSession()
     await session.close()
-    async with Client("wemasy", token=SECRET, session=session) as client:
+    async with Client("wemasy", retry=False, token=SECRET, session=session) as client:
         with pytest.raises(ClientClosedError, match="ClientSession is closed"):
             await client.get_conversation(27)
     assert mock_http.requests == {}
@@ -498,7 +498,7 @@ async def test_unclosed_owned_client_warns_on_garbage_collection(
     mock_http: aioresponses,
 ) -> None:
     mock_http.post(GET_URL, payload=CONVERSATION)
-    holder = [Client("wemasy", token=SECRET)]
+    holder = [Client("wemasy", retry=False, token=SECRET)]
     await holder[0].get_conversation(27)
     transport = holder[0]._transport
     assert transport is not None
@@ -519,9 +519,9 @@ async def test_no_resource_warning_when_nothing_is_owned(mock_http: aioresponses
     mock_http.post(GET_URL, payload=CONVERSATION)
     async with aiohttp.ClientSession() as session:
         if use == "never_used":
-            client = Client("wemasy", token=SECRET)
+            client = Client("wemasy", retry=False, token=SECRET)
         else:
-            client = Client("wemasy", token=SECRET, session=session)
+            client = Client("wemasy", retry=False, token=SECRET, session=session)
             await client.get_conversation(27)
         with warnings.catch_warnings(record=True) as record:
             warnings.simplefilter("always")
@@ -555,7 +555,7 @@ async def test_no_resource_warning_when_nothing_is_owned(mock_http: aioresponses
 )
 def test_invalid_base_url(base_url: object) -> None:
     with pytest.raises(InvalidRequestError) as info:
-        Client("wemasy", token=SECRET, base_url=base_url)  # type: ignore[arg-type]
+        Client("wemasy", retry=False, token=SECRET, base_url=base_url)  # type: ignore[arg-type]
     assert info.value.argument == "base_url"
     # Whatever secret a URL held, the message does not repeat it.
     assert "hunter2" not in str(info.value)
@@ -566,14 +566,14 @@ def test_invalid_base_url(base_url: object) -> None:
 )
 def test_invalid_timeout(timeout: object) -> None:
     with pytest.raises(InvalidRequestError) as info:
-        Client("wemasy", token=SECRET, timeout=timeout)  # type: ignore[arg-type]
+        Client("wemasy", retry=False, token=SECRET, timeout=timeout)  # type: ignore[arg-type]
     assert info.value.argument == "timeout"
 
 
 @pytest.mark.parametrize("session", ["session", object(), 1])
 def test_invalid_session(session: object) -> None:
     with pytest.raises(InvalidRequestError) as info:
-        Client("wemasy", token=SECRET, session=session)  # type: ignore[arg-type]
+        Client("wemasy", retry=False, token=SECRET, session=session)  # type: ignore[arg-type]
     assert info.value.argument == "session"
 
 
@@ -592,7 +592,7 @@ async def test_provider_instance_is_accepted(mock_http: aioresponses) -> None:
 
 
 async def test_invalid_arguments_fail_before_io(mock_http: aioresponses) -> None:
-    async with Client("wemasy", token=SECRET) as client:
+    async with Client("wemasy", retry=False, token=SECRET) as client:
         with pytest.raises(InvalidRequestError):
             await client.get_conversation("../27")
         with pytest.raises(InvalidRequestError):
@@ -613,7 +613,7 @@ async def test_invalid_arguments_fail_before_io(mock_http: aioresponses) -> None
 async def test_iter_conversations_validates_at_call_time(
     mock_http: aioresponses, kwargs: dict[str, Any]
 ) -> None:
-    async with Client("wemasy", token=SECRET) as client:
+    async with Client("wemasy", retry=False, token=SECRET) as client:
         with pytest.raises(InvalidRequestError):
             client.iter_conversations(**kwargs)  # no await, no iteration
     assert mock_http.requests == {}
@@ -623,7 +623,7 @@ async def test_iter_conversations_follows_pages_then_stops(mock_http: aiorespons
     mock_http.post(LIST_URL, payload=list_page([1, 2], page=1, last_page=3, per_page=2, total=5))
     mock_http.post(LIST_URL, payload=list_page([3, 4], page=2, last_page=3, per_page=2, total=5))
     mock_http.post(LIST_URL, payload=list_page([5], page=3, last_page=3, per_page=2, total=5))
-    async with Client("wemasy", token=SECRET) as client:
+    async with Client("wemasy", retry=False, token=SECRET) as client:
         iterator = client.iter_conversations(agent_id="chat", per_page=2)
         assert mock_http.requests == {}  # lazy: nothing is fetched before iterating
         ids = [conversation.id async for conversation in iterator]
@@ -639,7 +639,7 @@ async def test_iter_conversations_follows_pages_then_stops(mock_http: aiorespons
 async def test_iter_conversations_stops_on_an_empty_page(mock_http: aioresponses) -> None:
     # A server that claims more pages but sends none must not be polled forever.
     mock_http.post(LIST_URL, payload=list_page([], page=1, last_page=5, per_page=100, total=0))
-    async with Client("wemasy", token=SECRET) as client:
+    async with Client("wemasy", retry=False, token=SECRET) as client:
         ids = [c.id async for c in client.iter_conversations()]
     assert ids == []
     assert sent_bodies(mock_http, LIST_URL) == [{"per_page": 100, "page": 1}]
@@ -649,7 +649,7 @@ async def test_iter_conversations_docs_example_page_ends_iteration(
     mock_http: aioresponses,
 ) -> None:
     mock_http.post(LIST_URL, payload=list_page([], page=0, last_page=0, per_page=0, total=0))
-    async with Client("wemasy", token=SECRET) as client:
+    async with Client("wemasy", retry=False, token=SECRET) as client:
         assert [c async for c in client.iter_conversations()] == []
     assert len(sent(mock_http, LIST_URL)) == 1
 
@@ -663,7 +663,7 @@ async def test_iter_conversations_propagates_errors(mock_http: aioresponses) -> 
         async for conversation in client.iter_conversations(per_page=1):
             seen.append(conversation.id)
 
-    async with Client("wemasy", token=SECRET) as client:
+    async with Client("wemasy", retry=False, token=SECRET) as client:
         with pytest.raises(InternalServerError):
             await consume(client)
     assert seen == ["1"]
@@ -673,7 +673,7 @@ async def test_iter_conversations_propagates_errors(mock_http: aioresponses) -> 
 
 
 async def test_client_implements_the_protocols() -> None:
-    async with Client("wemasy", token=SECRET) as client:
+    async with Client("wemasy", retry=False, token=SECRET) as client:
         assert isinstance(client, ConversationStore)
         assert isinstance(client, ChatService)
         assert client.provider == "wemasy"

@@ -6,13 +6,15 @@ import math
 import os
 import warnings
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import replace
+from enum import Enum
 from types import TracebackType
-from typing import TypeVar
+from typing import Final, TypeVar
 from urllib.parse import urlsplit
 
 import aiohttp
 
-from wemasy_async.engine import Engine
+from wemasy_async.engine import Engine, Options
 from wemasy_async.errors import (
     ClientClosedError,
     InvalidRequestError,
@@ -28,11 +30,22 @@ from wemasy_async.providers.base import (
     Provider,
 )
 from wemasy_async.providers.registry import get_provider
+from wemasy_async.ratelimit import RateLimit, limiter_key, shared_limiter
+from wemasy_async.retry import RetryPolicy
 from wemasy_async.transport import AiohttpTransport
 
 __all__ = ["DEFAULT_TIMEOUT", "Client"]
 
 T = TypeVar("T")
+
+
+class _Unset(Enum):
+    UNSET = "UNSET"
+
+
+_UNSET: Final = _Unset.UNSET
+
+Setting = TypeVar("Setting", RateLimit, RetryPolicy)
 
 DEFAULT_TIMEOUT = 60.0
 """Seconds one request may take, connecting and reading included, unless told otherwise."""
@@ -54,7 +67,13 @@ class Client:
         session: An ``aiohttp.ClientSession`` owned by the caller. The client uses it and
             never closes it. Without one, the client creates its own on first use, inside the
             running event loop, and closes it in :meth:`aclose`.
-        timeout: Total seconds per request (connect, send, wait, read); ``None`` for none.
+        timeout: Total seconds per attempt (connect, send, wait, read); ``None`` for none.
+            Time spent waiting for the rate limiter does not count.
+        rate_limit: How to pace requests (:class:`RateLimit`); ``True`` for the defaults,
+            ``False`` to send without pacing. Clients with the same provider, base URL and
+            token share one limiter in a process (and across processes with a shared store).
+        retry: How to retry failures (:class:`RetryPolicy`); ``True`` for the defaults,
+            ``False`` to send every request once.
 
     Raises:
         InvalidRequestError: An argument is invalid, or no token was given or found.
@@ -70,6 +89,8 @@ class Client:
         base_url: str | None = None,
         session: aiohttp.ClientSession | None = None,
         timeout: float | None = DEFAULT_TIMEOUT,
+        rate_limit: RateLimit | bool = True,
+        retry: RetryPolicy | bool = True,
     ) -> None:
         # Set first so that __del__ works even if a check below raises.
         self._transport: AiohttpTransport | None = None
@@ -86,14 +107,49 @@ class Client:
                 f"session must be an aiohttp.ClientSession, got {type(session).__name__}",
                 argument="session",
             )
+        token = _check_token(token, self._provider.token_env)
+        limiter_config = _check_option(rate_limit, RateLimit, "rate_limit")
         self._transport = AiohttpTransport(provider=name, session=session)
         self._engine = Engine(
             provider=name,
             base_url=self.base_url,
-            token=_check_token(token, self._provider.token_env),
+            token=token,
             transport=self._transport,
-            timeout=_check_timeout(timeout),
+            options=Options(
+                timeout=_check_timeout(timeout),
+                retry=_check_option(retry, RetryPolicy, "retry"),
+                limiter=(
+                    None
+                    if limiter_config is None
+                    else shared_limiter(limiter_key(name, self.base_url, token), limiter_config)
+                ),
+            ),
         )
+
+    def with_options(
+        self,
+        *,
+        timeout: float | _Unset | None = _UNSET,
+        retry: RetryPolicy | bool | _Unset = _UNSET,
+    ) -> Client:
+        """A client for the same provider, session and limiter, with other settings.
+
+        Cheap (no new session); use it per call, e.g.
+        ``await client.with_options(timeout=5, retry=False).chat("hi")``. The copy does not
+        own the session: close the original, not the copy.
+        """
+        options = self._engine.options
+        if not isinstance(timeout, _Unset):
+            options = replace(options, timeout=_check_timeout(timeout))
+        if not isinstance(retry, _Unset):
+            options = replace(options, retry=_check_option(retry, RetryPolicy, "retry"))
+        copy = Client.__new__(Client)
+        copy._transport = None  # borrowed: closing or collecting the copy leaves it alone
+        copy._closed = False
+        copy._provider = self._provider
+        copy.base_url = self.base_url
+        copy._engine = self._engine.with_options(options)
+        return copy
 
     @property
     def provider(self) -> str:
@@ -343,3 +399,17 @@ def _check_timeout(timeout: object) -> float | None:
             argument="timeout",
         )
     return float(timeout)
+
+
+def _check_option(value: object, kind: type[Setting], argument: str) -> Setting | None:
+    """``True`` -> the defaults, ``False`` -> off, an instance of ``kind`` -> itself."""
+    if value is True:
+        return kind()
+    if value is False:
+        return None
+    if isinstance(value, kind):
+        return value
+    raise InvalidRequestError(
+        f"{argument} must be a {kind.__name__}, True or False, got {type(value).__name__}",
+        argument=argument,
+    )

@@ -1,29 +1,51 @@
 """The engine: the one place that sends requests, for every provider.
 
-It turns a provider's :class:`~wemasy_async.providers.base.Call` into an HTTP exchange
-(absolute URL, auth and content headers, timeout), hands the response to the call's pure
-``parse`` and returns the result. Rate limiting and retries belong here, once, so that every
-provider gets them alike.
+It turns a provider's :class:`~wemasy_async.providers.base.Call` into HTTP exchanges
+(absolute URL, auth and content headers, timeout), paces them through the key's
+:class:`~wemasy_async.ratelimit.Limiter`, hands each response to the call's pure ``parse``,
+and retries what :func:`~wemasy_async.retry.retry_delay` says may be retried. Every provider
+gets the same rate limiting and retries because they live only here.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from typing import TypeVar
 from urllib.parse import urlencode
 
+import anyio
 from yarl import URL
 
 from wemasy_async._version import __version__
-from wemasy_async.providers.base import Call
+from wemasy_async.errors import APIConnectionError, APIError, RateLimitError
+from wemasy_async.headers import RateLimitInfo
+from wemasy_async.providers.base import Call, Response
+from wemasy_async.ratelimit import Limiter
+from wemasy_async.retry import RetryPolicy, retry_delay
 from wemasy_async.transport import Transport
 
-__all__ = ["Engine"]
+__all__ = ["Engine", "Options"]
 
 T = TypeVar("T")
 
 logger = logging.getLogger("wemasy_async")
+
+
+@dataclass(frozen=True)
+class Options:
+    """Per-client (or per ``with_options``) settings of the engine.
+
+    Attributes:
+        timeout: Total seconds per attempt; ``None`` for no limit.
+        retry: The retry policy; ``None`` sends every request once.
+        limiter: The key's limiter; ``None`` does not pace.
+    """
+
+    timeout: float | None
+    retry: RetryPolicy | None
+    limiter: Limiter | None
 
 
 class Engine:
@@ -35,10 +57,10 @@ class Engine:
         token: The API token, sent as ``Authorization: Bearer``; kept only inside the header
             dicts, never in a repr, log record or error.
         transport: What does the I/O.
-        timeout: The default total timeout per request in seconds (``None``: no limit).
+        options: Timeout, retry policy and limiter.
     """
 
-    __slots__ = ("_base_url", "_body_headers", "_headers", "_provider", "_timeout", "transport")
+    __slots__ = ("_base_url", "_body_headers", "_headers", "_provider", "options", "transport")
 
     def __init__(
         self,
@@ -47,12 +69,12 @@ class Engine:
         base_url: str,
         token: str,
         transport: Transport,
-        timeout: float | None,
+        options: Options,
     ) -> None:
         self._provider = provider
         # Normalised (and percent-encoded) once, since request URLs are sent as built.
         self._base_url = str(URL(base_url)).rstrip("/")
-        self._timeout = timeout
+        self.options = options
         self.transport = transport
         self._headers = {
             "Authorization": f"Bearer {token}",
@@ -64,13 +86,24 @@ class Engine:
     def __repr__(self) -> str:
         return f"<Engine {self._provider} {self._base_url}>"
 
+    def with_options(self, options: Options) -> Engine:
+        """A copy sending through the same transport and headers with other options."""
+        copy = Engine.__new__(Engine)
+        copy._provider = self._provider
+        copy._base_url = self._base_url
+        copy._headers = self._headers
+        copy._body_headers = self._body_headers
+        copy.transport = self.transport
+        copy.options = options
+        return copy
+
     async def send(self, call: Call[T]) -> T:
         """Send ``call`` and any follow-up calls it asks for; return the final result.
 
         Raises:
-            APIConnectionError: A request could not be completed.
-            APITimeoutError: It took longer than the timeout.
-            APIStatusError: The provider answered with an error status.
+            APIConnectionError: A request could not be completed (after any retries).
+            APITimeoutError: An attempt took longer than the timeout (after any retries).
+            APIStatusError: The provider answered with an error status (after any retries).
             ResponseDecodeError: The provider answered 2xx with a body it does not document.
         """
         result = await self._send_one(call)
@@ -81,18 +114,69 @@ class Engine:
         return result
 
     async def _send_one(self, call: Call[T]) -> T:
+        options = self.options
+        attempt = 1
+        while True:
+            try:
+                return await self._attempt(call, options.limiter)
+            except APIError as error:
+                if options.retry is None:
+                    raise
+                delay = retry_delay(
+                    options.retry, attempt, error, idempotent=call.request.idempotent
+                )
+                if delay is None:
+                    raise
+                if isinstance(error, RateLimitError) and options.limiter is not None:
+                    delay = 0.0  # the limiter already holds the whole key until the pause ends
+                logger.info(
+                    "retrying %s %s after %s (attempt %d, waiting %.2f s)",
+                    call.request.method,
+                    call.request.path,
+                    type(error).__name__,
+                    attempt,
+                    delay,
+                )
+                if delay > 0:
+                    await anyio.sleep(delay)
+                attempt += 1
+
+    async def _attempt(self, call: Call[T], limiter: Limiter | None) -> T:
+        if limiter is None:
+            return call.parse(await self._exchange(call))
+        counted = await limiter.acquire()
+        info: RateLimitInfo | None = None
+        paused = 0.0
+        try:
+            response = await self._exchange(call)
+            info = RateLimitInfo.from_headers(response.headers)
+            try:
+                return call.parse(response)
+            except RateLimitError as error:
+                hint = error.retry_after
+                paused = hint if hint is not None else limiter.config.pause_without_hint
+                raise
+        finally:
+            # Also on errors and cancellation: the request is no longer in flight.
+            await limiter.release(counted, info, paused=paused)
+
+    async def _exchange(self, call: Call[T]) -> Response:
         request = call.request
         url = self._base_url + request.path
         if request.query:
             url = f"{url}?{urlencode(request.query)}"
         started = time.perf_counter()
-        response = await self.transport.send(
-            request.method,
-            url,
-            headers=self._headers if request.body is None else self._body_headers,
-            body=request.body,
-            timeout=self._timeout,
-        )
+        try:
+            response = await self.transport.send(
+                request.method,
+                url,
+                headers=self._headers if request.body is None else self._body_headers,
+                body=request.body,
+                timeout=self.options.timeout,
+            )
+        except APIConnectionError as error:
+            logger.debug("%s %s failed: %s", request.method, url, type(error).__name__)
+            raise
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug(
                 "%s %s -> %d in %.1f ms",
@@ -101,4 +185,4 @@ class Engine:
                 response.status,
                 (time.perf_counter() - started) * 1000,
             )
-        return call.parse(response)
+        return response

@@ -133,7 +133,17 @@ class APIError(WemasyAsyncError):
 
 
 class APIConnectionError(APIError):
-    """The request could not be sent, or the connection broke before a full response."""
+    """The request could not be sent, or the connection broke before a full response.
+
+    Attributes:
+        request_sent: ``False`` only when the request certainly never reached the server
+            (the connection was refused or could not be established); then even a
+            non-idempotent request is safe to send again.
+    """
+
+    def __init__(self, message: str, *, provider: str, request_sent: bool = True) -> None:
+        super().__init__(message, provider=provider)
+        self.request_sent = request_sent
 
 
 class APITimeoutError(APIConnectionError, TimeoutError):

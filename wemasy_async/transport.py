@@ -22,6 +22,11 @@ from wemasy_async.providers.base import Response
 
 __all__ = ["AiohttpTransport", "Transport"]
 
+# aiohttp >= 3.10 tells a timeout while connecting (nothing sent) from one while waiting.
+_CONNECT_TIMEOUT: type[BaseException] = getattr(
+    aiohttp, "ConnectionTimeoutError", aiohttp.ClientConnectorError
+)
+
 
 class Transport(Protocol):
     """Sends one HTTP request and returns the complete response."""
@@ -57,7 +62,7 @@ class AiohttpTransport:
         max_connections: The connection pool size of an owned session.
     """
 
-    __slots__ = ("_given", "_max_connections", "_owned", "_provider", "_timeouts")
+    __slots__ = ("_closed", "_given", "_max_connections", "_owned", "_provider", "_timeouts")
 
     def __init__(
         self,
@@ -69,6 +74,7 @@ class AiohttpTransport:
         self._provider = provider
         self._given = session
         self._owned: aiohttp.ClientSession | None = None
+        self._closed = False
         self._max_connections = max_connections
         self._timeouts: dict[float | None, aiohttp.ClientTimeout] = {}
 
@@ -78,6 +84,8 @@ class AiohttpTransport:
         return self._owned is not None and not self._owned.closed
 
     def _session(self) -> aiohttp.ClientSession:
+        if self._closed:
+            raise ClientClosedError("this client is closed; create a new one")
         session = self._given or self._owned
         if session is None:
             session = self._owned = aiohttp.ClientSession(
@@ -126,16 +134,21 @@ class AiohttpTransport:
                 return Response(response.status, response.headers, data)
         except asyncio.TimeoutError as exc:  # also aiohttp's ServerTimeoutError
             raise APITimeoutError(
-                f"request to {self._provider} timed out after {timeout} s", provider=self._provider
+                f"request to {self._provider} timed out after {timeout} s",
+                provider=self._provider,
+                request_sent=not isinstance(exc, _CONNECT_TIMEOUT),
             ) from exc
         except (aiohttp.ClientError, OSError) as exc:
             raise APIConnectionError(
                 f"connection to {self._provider} failed: {type(exc).__name__}: {exc}",
                 provider=self._provider,
+                # Only a connection that was never established proves nothing was sent.
+                request_sent=not isinstance(exc, aiohttp.ClientConnectorError),
             ) from exc
 
     async def aclose(self) -> None:
-        """Close the owned session, if any; a given session is left open."""
+        """Close the owned session, if any; a given session is left open. Final."""
+        self._closed = True
         owned, self._owned = self._owned, None
         if owned is not None and not owned.closed:
             # Shielded so that a cancelled caller still releases every socket.

@@ -1,0 +1,332 @@
+"""Client-side rate limiting, learned from the servers' headers.
+
+One :class:`Limiter` per key ``(provider, base URL, digest of the token)``: every ``Client``
+in a process with the same key shares it, and with a shared :class:`LimiterStore` (Redis,
+see :mod:`wemasy_async.redis`) every process on every host does too.
+
+How it paces:
+
+- The rate comes from ``X-RateLimit-Limit`` (requests per ``window``, a minute by default as
+  the providers document). Sends are spaced ``(window + margin) / limit`` apart, a GCRA
+  schedule with no burst allowance: however a server's fixed window is aligned, no window
+  of that length ever sees more than ``limit`` requests, at start-up or after idling.
+- Until the first response has told the limit, one request at a time goes out (a probe);
+  a server that sends no rate-limit headers is then not paced (no information is not zero).
+- ``X-RateLimit-Remaining`` is a credit: counting the requests still in flight, the limiter
+  never sends more than it says remain, until a full window has passed.
+- A 429 pauses the whole key until its ``Retry-After``; then waiting requests go out one
+  by one at the paced rate, not all together.
+- Waiters queue in FIFO order per process. Only the head of the queue consults the state; it
+  sleeps exactly until the next send is due and then takes it atomically. Nothing is
+  reserved while waiting, so a cancelled waiter leaks no capacity and nothing is spent twice,
+  and a pause that arrives during the wait is honoured.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+import weakref
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import anyio
+
+from wemasy_async.errors import InvalidRequestError
+from wemasy_async.headers import RateLimitInfo
+
+__all__ = [
+    "Limiter",
+    "LimiterStore",
+    "LocalStore",
+    "Pacing",
+    "RateLimit",
+    "limiter_key",
+    "shared_limiter",
+]
+
+
+@dataclass(frozen=True)
+class Pacing:
+    """What a store needs of a :class:`RateLimit`: window, margin and ceiling."""
+
+    window: float
+    margin: float
+    ceiling: int | None
+
+
+class LimiterStore(Protocol):
+    """Where limiter state lives. Each method is atomic for a key.
+
+    ``acquire`` and ``observe`` are the whole protocol: a store holds, per key, the learned
+    limit, the theoretical arrival time of the next send, a pause deadline, the credit from
+    ``X-RateLimit-Remaining`` and the number of requests in flight.
+    """
+
+    async def acquire(self, key: str, pacing: Pacing) -> float | None:
+        """Take the next send if it is due.
+
+        Returns:
+            ``0.0`` when the send was taken (counted in flight), the seconds until it is due
+            otherwise, or ``None`` when no limit has been learned yet (the caller probes).
+        """
+        ...
+
+    async def observe(
+        self, key: str, pacing: Pacing, info: RateLimitInfo | None, *, sent: bool, paused: float
+    ) -> None:
+        """Learn from a finished request.
+
+        Args:
+            key: The limiter key.
+            pacing: The configuration.
+            info: The response's rate-limit headers, or ``None`` when no response came.
+            sent: Whether the request was counted in flight by :meth:`acquire` (a probe
+                sent while the limit was unknown was not).
+            paused: Seconds to pause the whole key for (a 429), ``0`` for none.
+        """
+        ...
+
+
+@dataclass(frozen=True, kw_only=True)
+class RateLimit:
+    """How a client paces its requests.
+
+    Args:
+        window: Seconds in the servers' rate-limit window (the docs say per minute).
+        margin: Seconds added to the window when pacing, to absorb clock and network
+            jitter; ``None`` means 2.5% of the window.
+        ceiling: Requests per window never to exceed, below what the server allows.
+        store: Shared state, e.g. :class:`wemasy_async.redis.RedisStore`; ``None`` keeps it
+            in this process.
+        pause_without_hint: Seconds to pause after a 429 that says no ``Retry-After``.
+    """
+
+    window: float = 60.0
+    margin: float | None = None
+    ceiling: int | None = None
+    store: LimiterStore | None = None
+    pause_without_hint: float = 1.0
+    _margin: float = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not _positive(self.window):
+            raise InvalidRequestError(
+                "window must be a positive number of seconds", argument="window"
+            )
+        if self.margin is not None and not (_positive(self.margin) or self.margin == 0.0):
+            raise InvalidRequestError("margin must be >= 0 seconds", argument="margin")
+        if self.ceiling is not None and not _whole(self.ceiling):
+            raise InvalidRequestError("ceiling must be an integer >= 1", argument="ceiling")
+        if not _positive(self.pause_without_hint):
+            raise InvalidRequestError(
+                "pause_without_hint must be a positive number of seconds",
+                argument="pause_without_hint",
+            )
+        object.__setattr__(
+            self, "_margin", self.window * 0.025 if self.margin is None else float(self.margin)
+        )
+
+    @property
+    def pacing_margin(self) -> float:
+        """The margin in effect, in seconds."""
+        return self._margin
+
+
+def _whole(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def _positive(value: object) -> bool:
+    return (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value > 0
+    )
+
+
+def limiter_key(provider: str, base_url: str, token: str) -> str:
+    """The key clients share a limiter under; holds a digest of the token, never the token."""
+    digest = hashlib.sha256(token.encode()).hexdigest()[:24]
+    return f"{provider}|{base_url}|{digest}"
+
+
+# --- In-process state ------------------------------------------------------------------------
+
+
+@dataclass
+class _State:
+    learned: bool = False
+    limit: int | None = None
+    tat: float = 0.0  # when the next send is due (GCRA's theoretical arrival time)
+    paused_until: float = 0.0
+    credit: int | None = None
+    credit_until: float = 0.0
+    in_flight: int = 0
+
+
+def _interval(limit: int | None, pacing: Pacing) -> float:
+    if limit is None:
+        return 0.0
+    if pacing.ceiling is not None:
+        limit = min(limit, pacing.ceiling)
+    return (pacing.window + pacing.margin) / limit
+
+
+class LocalStore:
+    """Limiter state in this process; the default store, one per limiter.
+
+    Safe within one event loop (each method runs without awaiting).
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._states: dict[str, _State] = {}
+        # The event loop's clock (asyncio's loop.time() is time.monotonic()).
+        self._clock = clock
+
+    def _state(self, key: str, pacing: Pacing) -> _State:
+        state = self._states.get(key)
+        if state is None:
+            state = self._states[key] = _State()
+            if pacing.ceiling is not None:
+                # A configured ceiling is enough to pace by before any header arrives.
+                state.learned, state.limit = True, pacing.ceiling
+        return state
+
+    async def acquire(self, key: str, pacing: Pacing) -> float | None:
+        state = self._state(key, pacing)
+        if not state.learned:
+            return None
+        now = self._clock()
+        due = max(state.tat, state.paused_until)
+        if state.credit is not None and state.credit_until > now and state.credit <= 0:
+            due = max(due, state.credit_until)
+        if due > now:
+            return due - now
+        state.tat = max(state.tat, now) + _interval(state.limit, pacing)
+        if state.credit is not None and state.credit_until > now:
+            state.credit -= 1
+        state.in_flight += 1
+        return 0.0
+
+    async def observe(
+        self, key: str, pacing: Pacing, info: RateLimitInfo | None, *, sent: bool, paused: float
+    ) -> None:
+        state = self._state(key, pacing)
+        now = self._clock()
+        if sent:
+            state.in_flight = max(0, state.in_flight - 1)
+        if info is not None:
+            state.learned = True
+            if info.limit is not None and info.limit > 0:
+                state.limit = (
+                    info.limit if pacing.ceiling is None else min(info.limit, pacing.ceiling)
+                )
+            if info.remaining is not None:
+                # Requests still in flight may not be counted in this figure yet.
+                state.credit = info.remaining - state.in_flight
+                state.credit_until = now + pacing.window
+        if paused > 0:
+            until = now + paused
+            state.paused_until = max(state.paused_until, until)
+            # Waiters resume one interval apart after the pause, not all at once.
+            state.tat = max(state.tat, until)
+            state.credit, state.credit_until = 0, until
+
+
+# --- The front: FIFO queue per process -------------------------------------------------------
+
+
+class Limiter:
+    """Paces the requests of one key in this process; see the module docstring."""
+
+    def __init__(self, key: str, config: RateLimit, store: LimiterStore) -> None:
+        self.key = key
+        self.config = config
+        self.store = store
+        self._pacing = Pacing(config.window, config.pacing_margin, config.ceiling)
+        self._queue: deque[anyio.Event] = deque()
+        self._probing = False
+        self._probe_done: anyio.Event | None = None
+
+    async def acquire(self) -> bool:
+        """Wait for this request's turn to be sent.
+
+        Returns:
+            Whether the send was counted in flight (pass it to :meth:`release`).
+        """
+        turn = anyio.Event()
+        self._queue.append(turn)
+        try:
+            if self._queue[0] is not turn:
+                await turn.wait()
+            while True:
+                delay = await self.store.acquire(self.key, self._pacing)
+                if delay == 0.0:
+                    return True
+                if delay is None:
+                    if not self._probing:
+                        self._probing = True
+                        self._probe_done = anyio.Event()
+                        return False
+                    assert self._probe_done is not None
+                    await self._probe_done.wait()
+                else:
+                    await anyio.sleep(delay)
+        finally:
+            # Hand the head of the queue on, whether this waiter sends or was cancelled.
+            if self._queue and self._queue[0] is turn:
+                self._queue.popleft()
+                if self._queue:
+                    self._queue[0].set()
+            else:
+                self._queue.remove(turn)
+
+    async def release(
+        self, counted: bool, info: RateLimitInfo | None, *, paused: float = 0.0
+    ) -> None:
+        """Report how the request ended: its headers (``None`` if no response) and any pause."""
+        with anyio.CancelScope(shield=True):  # the state must be updated even when cancelled
+            await self.store.observe(self.key, self._pacing, info, sent=counted, paused=paused)
+        if not counted and self._probe_done is not None:
+            self._probing = False
+            self._probe_done.set()
+            self._probe_done = None
+
+
+class LimiterRegistry:
+    """Limiters by key, so that clients with the same key share one.
+
+    Held weakly: a limiter, and with the default in-process store its state, lives exactly
+    as long as a client uses it, so nothing accumulates and a later server on a reused
+    address starts afresh.
+    """
+
+    def __init__(self) -> None:
+        self._limiters: weakref.WeakValueDictionary[tuple[str, int], Limiter] = (
+            weakref.WeakValueDictionary()
+        )
+
+    def get(self, key: str, config: RateLimit) -> Limiter:
+        registry_key = (key, 0 if config.store is None else id(config.store))
+        limiter = self._limiters.get(registry_key)
+        if limiter is None:
+            store = config.store if config.store is not None else LocalStore()
+            limiter = Limiter(key, config, store)
+            self._limiters[registry_key] = limiter
+        return limiter
+
+
+_REGISTRY = LimiterRegistry()
+
+
+def shared_limiter(key: str, config: RateLimit) -> Limiter:
+    """The limiter every client of this process with ``key`` and ``config.store`` shares.
+
+    The first client to ask for a key fixes its settings; later ones share them.
+    """
+    return _REGISTRY.get(key, config)
