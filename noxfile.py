@@ -14,15 +14,15 @@ PYTHON = None  # the interpreter nox runs on; CI pins nothing else
 
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
-    """Run the whole test suite."""
-    session.install("-e", ".[test]")
+    """Run the whole test suite (Redis tests start their own redis-server)."""
+    session.install("-e", ".[test,redis]")
     session.run("pytest", *session.posargs)
 
 
 @nox.session(python=["3.10", "3.11", "3.12", "3.13"])
 def compat(session: nox.Session) -> None:
     """Run the tests on every supported Python that is installed (not part of the default)."""
-    session.install("-e", ".[test]")
+    session.install("-e", ".[test,redis]")
     session.run("pytest", "-q", *session.posargs)
 
 
@@ -37,7 +37,7 @@ def lint(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def typecheck(session: nox.Session) -> None:
     """Type-check the package (and the tests' typing examples) with mypy --strict."""
-    session.install("-e", ".[test]", "mypy")
+    session.install("-e", ".[test,redis]", "mypy")
     session.run("mypy", "--strict", "wemasy_async", "tests/typing")
 
 
@@ -50,6 +50,6 @@ def demo(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def bench(session: nox.Session) -> None:
-    """Run the benchmarks and print their table."""
-    session.install("-e", ".")
+    """Run the benchmarks and print their table (needs redis-server on PATH)."""
+    session.install("-e", ".[bench]")
     session.run("python", "-m", "benchmarks", *session.posargs)
