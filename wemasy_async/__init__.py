@@ -40,6 +40,8 @@ from wemasy_async.headers import RateLimitInfo
 from wemasy_async.models import ChatReply, Conversation, Message, Page, Role, TokenUsage, ToolCall
 from wemasy_async.protocols import ChatService, ConversationId, ConversationStore, ToolSpec
 from wemasy_async.providers.base import Provider
+from wemasy_async.ratelimit import LimiterStore, RateLimit
+from wemasy_async.retry import RetryPolicy, no_backoff
 
 __all__ = [
     "DEFAULT_TIMEOUT",
@@ -59,15 +61,18 @@ __all__ = [
     "ConversationStore",
     "InternalServerError",
     "InvalidRequestError",
+    "LimiterStore",
     "Message",
     "NotFoundError",
     "Page",
     "PaymentRequiredError",
     "PermissionDeniedError",
     "Provider",
+    "RateLimit",
     "RateLimitError",
     "RateLimitInfo",
     "ResponseDecodeError",
+    "RetryPolicy",
     "Role",
     "TokenUsage",
     "ToolCall",
@@ -76,4 +81,5 @@ __all__ = [
     "UnsupportedOperationError",
     "WemasyAsyncError",
     "__version__",
+    "no_backoff",
 ]
