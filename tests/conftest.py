@@ -6,8 +6,13 @@ Fixtures are grouped by topic; keep new groups under their own heading.
 from __future__ import annotations
 
 import inspect
+import shutil
+import socket
+import subprocess
+import time
 import types
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -61,3 +66,119 @@ def _no_retry_backoff() -> Iterator[None]:
     """Retries happen but never sleep: the switch users get for their own suites."""
     with no_backoff():
         yield
+
+
+# --- Redis server ------------------------------------------------------------------------------
+#
+# wemasy_async.redis is tested against a real redis-server, never a mock: one per session
+# (no persistence, on a free port in a temporary directory), flushed before each test.
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _start_redis_server(port: int, directory: Path) -> subprocess.Popen[bytes]:
+    """Start ``redis-server`` on ``port`` and return once it answers PING."""
+    executable = shutil.which("redis-server")
+    if executable is None:
+        pytest.fail(
+            "redis-server is not installed; the Redis tests need a real one: "
+            "apt-get install redis-server (.ci/run does it)",
+            pytrace=False,
+        )
+    directory.mkdir(parents=True, exist_ok=True)
+    log = directory / "redis.log"
+    process = subprocess.Popen(
+        [
+            executable,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(directory),
+            "--logfile",
+            str(log),
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+        cwd=directory,
+    )
+    deadline = time.monotonic() + 10
+    while True:
+        if process.poll() is not None:
+            output = log.read_text() if log.exists() else ""
+            pytest.fail(f"redis-server exited with {process.returncode}:\n{output}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5) as conn:
+                conn.sendall(b"PING\r\n")
+                if conn.recv(64).startswith(b"+PONG"):
+                    return process
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            process.kill()
+            process.wait()
+            pytest.fail("redis-server did not answer PING within 10 s")
+        time.sleep(0.05)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The URL of a redis-server running for the whole session; fails if none is installed."""
+    port = _free_port()
+    process = _start_redis_server(port, tmp_path_factory.mktemp("redis"))
+    try:
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        _stop(process)
+
+
+@pytest.fixture
+def redis_url(redis_server: str) -> str:
+    """The session's redis-server, emptied (FLUSHALL) for this test."""
+    host, _, port = redis_server.removeprefix("redis://").partition("/")[0].partition(":")
+    with socket.create_connection((host, int(port)), timeout=5) as conn:
+        conn.sendall(b"FLUSHALL\r\n")
+        assert conn.recv(64).startswith(b"+OK")
+    return redis_server
+
+
+@pytest.fixture
+def start_redis(tmp_path: Path) -> Iterator[Callable[[int], str]]:
+    """Start more redis-servers, on given ports (e.g. one a store already points at)."""
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start(port: int) -> str:
+        started.append(_start_redis_server(port, tmp_path / f"redis-{port}"))
+        return f"redis://127.0.0.1:{port}/0"
+
+    try:
+        yield start
+    finally:
+        for process in started:
+            _stop(process)
+
+
+@pytest.fixture
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on (at the time of asking)."""
+    return _free_port()

@@ -22,7 +22,7 @@ from wemasy_async._version import __version__
 from wemasy_async.errors import APIConnectionError, APIError, RateLimitError
 from wemasy_async.headers import RateLimitInfo
 from wemasy_async.providers.base import Call, Response
-from wemasy_async.ratelimit import Limiter
+from wemasy_async.ratelimit import Limiter, PauseTooLong
 from wemasy_async.retry import RetryPolicy, retry_delay
 from wemasy_async.transport import Transport
 
@@ -31,6 +31,8 @@ __all__ = ["Engine", "Options"]
 T = TypeVar("T")
 
 logger = logging.getLogger("wemasy_async")
+
+_DEFAULT_RETRY = RetryPolicy()
 
 
 @dataclass(frozen=True)
@@ -118,7 +120,7 @@ class Engine:
         attempt = 1
         while True:
             try:
-                return await self._attempt(call, options.limiter)
+                return await self._attempt(call, options)
             except APIError as error:
                 if options.retry is None:
                     raise
@@ -141,10 +143,23 @@ class Engine:
                     await anyio.sleep(delay)
                 attempt += 1
 
-    async def _attempt(self, call: Call[T], limiter: Limiter | None) -> T:
+    async def _attempt(self, call: Call[T], options: Options) -> T:
+        limiter = options.limiter
         if limiter is None:
             return call.parse(await self._exchange(call))
-        counted = await limiter.acquire()
+        max_wait = (options.retry or _DEFAULT_RETRY).max_retry_after
+        try:
+            counted = await limiter.acquire(max_pause=max_wait)
+        except PauseTooLong as held:
+            # Fail fast, as for the 429 itself, rather than block for longer than the policy
+            # would ever wait (also for requests that were already queued).
+            raise RateLimitError(
+                f"requests to {self._provider} are paused for another {held.seconds:.0f} s"
+                f" after a 429 (longer than max_retry_after, {max_wait:g} s)",
+                provider=self._provider,
+                status=429,
+                retry_after=held.seconds,
+            ) from None
         info: RateLimitInfo | None = None
         paused = 0.0
         try:

@@ -7,15 +7,21 @@ see :mod:`wemasy_async.redis`) every process on every host does too.
 How it paces:
 
 - The rate comes from ``X-RateLimit-Limit`` (requests per ``window``, a minute by default as
-  the providers document). Sends are spaced ``(window + margin) / limit`` apart, a GCRA
-  schedule with no burst allowance: however a server's fixed window is aligned, no window
-  of that length ever sees more than ``limit`` requests, at start-up or after idling.
+  the providers document). Sends are spaced ``max((window + margin) / limit,
+  window / (limit - 1))`` apart, a GCRA schedule with no burst allowance: however a server's
+  fixed window is aligned, no window of that length sees more than ``limit - 1`` of our
+  sends (one request of slack for jitter), at start-up (the probe counts) or after idling.
+  A send that goes out late absorbs up to half the margin without pushing back the ones
+  after it, so timer and network delays do not drift the rate down.
 - Until the first response has told the limit, one request at a time goes out (a probe);
   a server that sends no rate-limit headers is then not paced (no information is not zero).
 - ``X-RateLimit-Remaining`` is a credit: counting the requests still in flight, the limiter
-  never sends more than it says remain, until a full window has passed.
+  never sends more than it says remain, until a full window has passed. Our own pacing never
+  spends it to zero; when it is spent while a response is in flight, the limiter looks
+  again one interval later, since that response will likely refresh it.
 - A 429 pauses the whole key until its ``Retry-After``; then waiting requests go out one
-  by one at the paced rate, not all together.
+  by one at the paced rate, not all together. A pause longer than the retry policy's
+  ``max_retry_after`` fails this process's requests (queued or new) at once instead.
 - Waiters queue in FIFO order per process. Only the head of the queue consults the state; it
   sleeps exactly until the next send is due and then takes it atomically. Nothing is
   reserved while waiting, so a cancelled waiter leaks no capacity and nothing is spent twice,
@@ -43,6 +49,7 @@ __all__ = [
     "LimiterStore",
     "LocalStore",
     "Pacing",
+    "PauseTooLong",
     "RateLimit",
     "limiter_key",
     "shared_limiter",
@@ -117,7 +124,7 @@ class RateLimit:
             raise InvalidRequestError(
                 "window must be a positive number of seconds", argument="window"
             )
-        if self.margin is not None and not (_positive(self.margin) or self.margin == 0.0):
+        if self.margin is not None and not (_positive(self.margin) or _zero(self.margin)):
             raise InvalidRequestError("margin must be >= 0 seconds", argument="margin")
         if self.ceiling is not None and not _whole(self.ceiling):
             raise InvalidRequestError("ceiling must be an integer >= 1", argument="ceiling")
@@ -138,6 +145,10 @@ class RateLimit:
 
 def _whole(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def _zero(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == 0
 
 
 def _positive(value: object) -> bool:
@@ -169,12 +180,31 @@ class _State:
     in_flight: int = 0
 
 
+def _slack(interval: float, pacing: Pacing) -> float:
+    """How late a send may go out without pushing back the ones after it.
+
+    Timers fire late (and a Redis round trip takes time); restarting the schedule from
+    every late wake-up would drift below the allowed rate. Half the margin (or interval) of
+    lateness is absorbed: any ``limit + 1`` sends still span more than a window.
+    """
+    return min(pacing.margin, interval) / 2
+
+
 def _interval(limit: int | None, pacing: Pacing) -> float:
+    """Seconds between sends: at most ``limit - 1`` of ours fall in any window.
+
+    Spacing ``window / (limit - 1)`` keeps one request of slack for jitter, and our own
+    traffic never drives ``X-RateLimit-Remaining`` to zero (which would stall a window); the
+    margin widens it further when it is the larger.
+    """
     if limit is None:
         return 0.0
     if pacing.ceiling is not None:
         limit = min(limit, pacing.ceiling)
-    return (pacing.window + pacing.margin) / limit
+    spacing = (pacing.window + pacing.margin) / limit
+    if limit >= 2:
+        spacing = max(spacing, pacing.window / (limit - 1))
+    return spacing
 
 
 class LocalStore:
@@ -202,12 +232,16 @@ class LocalStore:
         if not state.learned:
             return None
         now = self._clock()
+        interval = _interval(state.limit, pacing)
         due = max(state.tat, state.paused_until)
         if state.credit is not None and state.credit_until > now and state.credit <= 0:
-            due = max(due, state.credit_until)
+            # Spent by our own sends, a response still in flight will likely refresh the
+            # credit: look again one interval on instead of sitting out the whole window.
+            recheck = now + interval if state.in_flight > 0 and interval > 0 else math.inf
+            due = max(due, min(state.credit_until, recheck))
         if due > now:
             return due - now
-        state.tat = max(state.tat, now) + _interval(state.limit, pacing)
+        state.tat = max(state.tat, now - _slack(interval, pacing)) + interval
         if state.credit is not None and state.credit_until > now:
             state.credit -= 1
         state.in_flight += 1
@@ -226,6 +260,9 @@ class LocalStore:
                 state.limit = (
                     info.limit if pacing.ceiling is None else min(info.limit, pacing.ceiling)
                 )
+            if not sent:
+                # The probe went out unscheduled: the first paced send keeps its distance.
+                state.tat = max(state.tat, now + _interval(state.limit, pacing))
             if info.remaining is not None:
                 # Requests still in flight may not be counted in this figure yet.
                 state.credit = info.remaining - state.in_flight
@@ -241,6 +278,18 @@ class LocalStore:
 # --- The front: FIFO queue per process -------------------------------------------------------
 
 
+class PauseTooLong(Exception):
+    """The key is paused (after a 429) for longer than the caller will wait.
+
+    Attributes:
+        seconds: How long the pause still lasts.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"paused for another {seconds:.1f} s")
+        self.seconds = seconds
+
+
 class Limiter:
     """Paces the requests of one key in this process; see the module docstring."""
 
@@ -252,19 +301,35 @@ class Limiter:
         self._queue: deque[anyio.Event] = deque()
         self._probing = False
         self._probe_done: anyio.Event | None = None
+        self._paused_until = 0.0  # the latest 429 pause this process saw (monotonic clock)
 
-    async def acquire(self) -> bool:
+    def paused_for(self) -> float:
+        """Seconds left of the latest 429 pause this process saw (``0`` when none)."""
+        return max(0.0, self._paused_until - time.monotonic())
+
+    def _check_pause(self, max_pause: float) -> None:
+        pause = self.paused_for()
+        if pause > max_pause:
+            raise PauseTooLong(pause)
+
+    async def acquire(self, max_pause: float = math.inf) -> bool:
         """Wait for this request's turn to be sent.
+
+        Args:
+            max_pause: The longest 429 pause worth waiting out; a longer one this process
+                knows of raises :class:`PauseTooLong`, before queueing or while queued.
 
         Returns:
             Whether the send was counted in flight (pass it to :meth:`release`).
         """
+        self._check_pause(max_pause)
         turn = anyio.Event()
         self._queue.append(turn)
         try:
             if self._queue[0] is not turn:
                 await turn.wait()
             while True:
+                self._check_pause(max_pause)
                 delay = await self.store.acquire(self.key, self._pacing)
                 if delay == 0.0:
                     return True
@@ -290,6 +355,8 @@ class Limiter:
         self, counted: bool, info: RateLimitInfo | None, *, paused: float = 0.0
     ) -> None:
         """Report how the request ended: its headers (``None`` if no response) and any pause."""
+        if paused > 0:
+            self._paused_until = max(self._paused_until, time.monotonic() + paused)
         with anyio.CancelScope(shield=True):  # the state must be updated even when cancelled
             await self.store.observe(self.key, self._pacing, info, sent=counted, paused=paused)
         if not counted and self._probe_done is not None:

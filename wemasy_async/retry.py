@@ -93,7 +93,8 @@ class RetryPolicy:
 
     def backoff(self, retry: int) -> float:
         """Seconds to wait before retry number ``retry`` (1 for the first) without a hint."""
-        cap = min(self.max_backoff, self.initial_backoff * 2 ** (retry - 1))
+        # The exponent is bounded first: 2.0 ** 1024 overflows a float long before any cap.
+        cap = min(self.max_backoff, self.initial_backoff * 2.0 ** min(retry - 1, 64))
         return random.uniform(0, cap)
 
 

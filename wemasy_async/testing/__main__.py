@@ -1,7 +1,8 @@
 """Run a fake provider server in its own process.
 
 ``python -m wemasy_async.testing serve [--provider wemasy] [--host 127.0.0.1] [--port 0]
-[--seed 0] [--conversations N] [--rate-limit N] [--window S] [--token T]``
+[--seed 0] [--conversations N] [--rate-limit N] [--window S] [--window-offset S]
+[--token T]``
 
 Prints exactly one line, ``URL <base url>``, to stdout once the server is listening, then
 serves until SIGTERM or SIGINT and exits 0 after a clean shutdown. The request log is off
@@ -40,6 +41,9 @@ def _parser() -> argparse.ArgumentParser:
         "--rate-limit", type=int, default=100_000, help="requests per window; 0 disables"
     )
     serve.add_argument("--window", type=float, default=60.0, help="window length in seconds")
+    serve.add_argument(
+        "--window-offset", type=float, default=0.0, help="shift of the windows' alignment, s"
+    )
     serve.add_argument("--token", default=None, help="required bearer token (default: any)")
     return parser
 
@@ -52,6 +56,7 @@ async def _serve(args: argparse.Namespace) -> None:
         conversations=args.conversations,
         rate_limit=args.rate_limit if args.rate_limit > 0 else None,
         window=args.window,
+        window_offset=args.window_offset,
         token=args.token,
         host=args.host,
         port=args.port,
