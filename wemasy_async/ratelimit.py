@@ -43,6 +43,7 @@ import anyio
 
 from wemasy_async.errors import InvalidRequestError
 from wemasy_async.headers import RateLimitInfo
+from wemasy_async.validation import is_positive_number
 
 __all__ = [
     "Limiter",
@@ -120,15 +121,15 @@ class RateLimit:
     _margin: float = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        if not _positive(self.window):
+        if not is_positive_number(self.window):
             raise InvalidRequestError(
                 "window must be a positive number of seconds", argument="window"
             )
-        if self.margin is not None and not (_positive(self.margin) or _zero(self.margin)):
+        if self.margin is not None and not (is_positive_number(self.margin) or _zero(self.margin)):
             raise InvalidRequestError("margin must be >= 0 seconds", argument="margin")
         if self.ceiling is not None and not _whole(self.ceiling):
             raise InvalidRequestError("ceiling must be an integer >= 1", argument="ceiling")
-        if not _positive(self.pause_without_hint):
+        if not is_positive_number(self.pause_without_hint):
             raise InvalidRequestError(
                 "pause_without_hint must be a positive number of seconds",
                 argument="pause_without_hint",
@@ -149,15 +150,6 @@ def _whole(value: object) -> bool:
 
 def _zero(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and value == 0
-
-
-def _positive(value: object) -> bool:
-    return (
-        isinstance(value, (int, float))
-        and not isinstance(value, bool)
-        and math.isfinite(value)
-        and value > 0
-    )
 
 
 def limiter_key(provider: str, base_url: str, token: str) -> str:

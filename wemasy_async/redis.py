@@ -39,6 +39,7 @@ import anyio
 from wemasy_async.errors import InvalidRequestError
 from wemasy_async.headers import RateLimitInfo
 from wemasy_async.ratelimit import LimiterStore, LocalStore, Pacing
+from wemasy_async.validation import is_positive_number
 
 try:
     from redis.asyncio import Redis
@@ -288,7 +289,7 @@ class RedisStore:
                 "fallback_share must be a number in (0, 1]", argument="fallback_share"
             )
         for name, value in (("timeout", timeout), ("reconnect_interval", reconnect_interval)):
-            if not _positive(value):
+            if not is_positive_number(value):
                 raise InvalidRequestError(f"{name} must be a positive number", argument=name)
         self.prefix = prefix
         self.fallback: LimiterStore = LocalStore() if fallback is None else fallback
@@ -506,14 +507,5 @@ class RedisStore:
         return max(1, math.floor(limit * self.fallback_share))
 
 
-def _positive(value: object) -> bool:
-    return (
-        isinstance(value, (int, float))
-        and not isinstance(value, bool)
-        and math.isfinite(value)
-        and value > 0
-    )
-
-
 def _fraction(value: object) -> bool:
-    return _positive(value) and cast(float, value) <= 1
+    return is_positive_number(value) and cast(float, value) <= 1

@@ -24,6 +24,7 @@ __all__ = [
     "check_text",
     "check_tools",
     "check_uuid",
+    "is_positive_number",
 ]
 
 _UUID_TEXT = re.compile(
@@ -77,6 +78,16 @@ def check_uuid(value: object, argument: str) -> str:
     if isinstance(value, str) and _UUID_TEXT.fullmatch(value):
         return value.lower()
     raise _fail(argument, "a UUID such as '123e4567-e89b-12d3-a456-426614174000'", value)
+
+
+def is_positive_number(value: object) -> bool:
+    """Whether ``value`` is a finite ``int`` or ``float`` above zero (``bool`` is not)."""
+    return (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value > 0
+    )
 
 
 def check_int(
