@@ -15,6 +15,7 @@ APIs in :mod:`wemasy_async.testing`. Importing the package does no I/O and start
 from __future__ import annotations
 
 from wemasy_async._version import __version__
+from wemasy_async.batch import BatchFetch, FetchProgress, FetchResult
 from wemasy_async.client import DEFAULT_TIMEOUT, Client
 from wemasy_async.errors import (
     APIConnectionError,
@@ -51,6 +52,7 @@ __all__ = [
     "APITimeoutError",
     "AuthenticationError",
     "BadRequestError",
+    "BatchFetch",
     "ChatReply",
     "ChatService",
     "Client",
@@ -59,6 +61,8 @@ __all__ = [
     "Conversation",
     "ConversationId",
     "ConversationStore",
+    "FetchProgress",
+    "FetchResult",
     "InternalServerError",
     "InvalidRequestError",
     "LimiterStore",

@@ -5,7 +5,14 @@ from __future__ import annotations
 import math
 import os
 import warnings
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Sequence,
+)
 from dataclasses import replace
 from enum import Enum
 from types import TracebackType
@@ -14,6 +21,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
+from wemasy_async.batch import BatchFetch, FetchProgress
 from wemasy_async.engine import Engine, Options
 from wemasy_async.errors import (
     ClientClosedError,
@@ -290,6 +298,67 @@ class Client:
                 page=page.page + 1,
             )
             call = self._provider.list_conversations(params)
+
+    # --- Batches -------------------------------------------------------------------------
+
+    def fetch_conversations(
+        self,
+        ids: Iterable[ConversationId] | AsyncIterable[ConversationId],
+        *,
+        concurrency: int = 16,
+        progress: Callable[[FetchProgress], object] | None = None,
+    ) -> BatchFetch[Conversation]:
+        """Fetch many conversations; iterate the result for each one as it completes.
+
+        ::
+
+            async with client.fetch_conversations(ids, concurrency=32) as results:
+                async for result in results:
+                    if result.ok:
+                        save(result.value)
+                    else:
+                        log(result.id, result.error)
+
+        Args:
+            ids: Any iterable or async iterable of ids, consumed lazily (a generator over a
+                million ids is fine).
+            concurrency: Workers, i.e. requests in flight at most (1 to 1000). The rate
+                limiter still paces them.
+            progress: Called with a :class:`FetchProgress` after every result.
+
+        Returns:
+            A :class:`BatchFetch` of :class:`FetchResult` objects, one per id, in completion
+            order; a failed id holds its typed error instead of failing the batch.
+
+        Raises:
+            InvalidRequestError: ``concurrency``, ``ids`` or ``progress`` is invalid (now).
+            UnsupportedOperationError: The provider cannot get conversations (now).
+        """
+        return self._batch("get_conversation", self.get_conversation, ids, concurrency, progress)
+
+    def fetch_messages(
+        self,
+        ids: Iterable[ConversationId] | AsyncIterable[ConversationId],
+        *,
+        concurrency: int = 16,
+        progress: Callable[[FetchProgress], object] | None = None,
+    ) -> BatchFetch[list[Message]]:
+        """Fetch the messages of many conversations; like :meth:`fetch_conversations`."""
+        return self._batch("list_messages", self.list_messages, ids, concurrency, progress)
+
+    def _batch(
+        self,
+        operation: Operation,
+        fetch: Callable[[ConversationId], Awaitable[T]],
+        ids: Iterable[ConversationId] | AsyncIterable[ConversationId],
+        concurrency: int,
+        progress: Callable[[FetchProgress], object] | None,
+    ) -> BatchFetch[T]:
+        if operation not in self._provider.capabilities:
+            raise UnsupportedOperationError(self.provider, operation)
+        if self._closed:
+            raise ClientClosedError("this client is closed; create a new one")
+        return BatchFetch(fetch, ids, concurrency=concurrency, progress=progress)
 
     # --- ChatService ---------------------------------------------------------------------
 

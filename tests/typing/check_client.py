@@ -16,11 +16,13 @@ import aiohttp
 from typing_extensions import assert_type
 
 from wemasy_async import (
+    BatchFetch,
     ChatReply,
     ChatService,
     Client,
     Conversation,
     ConversationStore,
+    FetchResult,
     Message,
     Page,
     RateLimitError,
@@ -53,6 +55,19 @@ async def reads(client: Client) -> None:
     await client.list_conversations(per_page="20")  # type: ignore[arg-type]
     await client.list_conversations("chat")  # type: ignore[call-arg]
     await client.list_messages(27, 10)  # type: ignore[call-arg]
+
+
+async def batches(client: Client) -> None:
+    results = client.fetch_conversations(range(1, 100), concurrency=8)
+    assert_type(results, BatchFetch[Conversation])
+    async with results:
+        async for result in results:
+            assert_type(result, FetchResult[Conversation])
+            assert_type(result.value, Conversation | None)
+            assert_type(result.ok, bool)
+            assert_type(result.unwrap(), Conversation)
+    assert_type(client.fetch_messages(["1", "2"]), BatchFetch[list[Message]])
+    client.fetch_conversations(range(3), concurrency="8")  # type: ignore[arg-type]
 
 
 async def chats(client: Client) -> None:
