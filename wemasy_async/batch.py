@@ -87,6 +87,75 @@ class _End:
 _END = _End()
 
 
+class _Shared(Generic[T]):
+    """What the workers use. They hold this, never the :class:`BatchFetch`, so that a batch
+    the consumer drops is freed (and its workers cancelled) at once, not in a later cycle
+    collection that would find the workers pending."""
+
+    def __init__(
+        self,
+        fetch: Callable[[ConversationId], Awaitable[T]],
+        sync_ids: Iterator[ConversationId] | None,
+        async_ids: AsyncIterator[ConversationId] | None,
+        concurrency: int,
+        progress: Callable[[FetchProgress], object] | None,
+    ) -> None:
+        self.fetch = fetch
+        self.sync_ids = sync_ids
+        self.async_ids = async_ids
+        self.progress = progress
+        # Bounded: a slow consumer makes the workers wait, so memory stays flat.
+        self.results: asyncio.Queue[FetchResult[T] | _End | Exception] = asyncio.Queue(
+            maxsize=concurrency
+        )
+        self.ids_lock = asyncio.Lock()
+        self.started_at = 0.0
+        self.succeeded = 0
+        self.failed = 0
+
+    def snapshot(self) -> FetchProgress:
+        return FetchProgress(
+            done=self.succeeded + self.failed,
+            succeeded=self.succeeded,
+            failed=self.failed,
+            elapsed=time.monotonic() - self.started_at if self.started_at else 0.0,
+        )
+
+    async def next_id(self) -> ConversationId | _End:
+        if self.sync_ids is not None:
+            return next(self.sync_ids, _END)
+        assert self.async_ids is not None
+        # Async iterators (generators above all) do not allow concurrent __anext__ calls.
+        async with self.ids_lock:
+            try:
+                return await anext(self.async_ids)
+            except StopAsyncIteration:
+                return _END
+
+
+async def _work(shared: _Shared[T]) -> None:
+    try:
+        while True:
+            conversation_id = await shared.next_id()
+            if isinstance(conversation_id, _End):
+                break
+            try:
+                value = await shared.fetch(conversation_id)
+            except WemasyAsyncError as error:
+                shared.failed += 1
+                result: FetchResult[T] = FetchResult(id=conversation_id, error=error)
+            else:
+                shared.succeeded += 1
+                result = FetchResult(id=conversation_id, value=value)
+            if shared.progress is not None:
+                shared.progress(shared.snapshot())
+            await shared.results.put(result)
+    except Exception as bug:  # a bug, not a fetch failure: handed to the consumer, raised there
+        await shared.results.put(bug)
+        return
+    await shared.results.put(_END)
+
+
 class BatchFetch(Generic[T]):
     """Fetches ``ids`` with a fixed pool of workers; iterate it for results as they complete.
 
@@ -114,42 +183,28 @@ class BatchFetch(Generic[T]):
             )
         if progress is not None and not callable(progress):
             raise InvalidRequestError("progress must be callable", argument="progress")
-        self._sync_ids: Iterator[ConversationId] | None = None
-        self._async_ids: AsyncIterator[ConversationId] | None = None
+        sync_ids: Iterator[ConversationId] | None = None
+        async_ids: AsyncIterator[ConversationId] | None = None
         source: object = ids
         if isinstance(source, AsyncIterable):
-            self._async_ids = aiter(source)
+            async_ids = aiter(source)
         elif isinstance(source, Iterable) and not isinstance(source, (str, bytes)):
-            self._sync_ids = iter(source)
+            sync_ids = iter(source)
         else:
             raise InvalidRequestError(
                 f"ids must be an iterable or async iterable of ids, got {type(ids).__name__}",
                 argument="ids",
             )
-        self._fetch = fetch
+        self._shared: _Shared[T] = _Shared(fetch, sync_ids, async_ids, concurrency, progress)
         self._concurrency = concurrency
-        self._progress = progress
-        # Bounded: a slow consumer makes the workers wait, so memory stays flat.
-        self._results: asyncio.Queue[FetchResult[T] | _End | BaseException] = asyncio.Queue(
-            maxsize=concurrency
-        )
-        self._ids_lock = asyncio.Lock()
         self._workers: list[asyncio.Task[None]] = []
         self._running = 0
-        self._started_at = 0.0
-        self._succeeded = 0
-        self._failed = 0
         self._closed = False
 
     @property
     def progress(self) -> FetchProgress:
         """The counters so far."""
-        return FetchProgress(
-            done=self._succeeded + self._failed,
-            succeeded=self._succeeded,
-            failed=self._failed,
-            elapsed=time.monotonic() - self._started_at if self._started_at else 0.0,
-        )
+        return self._shared.snapshot()
 
     # --- Iteration ------------------------------------------------------------------------
 
@@ -163,11 +218,11 @@ class BatchFetch(Generic[T]):
             self._start()
         try:
             while self._running:
-                item = await self._results.get()
+                item = await self._shared.results.get()
                 if isinstance(item, _End):
                     self._running -= 1
                     continue
-                if isinstance(item, BaseException):
+                if isinstance(item, Exception):
                     raise item  # a bug, not a fetch failure: stop the batch
                 return item
         except BaseException:
@@ -177,44 +232,9 @@ class BatchFetch(Generic[T]):
         raise StopAsyncIteration
 
     def _start(self) -> None:
-        self._started_at = time.monotonic()
+        self._shared.started_at = time.monotonic()
         self._running = self._concurrency
-        self._workers = [asyncio.create_task(self._work()) for _ in range(self._concurrency)]
-
-    async def _next_id(self) -> ConversationId | _End:
-        if self._sync_ids is not None:
-            return next(self._sync_ids, _END)
-        assert self._async_ids is not None
-        # Async iterators (generators above all) do not allow concurrent __anext__ calls.
-        async with self._ids_lock:
-            try:
-                return await anext(self._async_ids)
-            except StopAsyncIteration:
-                return _END
-
-    async def _work(self) -> None:
-        try:
-            while True:
-                conversation_id = await self._next_id()
-                if isinstance(conversation_id, _End):
-                    break
-                try:
-                    value = await self._fetch(conversation_id)
-                except WemasyAsyncError as error:
-                    self._failed += 1
-                    result: FetchResult[T] = FetchResult(id=conversation_id, error=error)
-                else:
-                    self._succeeded += 1
-                    result = FetchResult(id=conversation_id, value=value)
-                if self._progress is not None:
-                    self._progress(self.progress)
-                await self._results.put(result)
-        except asyncio.CancelledError:
-            raise
-        except BaseException as bug:
-            await self._results.put(bug)
-            return
-        await self._results.put(_END)
+        self._workers = [asyncio.create_task(_work(self._shared)) for _ in range(self._concurrency)]
 
     # --- Closing --------------------------------------------------------------------------
 

@@ -2,25 +2,59 @@
 
 ``demo`` tours the SDK against the bundled fake servers, with no credentials and no
 network. ``get``, ``messages``, ``list`` and ``chat`` talk to a real provider, with the token
-from the provider's environment variable, and print JSON. Every failure prints one line to
-stderr and exits non-zero; no traceback.
+from the provider's environment variable, and print JSON. ``fetch`` downloads many
+conversations (or their messages) to a JSONL file, resumably. Every failure prints one line
+to stderr and exits non-zero (2 for usage errors); no traceback.
+
+``fetch --ids-file FILE --out OUT.jsonl [--errors ERR.jsonl] [--messages]``:
+
+- The ids file holds one id per line; blank lines and lines starting with ``#`` are
+  skipped. It is read twice, both times streamed: once to count the work (for the progress
+  bar's total and ETA), then lazily while fetching. Repeated ids are fetched once.
+- OUT gets one JSON object per fetched id, appended: the conversation (with its ``id``), or
+  ``{"id": ..., "messages": [...]}`` with ``--messages``. Lines are written whole and flushed
+  at least every second (and every 1,000 lines), so a crash loses at most that tail.
+- Resume: ids already in OUT (their ``id`` field) are skipped. A truncated last line (a crash
+  mid-write) is cut off first, so OUT stays valid JSONL, and that id is fetched again. Any
+  other malformed line in OUT is an error: the file is not touched.
+- ERR (default: OUT with ``.errors.jsonl``, ``out.jsonl`` -> ``out.errors.jsonl``) holds one
+  ``{"id", "status", "error", "message"}`` object per failed id. It is rewritten on every run
+  and describes that run only: failed ids are not in OUT, so a rerun retries them; a run
+  without failures removes the file. A 401 (bad token) stops the run instead: every id
+  would fail the same way.
+- On a terminal, stderr shows a progress bar (done/total, rate, ETA, errors), then the
+  summary; otherwise just the one-line summary. stdout stays empty.
+- Exit status: 0 when every id was fetched, 1 when some failed (the summary says where they
+  are), 2 for usage errors, 130 on Ctrl-C (what was fetched is kept; rerun to resume).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import os
 import sys
+import tempfile
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, TextIO
 
 import anyio
 import msgspec
 
 from wemasy_async._version import __version__
+from wemasy_async.batch import MAX_CONCURRENCY, BatchFetch, FetchResult
 from wemasy_async.client import Client
-from wemasy_async.errors import UnsupportedOperationError, WemasyAsyncError
+from wemasy_async.errors import (
+    AuthenticationError,
+    ClientClosedError,
+    UnsupportedOperationError,
+    WemasyAsyncError,
+)
 from wemasy_async.models import Conversation
+from wemasy_async.progress import ProgressBar, format_summary
 from wemasy_async.protocols import ConversationStore
 from wemasy_async.providers.registry import provider_names
 
@@ -111,6 +145,291 @@ async def _fetch_all(
     return results
 
 
+# --- fetch ------------------------------------------------------------------------------
+
+#: Flush OUT and ERR at least this often (seconds) and every this many lines.
+FLUSH_INTERVAL = 1.0
+FLUSH_LINES = 1000
+
+
+class CommandError(Exception):
+    """A failure reported as one line, with its exit status (1, or 2 for usage errors)."""
+
+    def __init__(self, message: str, status: int = EXIT_ERROR) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class _HasId(msgspec.Struct):
+    id: str | int | None = None
+
+
+@dataclass
+class FetchReport:
+    """What one ``fetch`` run did (also filled in when it is interrupted)."""
+
+    total: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    skipped: int = 0
+    elapsed: float = 0.0
+
+
+def default_errors_path(out: Path) -> Path:
+    """``out.jsonl`` -> ``out.errors.jsonl`` (any other name just gets the suffix)."""
+    stem = out.name.removesuffix(".jsonl")
+    return out.with_name(f"{stem}.errors.jsonl")
+
+
+def _iter_ids(path: Path) -> Iterator[str]:
+    """The ids in ``path``, one per line, streamed; blank lines and ``#`` comments skipped."""
+    with path.open(encoding="utf-8-sig") as lines:
+        for line in lines:
+            text = line.strip()
+            if text and not text.startswith("#"):
+                yield text
+
+
+def _load_done(out: Path) -> set[str]:
+    """The ids already in ``out``; a truncated last line is cut off (and ends the file)."""
+    done: set[str] = set()
+    if not out.exists():
+        return done
+    decoder = msgspec.json.Decoder(_HasId)
+    offset = 0
+    cut: int | None = None
+    missing_newline = False
+    with out.open("rb") as lines:
+        for number, raw in enumerate(lines, 1):
+            complete = raw.endswith(b"\n")
+            if not raw.strip():
+                offset += len(raw)
+                continue
+            try:
+                record = decoder.decode(raw)
+            except msgspec.DecodeError:
+                record = None
+            if record is None or record.id is None:
+                if not complete:  # the last line, cut short by a crash mid-write
+                    cut = offset
+                    break
+                raise CommandError(
+                    f"{out} line {number} is not a JSON object with an id; "
+                    "fix it or choose another --out"
+                )
+            done.add(str(record.id))
+            offset += len(raw)
+            missing_newline = not complete
+    if cut is not None:
+        with out.open("r+b") as file:
+            file.truncate(cut)
+    elif missing_newline:  # a whole object without its newline: keep it, end the line
+        with out.open("ab") as file:
+            file.write(b"\n")
+    return done
+
+
+def _error_record(result: FetchResult[Any]) -> bytes:
+    error = result.error
+    return msgspec.json.encode(
+        {
+            "id": str(result.id),
+            "status": getattr(error, "status", None),
+            "error": type(error).__name__,
+            "message": str(error),
+        }
+    )
+
+
+def _prepare(ids_file: Path, out: Path, errors: Path) -> tuple[set[str], FetchReport]:
+    """Check the paths, repair OUT, count the work; the ids in OUT and the counts."""
+    if not ids_file.is_file():
+        raise CommandError(f"ids file not found: {ids_file}", EXIT_USAGE)
+    if len({ids_file.resolve(), out.resolve(), errors.resolve()}) != 3:
+        raise CommandError(
+            "--ids-file, --out and --errors must be three different files", EXIT_USAGE
+        )
+    try:
+        done = _load_done(out)
+    except OSError as exc:
+        raise CommandError(f"cannot read {out}: {exc.strerror}") from None
+    report = FetchReport()
+    try:
+        for conversation_id in _iter_ids(ids_file):
+            if conversation_id in done:
+                report.skipped += 1
+            else:
+                report.total += 1
+    except OSError as exc:
+        raise CommandError(f"cannot read {ids_file}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise CommandError(f"{ids_file} is not UTF-8 text", EXIT_USAGE) from None
+    return done, report
+
+
+class _Sink:
+    """OUT (appended) and ERR (created on the first failure), flushed by time and count."""
+
+    def __init__(self, out: Path, errors: Path) -> None:
+        self._errors_path = errors
+        try:
+            errors.unlink(missing_ok=True)  # it describes the latest run only
+            self._out: IO[bytes] = out.open("ab")
+        except OSError as exc:
+            raise CommandError(f"cannot write {exc.filename}: {exc.strerror}") from None
+        self._errors: IO[bytes] | None = None
+        self._pending = 0
+        self._flushed_at = time.monotonic()
+
+    def write(self, line: bytes, *, error: bool = False) -> None:
+        if error:
+            if self._errors is None:
+                self._errors = self._errors_path.open("wb")
+            self._errors.write(line + b"\n")
+        else:
+            self._out.write(line + b"\n")  # one write per line: never split by us
+        self._pending += 1
+        if self._pending >= FLUSH_LINES:
+            self.flush()
+
+    def tick(self) -> None:
+        if self._pending and time.monotonic() - self._flushed_at >= FLUSH_INTERVAL:
+            self.flush()
+
+    def flush(self) -> None:
+        self._out.flush()
+        if self._errors is not None:
+            self._errors.flush()
+        self._pending = 0
+        self._flushed_at = time.monotonic()
+
+    def close(self) -> None:
+        try:
+            self.flush()
+        finally:
+            self._out.close()
+            if self._errors is not None:
+                self._errors.close()
+
+
+async def run_fetch(
+    client: Client,
+    *,
+    ids_file: Path,
+    out: Path,
+    errors: Path | None = None,
+    messages: bool = False,
+    concurrency: int = 16,
+    summary: Callable[[str], object],
+    bar: TextIO | None = None,
+) -> FetchReport:
+    """Fetch the ids in ``ids_file`` into ``out`` (resuming), failures into ``errors``.
+
+    The engine of the ``fetch`` command (and of the demo's step 7); see the module
+    docstring for the file formats. ``summary`` gets the one-line summary at the end (also
+    after Ctrl-C); ``bar``, when given, shows a progress bar first.
+
+    Raises:
+        CommandError: A file problem (status 2 for usage errors).
+        AuthenticationError: The token was rejected; the run stops.
+    """
+    errors = errors if errors is not None else default_errors_path(out)
+    if not 1 <= concurrency <= MAX_CONCURRENCY:
+        raise CommandError(f"concurrency must be from 1 to {MAX_CONCURRENCY}", EXIT_USAGE)
+    done, report = _prepare(ids_file, out, errors)
+    seen: set[str] = set()
+
+    def pending() -> Iterator[str]:
+        for conversation_id in _iter_ids(ids_file):
+            if conversation_id in done:
+                continue
+            if conversation_id in seen:  # a repeated id: counted in the total, fetched once
+                report.total -= 1
+                continue
+            seen.add(conversation_id)
+            yield conversation_id
+
+    batch: BatchFetch[Any] = (
+        client.fetch_messages(pending(), concurrency=concurrency)
+        if messages
+        else client.fetch_conversations(pending(), concurrency=concurrency)
+    )
+    sink = _Sink(out, errors)  # opened last: nothing may fail between here and `try`
+    progress = ProgressBar(bar) if bar is not None else None
+    started = time.monotonic()
+
+    def show(force: bool = False) -> None:
+        if progress is not None:
+            done_now = report.succeeded + report.failed
+            elapsed = time.monotonic() - started
+            progress.update(done_now, report.total, report.failed, elapsed, force=force)
+
+    async def ticker() -> None:  # redraw and flush even while results are slow to come
+        while True:
+            await asyncio.sleep(0.1)
+            show()
+            sink.tick()
+
+    fatal = False
+    ticking = asyncio.create_task(ticker())
+    try:
+        async with batch:
+            async for result in batch:
+                if result.ok:
+                    sink.write(_encode_result(result, messages))
+                    report.succeeded += 1
+                elif isinstance(result.error, (AuthenticationError, ClientClosedError)):
+                    fatal = True  # every other id would fail the same way: stop
+                    raise result.error
+                else:
+                    sink.write(_error_record(result), error=True)
+                    report.failed += 1
+                show()
+                sink.tick()
+    finally:
+        ticking.cancel()
+        report.elapsed = time.monotonic() - started
+        sink.close()
+        if progress is not None:
+            progress.finish(
+                report.succeeded + report.failed, report.total, report.failed, report.elapsed
+            )
+        if not fatal:  # a fatal error is reported on its own, as one line
+            summary(
+                format_summary(
+                    succeeded=report.succeeded,
+                    failed=report.failed,
+                    total=report.total,
+                    elapsed=report.elapsed,
+                    skipped=report.skipped,
+                    out=str(out),
+                    errors_path=str(errors),
+                )
+            )
+    return report
+
+
+def _encode_result(result: FetchResult[Any], messages: bool) -> bytes:
+    if messages:
+        return msgspec.json.encode({"id": str(result.id), "messages": result.value})
+    return msgspec.json.encode(result.value)
+
+
+async def _fetch(args: argparse.Namespace) -> int:
+    async with _client(args) as client:
+        report = await run_fetch(
+            client,
+            ids_file=Path(args.ids_file),
+            out=Path(args.out),
+            errors=Path(args.errors) if args.errors else None,
+            messages=args.messages,
+            concurrency=args.concurrency,
+            summary=lambda line: print(line, file=sys.stderr),
+            bar=sys.stderr if sys.stderr.isatty() else None,
+        )
+    return EXIT_ERROR if report.failed else 0
+
+
 async def _demo(args: argparse.Namespace) -> None:
     # Imported here: the fakes (and aiohttp.web) are only needed by the demo.
     from wemasy_async.testing import FakeWemasy
@@ -132,6 +451,7 @@ async def _demo(args: argparse.Namespace) -> None:
                 f"{failed} errors, in {elapsed:.2f} s = {len(results) / elapsed:,.0f} req/s"
             )
     await _demo_other_providers(args.seed)
+    await _demo_fetch(args.seed)
     print("\nDone. Next: `wemasy-async get ID` against a real API, token from the environment.")
 
 
@@ -163,6 +483,48 @@ async def _demo_other_providers(seed: int) -> None:
                 except UnsupportedOperationError as exc:
                     supported = ", ".join(sorted(client.capabilities))
                     print(f"   {'':<10} {exc}; supports: {supported}")
+
+
+async def _demo_fetch(seed: int) -> None:
+    from wemasy_async.testing import FakeWemasy
+
+    print("\n7. `wemasy-async fetch`: ids file -> JSONL, failures to their own file, resumable")
+    with tempfile.TemporaryDirectory(prefix="wemasy-demo-") as tmp:
+        ids_file, out = _demo_ids_file(Path(tmp)), Path(tmp, "out.jsonl")
+        async with (
+            FakeWemasy(seed=seed, conversations=50) as fake,
+            Client("wemasy", base_url=fake.url, token="demo-token") as client,
+        ):
+            for run in ("first run", "second run (resumes)"):
+                print(f"   {run}: fetch --ids-file ids.txt --out out.jsonl")
+                await run_fetch(
+                    client,
+                    ids_file=ids_file,
+                    out=out,
+                    concurrency=8,
+                    summary=lambda line: print(f"     {line.replace(tmp + os.sep, '')}"),
+                )
+        for line in _demo_files_report(out):
+            print(f"   {line}")
+
+
+def _demo_ids_file(directory: Path) -> Path:
+    ids_file = directory / "ids.txt"
+    ids_file.write_text(
+        "# 50 known ids, then an unknown one and a malformed one\n"
+        + "".join(f"{i}\n" for i in range(1, 51))
+        + "\n99999\nnot-an-id\n",
+        encoding="utf-8",
+    )
+    return ids_file
+
+
+def _demo_files_report(out: Path) -> list[str]:
+    errors = default_errors_path(out)
+    with out.open("rb") as lines:
+        count = sum(1 for _ in lines)
+    failures = errors.read_text(encoding="utf-8").splitlines() if errors.exists() else []
+    return [f"{out.name}: {count} lines; {errors.name}:", *(f"  {f}" for f in failures)]
 
 
 async def _demo_tour(client: Client) -> None:
@@ -222,7 +584,9 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0, help="seed of the fake data")
     demo.set_defaults(run=_demo)
 
-    def remote(name: str, help: str, run: Callable[[argparse.Namespace], Awaitable[None]]) -> Any:
+    def remote(
+        name: str, help: str, run: Callable[[argparse.Namespace], Awaitable[int | None]]
+    ) -> Any:
         sub = commands.add_parser(name, help=help)
         sub.add_argument("--provider", default="wemasy", choices=provider_names())
         sub.add_argument("--base-url", default=None, help="override the provider's base URL")
@@ -246,7 +610,27 @@ def _parser() -> argparse.ArgumentParser:
     chat.add_argument("--max-tokens", type=int)
     chat.add_argument("--tool-call-id")
     chat.add_argument("--tool-result")
+    fetch = remote("fetch", "fetch many conversations to a JSONL file, resumably", _fetch)
+    fetch.add_argument("--ids-file", required=True, help="one id per line; # comments")
+    fetch.add_argument("--out", required=True, help="JSONL output; ids already in it are skipped")
+    fetch.add_argument(
+        "--errors", help="JSONL of failed ids (default: OUT with .errors.jsonl), rewritten"
+    )
+    fetch.add_argument("--messages", action="store_true", help="fetch messages instead")
+    fetch.add_argument(
+        "--concurrency", type=_concurrency, default=16, help="requests in flight (1-1000)"
+    )
     return parser
+
+
+def _concurrency(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= MAX_CONCURRENCY:
+        raise argparse.ArgumentTypeError(f"must be an integer from 1 to {MAX_CONCURRENCY}")
+    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -258,14 +642,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         if reconfigure is not None:
             reconfigure(errors="replace")
     try:
-        anyio.run(args.run, args, backend="asyncio")
+        status: int | None = anyio.run(args.run, args, backend="asyncio")
+    except CommandError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.status
     except WemasyAsyncError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    return 0
+    return status or 0
 
 
 if __name__ == "__main__":  # pragma: no cover
