@@ -1,8 +1,20 @@
-"""``python -m benchmarks [all|e2e|ratelimit]`` (or ``nox -s bench``): run benchmarks, print tables.
+"""``python -m benchmarks [all|decode|e2e|import|memory|overhead|ratelimit]`` (or ``nox -s bench``).
 
-``e2e`` compares ``Client.get_conversation`` with a bare aiohttp + msgspec loop; ``ratelimit``
-measures how much of a server's rate limit each client uses and how many 429s it gets
-(see :mod:`benchmarks.ratelimit`; about 2.5 minutes). ``all`` (the default) runs both.
+Every figure is a ratio against a baseline measured in the same run; fake servers run in a
+separate process.
+
+- ``decode``: each provider's 100-message response through ``Call.parse`` vs bare msgspec,
+  pydantic v2 and ``json.loads`` (:mod:`benchmarks.decode`).
+- ``e2e``: ``Client.get_conversation`` vs a bare aiohttp + msgspec loop and an httpx +
+  pydantic client at several concurrencies (:mod:`benchmarks.e2e`).
+- ``import``: ``python -c "import wemasy_async"`` vs ``import aiohttp`` (:mod:`benchmarks.startup`).
+- ``memory``: peak RSS fetching 100k vs 1k conversations (:mod:`benchmarks.memory`).
+- ``overhead``: the rate limiter's cost per request when it never waits
+  (:mod:`benchmarks.overhead`).
+- ``ratelimit``: how much of a server's rate limit each client uses and how many 429s it
+  gets (:mod:`benchmarks.ratelimit`; about 2.5 minutes).
+
+``all`` (the default) runs everything and writes ``benchmarks/results.md``.
 """
 
 from __future__ import annotations
@@ -11,35 +23,109 @@ import argparse
 import json
 import os
 import platform
+import time
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from benchmarks import e2e, ratelimit
+from benchmarks import decode, e2e, memory, overhead, ratelimit, startup
 from benchmarks.fake_process import fake_server
 
-CONVERSATIONS = 2000
+CONVERSATIONS = 5000
+RESULTS = Path(__file__).resolve().parent / "results.md"
+PACKAGES = ("wemasy-async", "aiohttp", "msgspec", "anyio", "httpx", "pydantic", "pydantic-core")
 
 
-def run_e2e(args: argparse.Namespace) -> list[dict[str, object]]:
+def machine() -> list[str]:
+    """A description of this machine: CPU, cores, RAM, Python, OS, package versions."""
+    cpu = platform.processor() or "unknown CPU"
+    ram = "unknown"
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    cpu = line.partition(":")[2].strip()
+                    break
+        with open("/proc/meminfo") as info:
+            for line in info:
+                if line.startswith("MemTotal"):
+                    ram = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
+                    break
+    except OSError:
+        pass
+    versions = []
+    for package in PACKAGES:
+        try:
+            versions.append(f"{package} {metadata.version(package)}")
+        except metadata.PackageNotFoundError:
+            versions.append(f"{package} (not installed)")
+    return [
+        f"- CPU: {cpu}, {os.cpu_count()} logical cores",
+        f"- RAM: {ram}",
+        f"- Python: {platform.python_implementation()} {platform.python_version()}",
+        f"- OS: {platform.platform()}",
+        f"- Packages: {', '.join(versions)}",
+    ]
+
+
+def run_decode(args: argparse.Namespace) -> tuple[list[dict[str, Any]], str]:
+    print("\nDecode: 100-message responses, min of repeats, µs per decode", flush=True)
+    rows = decode.run(repeat=args.repeat)
+    table = decode.format_table(rows)
+    print(table)
+    return rows, table
+
+
+def run_e2e(args: argparse.Namespace) -> tuple[list[dict[str, object]], str]:
+    print(
+        f"\nEnd-to-end get_conversation, {args.requests} requests "
+        f"({args.requests_c1} at concurrency 1), best of {args.rounds} rounds, "
+        "fake Wemasy server in a separate process",
+        flush=True,
+    )
     with fake_server(conversations=args.requests, rate_limit=10_000_000) as url:
         rows = e2e.run(
-            url, requests=args.requests, concurrencies=tuple(args.concurrency), rounds=args.rounds
+            url,
+            requests=args.requests,
+            concurrencies=tuple(args.concurrency),
+            rounds=args.rounds,
+            requests_c1=args.requests_c1,
         )
+    table = e2e.format_table(rows)
+    print(table)
+    return rows, table
+
+
+def run_import(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    print(f"\nImport time, median of {args.import_runs} alternating processes", flush=True)
+    result = startup.run(runs=args.import_runs)
+    table = startup.format_table(result)
+    print(table)
+    return result, table
+
+
+def run_memory(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
     print(
-        f"\nEnd-to-end get_conversation, {args.requests} requests, best of {args.rounds} rounds,"
-        " fake Wemasy server in a separate process"
+        f"\nMemory: peak RSS fetching {args.memory_large:,} vs {args.memory_small:,} conversations",
+        flush=True,
     )
-    print(f"{'concurrency':>11} | {'bare aiohttp+msgspec':>20} | {'wemasy-async':>12} | ratio")
-    print(f"{'-' * 11}-+-{'-' * 20}-+-{'-' * 12}-+------")
-    for row in rows:
-        print(
-            f"{row['concurrency']:>11} | {row['bare_rps']:>14,.0f} req/s | "
-            f"{row['sdk_rps']:>6,.0f} req/s | {row['ratio']:.2f}x"
-        )
-    return rows
+    with fake_server(conversations=memory.CONVERSATIONS, rate_limit=10_000_000) as url:
+        result = memory.run(url, small=args.memory_small, large=args.memory_large)
+    table = memory.format_table(result)
+    print(table)
+    return result, table
 
 
-def run_ratelimit(args: argparse.Namespace) -> list[dict[str, Any]]:
+def run_overhead(args: argparse.Namespace) -> tuple[list[dict[str, Any]], str]:
+    print("\nRate-limiter overhead per request (limit never reached)", flush=True)
+    with fake_server(conversations=args.requests, rate_limit=10_000_000) as url:
+        rows = overhead.run(url, requests=args.requests, rounds=args.overhead_rounds)
+    table = overhead.format_table(rows)
+    print(table)
+    return rows, table
+
+
+def run_ratelimit(args: argparse.Namespace) -> tuple[list[dict[str, Any]], str]:
     settings = ratelimit.Settings(
         limit=args.limit,
         window=args.window,
@@ -73,19 +159,67 @@ def run_ratelimit(args: argparse.Namespace) -> list[dict[str, Any]]:
         process_counts=args.process_counts,
         progress=progress,
     )
+    table = ratelimit.format_table(rows, settings)
     print()
-    print(ratelimit.format_table(rows, settings))
-    return rows
+    print(table)
+    return rows, table
+
+
+RUNNERS = {
+    "decode": run_decode,
+    "e2e": run_e2e,
+    "import": run_import,
+    "memory": run_memory,
+    "overhead": run_overhead,
+    "ratelimit": run_ratelimit,
+}
+
+TITLES = {
+    "decode": "Decode (100-message responses)",
+    "e2e": "End-to-end get_conversation",
+    "import": "Import time",
+    "memory": "Memory (fetch_conversations)",
+    "overhead": "Rate-limiter overhead",
+    "ratelimit": "Rate limiting",
+}
+
+
+def write_results(tables: dict[str, str], elapsed: float) -> None:
+    lines = [
+        "# Benchmark results",
+        "",
+        "Written by `python -m benchmarks all`; every figure is a ratio against a baseline",
+        "measured in the same run, with fake servers in a separate process. See the module",
+        "docstrings in `benchmarks/` for exact definitions.",
+        "",
+        "## Machine",
+        "",
+        *machine(),
+        f"- Total run time: {elapsed / 60:.1f} min",
+    ]
+    for name, table in tables.items():
+        lines += ["", f"## {TITLES[name]}", "", table]
+    RESULTS.write_text("\n".join(lines) + "\n")
+    print(f"\nWrote {RESULTS}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks")
-    parser.add_argument("benchmark", nargs="?", choices=("all", "e2e", "ratelimit"), default="all")
+    parser.add_argument("benchmark", nargs="?", choices=("all", *RUNNERS), default="all")
     parser.add_argument("--json", type=Path, help="also write the rows to this file")
     e2e_options = parser.add_argument_group("e2e")
     e2e_options.add_argument("--requests", type=int, default=CONVERSATIONS)
     e2e_options.add_argument("--rounds", type=int, default=3)
     e2e_options.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
+    e2e_options.add_argument(
+        "--requests-c1", type=int, default=2000, help="requests at concurrency 1"
+    )
+    other = parser.add_argument_group("decode, import, memory, overhead")
+    other.add_argument("--repeat", type=int, default=5, help="decode: timing samples")
+    other.add_argument("--import-runs", type=int, default=15)
+    other.add_argument("--memory-small", type=int, default=1_000)
+    other.add_argument("--memory-large", type=int, default=100_000)
+    other.add_argument("--overhead-rounds", type=int, default=5)
     rl = parser.add_argument_group("ratelimit")
     rl.add_argument("--limit", type=int, default=50, help="requests per window (default 50)")
     rl.add_argument("--window", type=float, default=2.0, help="window in seconds (default 2)")
@@ -106,14 +240,15 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    print(
-        f"Machine: {platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
-    )
+    print("\n".join(machine()))
+    started = time.perf_counter()
     results: dict[str, object] = {}
-    if args.benchmark in ("all", "e2e"):
-        results["e2e"] = run_e2e(args)
-    if args.benchmark in ("all", "ratelimit"):
-        results["ratelimit"] = run_ratelimit(args)
+    tables: dict[str, str] = {}
+    for name, runner in RUNNERS.items():
+        if args.benchmark in ("all", name):
+            results[name], tables[name] = runner(args)
+    if args.benchmark == "all":
+        write_results(tables, time.perf_counter() - started)
     if args.json is not None:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
 

@@ -1,8 +1,20 @@
-"""End-to-end: ``Client.get_conversation`` vs a bare aiohttp + msgspec loop.
+"""End-to-end: ``Client.get_conversation`` vs a bare aiohttp + msgspec loop and httpx + pydantic.
 
-Both fetch the same conversations from the same fake Wemasy server running in another
-process, with the same number of workers. The bare loop is the floor an SDK cannot beat: no
-validation, no neutral models, no error mapping. The ratio says what the SDK costs.
+All clients fetch the same conversations from the same fake Wemasy server running in another
+process, with the same number of workers (``concurrency`` tasks pulling ids from one shared
+iterator). Contenders:
+
+- ``bare``: aiohttp + ``msgspec.json.Decoder`` into minimal Structs (timestamps left as
+  strings). The floor an SDK cannot beat: no validation beyond the types, no neutral
+  models, no error mapping, no rate limiter.
+- ``sdk``: ``Client("wemasy")`` with its defaults, rate limiter on (the fake announces a
+  limit of 10 million per window, so the limiter never waits; this is what users get).
+- ``sdk_nolimit``: the same with ``rate_limit=False`` (an extra row, not a target).
+- ``httpx``: what an openai-style SDK does: ``httpx.AsyncClient`` and
+  ``Model.model_validate_json(response.content)`` into pydantic v2 models of the same wire
+  schema as the SDK's Structs (:mod:`benchmarks.decode`), after ``raise_for_status()``.
+
+Rounds alternate between the contenders so drift affects all alike; the best round counts.
 """
 
 from __future__ import annotations
@@ -14,8 +26,10 @@ from typing import Any
 
 import aiohttp
 import anyio
+import httpx
 import msgspec
 
+from benchmarks.decode import PdWemasyEnvelope
 from wemasy_async import Client
 
 
@@ -82,24 +96,84 @@ async def sdk(url: str, ids: range, concurrency: int) -> float:
         return await _pool(client.get_conversation, ids, concurrency)
 
 
+async def sdk_nolimit(url: str, ids: range, concurrency: int) -> float:
+    async with Client("wemasy", base_url=url, token="bench", rate_limit=False) as client:
+        return await _pool(client.get_conversation, ids, concurrency)
+
+
+async def httpx_pydantic(url: str, ids: range, concurrency: int) -> float:
+    headers = {"Authorization": "Bearer bench", "Content-Type": "application/json"}
+    limits = httpx.Limits(max_connections=max(100, concurrency))
+    async with httpx.AsyncClient(base_url=url, headers=headers, limits=limits) as client:
+
+        async def fetch(i: int) -> object:
+            body = msgspec.json.encode({"conversation_id": i})
+            response = await client.post("/services/ai/v1/conversations/get", content=body)
+            response.raise_for_status()
+            return PdWemasyEnvelope.model_validate_json(response.content).data
+
+        return await _pool(fetch, ids, concurrency)
+
+
+CONTENDERS: dict[str, Callable[[str, range, int], Awaitable[float]]] = {
+    "bare": bare_loop,
+    "sdk": sdk,
+    "sdk_nolimit": sdk_nolimit,
+    "httpx": httpx_pydantic,
+}
+
+
 def run(
-    url: str, *, requests: int, concurrencies: tuple[int, ...], rounds: int
+    url: str,
+    *,
+    requests: int,
+    concurrencies: tuple[int, ...],
+    rounds: int,
+    requests_c1: int | None = None,
 ) -> list[dict[str, object]]:
-    """Measure both clients, alternating rounds so drift affects both alike; keep the best."""
-    ids = range(1, requests + 1)
+    """Measure every contender, alternating rounds so drift affects all alike; keep the best.
+
+    ``requests_c1`` (default ``requests``) is the number of requests at concurrency 1.
+    """
     rows: list[dict[str, object]] = []
     for concurrency in concurrencies:
-        best = {"bare": 0.0, "sdk": 0.0}
+        count = requests if concurrency != 1 or requests_c1 is None else requests_c1
+        ids = range(1, count + 1)
+        best = dict.fromkeys(CONTENDERS, 0.0)
         anyio.run(bare_loop, url, range(1, 201), concurrency)  # warm the server up
         for _ in range(rounds):
-            best["bare"] = max(best["bare"], anyio.run(bare_loop, url, ids, concurrency))
-            best["sdk"] = max(best["sdk"], anyio.run(sdk, url, ids, concurrency))
+            for name, contender in CONTENDERS.items():
+                best[name] = max(best[name], anyio.run(contender, url, ids, concurrency))
         rows.append(
             {
                 "concurrency": concurrency,
-                "bare_rps": best["bare"],
-                "sdk_rps": best["sdk"],
+                "requests": count,
+                **{f"{name}_rps": rps for name, rps in best.items()},
                 "ratio": best["sdk"] / best["bare"],
+                "ratio_nolimit": best["sdk_nolimit"] / best["bare"],
+                "vs_httpx": best["sdk"] / best["httpx"],
             }
         )
     return rows
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    lines = [
+        "| concurrency | requests | bare aiohttp+msgspec | wemasy-async (limiter on) "
+        "| wemasy-async (limiter off) | httpx+pydantic | ours / bare (target >= 0.9x) "
+        "| ours / httpx+pydantic (target >= 4x at 64) | limiter off / bare |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        ratio_mark = "(met)" if row["ratio"] >= 0.9 else "(MISSED)"
+        if row["concurrency"] == 64:
+            httpx_mark = " (met)" if row["vs_httpx"] >= 4 else " (MISSED)"
+        else:
+            httpx_mark = ""
+        lines.append(
+            f"| {row['concurrency']} | {row['requests']:,} | {row['bare_rps']:,.0f} req/s "
+            f"| {row['sdk_rps']:,.0f} req/s | {row['sdk_nolimit_rps']:,.0f} req/s "
+            f"| {row['httpx_rps']:,.0f} req/s | {row['ratio']:.2f}x {ratio_mark} "
+            f"| {row['vs_httpx']:.2f}x{httpx_mark} | {row['ratio_nolimit']:.2f}x |"
+        )
+    return "\n".join(lines)

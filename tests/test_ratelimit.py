@@ -9,6 +9,7 @@ pauses are real: that is what is measured.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import itertools
 import time
@@ -974,3 +975,52 @@ async def test_requests_are_not_paced_when_the_server_sends_no_headers() -> None
             delays = [await limiter.store.acquire(limiter.key, pacing) for _ in range(5)]
             assert delays == [0.0] * 5
         assert len(fake.requests) == 20
+
+
+class _GrantingStore:
+    """Makes the first caller wait once, then grants everything; counts sends in flight.
+
+    When it grants the send of ``cancel_on_grant``'s waiter (its 4th call: the head's
+    fast path, its wait, its own send, then the first follower's), it cancels that task, so
+    the follower is cancelled after being granted and before it runs.
+    """
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.in_flight = 0
+        self.cancel_on_grant: asyncio.Task[bool] | None = None
+
+    async def acquire(self, key: str, pacing: Pacing) -> float | None:
+        self.calls += 1
+        if self.calls <= 2:
+            return 0.05
+        if self.calls == 4 and self.cancel_on_grant is not None:
+            self.cancel_on_grant.cancel()
+        self.in_flight += 1
+        return 0.0
+
+    async def observe(
+        self, key: str, pacing: Pacing, info: RateLimitInfo | None, *, sent: bool, paused: float
+    ) -> None:
+        if sent:
+            self.in_flight -= 1
+
+
+async def test_queue_drains_at_once_and_a_cancelled_grant_is_given_back() -> None:
+    store = _GrantingStore()
+    limiter = Limiter("k", RateLimit(window=1.0), store)
+    head = asyncio.create_task(limiter.acquire())
+    await asyncio.sleep(0.01)  # the head is now waiting out its 0.05 s
+    follower = asyncio.create_task(limiter.acquire())
+    others = [asyncio.create_task(limiter.acquire()) for _ in range(3)]
+    store.cancel_on_grant = follower
+    await asyncio.sleep(0.01)
+    assert len(limiter._queue) == 5
+    assert await head is True
+    # The head granted every follower the store allowed, in the same pass: no trickle.
+    assert [await task for task in others] == [True, True, True]
+    with pytest.raises(asyncio.CancelledError):
+        await follower
+    assert not limiter._queue
+    # head + 3 others are in flight; the cancelled follower's grant was given back.
+    assert store.in_flight == 4

@@ -282,6 +282,16 @@ class PauseTooLong(Exception):
         self.seconds = seconds
 
 
+class _Turn:
+    """A waiter's place in the queue."""
+
+    __slots__ = ("event", "granted")
+
+    def __init__(self) -> None:
+        self.event = anyio.Event()
+        self.granted = False  # its send was taken for it by the head of the queue
+
+
 class Limiter:
     """Paces the requests of one key in this process; see the module docstring."""
 
@@ -290,7 +300,7 @@ class Limiter:
         self.config = config
         self.store = store
         self._pacing = Pacing(config.window, config.pacing_margin, config.ceiling)
-        self._queue: deque[anyio.Event] = deque()
+        self._queue: deque[_Turn] = deque()
         self._probing = False
         self._probe_done: anyio.Event | None = None
         self._paused_until = 0.0  # the latest 429 pause this process saw (monotonic clock)
@@ -315,15 +325,23 @@ class Limiter:
             Whether the send was counted in flight (pass it to :meth:`release`).
         """
         self._check_pause(max_pause)
-        turn = anyio.Event()
+        if not self._queue and await self.store.acquire(self.key, self._pacing) == 0.0:
+            return True  # nobody waiting and the send is due: no queueing, no suspension
+        turn = _Turn()
         self._queue.append(turn)
+        taken = False
         try:
             if self._queue[0] is not turn:
-                await turn.wait()
+                await turn.event.wait()
+                if turn.granted:
+                    taken = True
+                    return True
             while True:
                 self._check_pause(max_pause)
                 delay = await self.store.acquire(self.key, self._pacing)
                 if delay == 0.0:
+                    taken = True
+                    await self._grant_followers(turn)
                     return True
                 if delay is None:
                     if not self._probing:
@@ -335,13 +353,31 @@ class Limiter:
                 else:
                     await anyio.sleep(delay)
         finally:
+            if turn.granted and not taken:
+                # Granted by the head, then cancelled before sending: give the send back.
+                with anyio.CancelScope(shield=True):
+                    await self.store.observe(self.key, self._pacing, None, sent=True, paused=0.0)
             # Hand the head of the queue on, whether this waiter sends or was cancelled.
             if self._queue and self._queue[0] is turn:
                 self._queue.popleft()
                 if self._queue:
-                    self._queue[0].set()
-            else:
+                    self._queue[0].event.set()
+            elif turn in self._queue:
                 self._queue.remove(turn)
+
+    async def _grant_followers(self, head: _Turn) -> None:
+        """Let waiters behind ``head`` go at once while the store says their send is due.
+
+        Without this a queue, once formed, drains one waiter per event-loop pass even when
+        nothing needs to wait.
+        """
+        while len(self._queue) > 1 and self._queue[0] is head:
+            follower = self._queue[1]
+            if await self.store.acquire(self.key, self._pacing) != 0.0:
+                return
+            del self._queue[1]
+            follower.granted = True
+            follower.event.set()
 
     async def release(
         self, counted: bool, info: RateLimitInfo | None, *, paused: float = 0.0

@@ -16,10 +16,13 @@ taken over by an entry point.
 from __future__ import annotations
 
 import importlib
-from importlib.metadata import EntryPoint, entry_points
+from typing import TYPE_CHECKING
 
 from wemasy_async.errors import InvalidRequestError
 from wemasy_async.providers.base import Provider
+
+if TYPE_CHECKING:
+    from importlib.metadata import EntryPoint
 
 __all__ = ["ENTRY_POINT_GROUP", "get_provider", "provider_names"]
 
@@ -33,6 +36,10 @@ _BUILTIN: dict[str, str] = {
 
 
 def _entry_points() -> dict[str, EntryPoint]:
+    # Imported here: importlib.metadata (and the zipfile/csv it pulls in) costs import time
+    # that only third-party provider names need.
+    from importlib.metadata import entry_points
+
     found = {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
     for name in _BUILTIN:
         found.pop(name, None)

@@ -1,0 +1,84 @@
+"""Import time: ``python -c "import wemasy_async"`` vs ``python -c "import aiohttp"``.
+
+Whole processes, so interpreter start-up is included in both (it is what a CLI user waits
+for). The commands run alternately (``pass``, aiohttp, wemasy_async, ...) ``runs`` times
+each after one untimed warm-up round (which fills the OS page cache and writes any missing
+``.pyc`` files); the figure is the median wall time per command. ``python -c pass`` is
+reported so the import cost proper (time minus bare start-up) can be read off too.
+"""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any
+
+COMMANDS: dict[str, str] = {
+    "python": "pass",
+    "aiohttp": "import aiohttp",
+    "wemasy_async": "import wemasy_async",
+}
+
+
+def _once(code: str) -> float:
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-c", code], check=True)
+    return time.perf_counter() - started
+
+
+def run(runs: int = 15) -> dict[str, Any]:
+    """Median seconds per command, and the ratio wemasy_async / aiohttp."""
+    for code in COMMANDS.values():
+        _once(code)
+    times: dict[str, list[float]] = {name: [] for name in COMMANDS}
+    for _ in range(runs):
+        for name, code in COMMANDS.items():
+            times[name].append(_once(code))
+    median = {name: statistics.median(values) for name, values in times.items()}
+    base = median["python"]
+    return {
+        "runs": runs,
+        "median_ms": {name: value * 1000 for name, value in median.items()},
+        "ratio": median["wemasy_async"] / median["aiohttp"],
+        "import_only_ratio": (median["wemasy_async"] - base) / (median["aiohttp"] - base),
+        "modules": _modules(),
+    }
+
+
+def _modules() -> dict[str, int]:
+    """How many modules each import loads (beyond bare start-up)."""
+    counts = {}
+    for name in ("aiohttp", "wemasy_async"):
+        code = (
+            "import sys; before = len(sys.modules); "
+            f"import {name}; print(len(sys.modules) - before)"
+        )
+        output = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+        counts[name] = int(output.stdout)
+    return counts
+
+
+def format_table(result: dict[str, Any]) -> str:
+    ms = result["median_ms"]
+    mark = "(met)" if result["ratio"] <= 1.15 else "(MISSED)"
+    return "\n".join(
+        [
+            "| process | median wall time | modules imported |",
+            "|---|---:|---:|",
+            f"| `python -c pass` | {ms['python']:.1f} ms | - |",
+            f'| `python -c "import aiohttp"` | {ms["aiohttp"]:.1f} ms '
+            f"| {result['modules']['aiohttp']} |",
+            f'| `python -c "import wemasy_async"` | {ms["wemasy_async"]:.1f} ms '
+            f"| {result['modules']['wemasy_async']} |",
+            "",
+            f"wemasy_async / aiohttp, whole process: **{result['ratio']:.2f}x** {mark} "
+            "(target <= 1.15x); import only (start-up subtracted): "
+            f"{result['import_only_ratio']:.2f}x. Median of {result['runs']} alternating runs.",
+        ]
+    )
+
+
+if __name__ == "__main__":
+    print(format_table(run()))
