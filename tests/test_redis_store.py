@@ -19,7 +19,7 @@ import redis.asyncio
 
 from wemasy_async import Client, InvalidRequestError
 from wemasy_async.headers import RateLimitInfo
-from wemasy_async.ratelimit import LimiterStore, LocalStore, Pacing, RateLimit
+from wemasy_async.ratelimit import Limiter, LimiterStore, LocalStore, Pacing, RateLimit
 from wemasy_async.redis import RedisStore
 from wemasy_async.testing import FakeWemasy
 
@@ -571,3 +571,16 @@ def test_without_the_redis_package_says_what_to_install() -> None:
         "except InvalidRequestError as error:\n    print(error)\n"
     )
     assert "pip install 'wemasy-async[redis]'" in _python(code).stdout
+
+
+async def test_first_request_probes_at_once_through_redis(redis_url: str) -> None:
+    # Regression: the limiter's first look at the store claims the shared probe; discarding
+    # that answer made the process wait out its own claim (min(window, 10) s).
+    async with RedisStore(redis_url) as store:
+        limiter = Limiter("probe|at-once", RateLimit(window=60.0, store=store), store)
+        with anyio.fail_after(5):  # a hang guard: the bug waits 10 s here
+            assert await limiter.acquire() is False  # the probe, uncounted
+        await limiter.release(False, RateLimitInfo(limit=100, remaining=99))
+        with anyio.fail_after(5):
+            assert await limiter.acquire() is True
+        await limiter.release(True, RateLimitInfo(limit=100, remaining=98))

@@ -325,8 +325,17 @@ class Limiter:
             Whether the send was counted in flight (pass it to :meth:`release`).
         """
         self._check_pause(max_pause)
-        if not self._queue and await self.store.acquire(self.key, self._pacing) == 0.0:
-            return True  # nobody waiting and the send is due: no queueing, no suspension
+        if not self._queue:
+            # Nobody waiting: ask at once, and queue (suspend) only if the send is not due.
+            delay = await self.store.acquire(self.key, self._pacing)
+            if delay == 0.0:
+                return True
+            if delay is None and not self._probing:
+                # The store's answer stands: a shared store has just given this process the
+                # probe, and asking again would find the probe taken (by us) and wait.
+                self._probing = True
+                self._probe_done = anyio.Event()
+                return False
         turn = _Turn()
         self._queue.append(turn)
         taken = False
