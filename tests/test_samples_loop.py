@@ -16,7 +16,7 @@ from typing import Any
 
 import msgspec
 import pytest
-from multidict import CIMultiDict
+from recordings import Recording, read, samples_of
 
 from wemasy_async import (
     APIStatusError,
@@ -39,28 +39,12 @@ from wemasy_async.providers.loop import (
 )
 from wemasy_async.providers.wire import OpenAIFunction, OpenAIToolCall
 
-SAMPLES = pathlib.Path(__file__).parent / "samples" / "loop"
+SAMPLES = samples_of("loop")
 CID = "7d0f4a52-1b9e-4c3a-8f21-6a5e9b3c2d10"
 
 
-class Recording(msgspec.Struct, frozen=True, kw_only=True):
-    description: str
-    operation: str
-    status: int
-    headers: dict[str, str]
-    body: msgspec.Raw = msgspec.field(default_factory=msgspec.Raw)
-    body_text: str | None = None
-
-    def response(self) -> Response:
-        body = self.body_text.encode() if self.body_text is not None else bytes(self.body)
-        return Response(self.status, CIMultiDict(self.headers), body)
-
-    def wire(self) -> Any:
-        return msgspec.json.decode(self.body)
-
-
 def load(name: str) -> Recording:
-    return msgspec.json.decode((SAMPLES / f"{name}.json").read_bytes(), type=Recording)
+    return read(SAMPLES / f"{name}.json")
 
 
 PARSERS: dict[str, Callable[[Response], Any]] = {
@@ -123,7 +107,7 @@ def test_every_sample_file_is_covered_by_a_test() -> None:
 
 @pytest.mark.parametrize("path", sorted(SAMPLES.glob("*.json")), ids=lambda p: p.stem)
 def test_sample_files_are_well_formed_recordings(path: pathlib.Path) -> None:
-    recording = msgspec.json.decode(path.read_bytes(), type=Recording)
+    recording = read(path)
     assert recording.operation in PARSERS
     assert 200 <= recording.status < 600
     assert recording.description
