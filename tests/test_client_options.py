@@ -70,7 +70,7 @@ def test_client_settings_are_taken_as_given() -> None:
     client = Client(
         "wemasy",
         token="settings-token",
-        base_url="http://settings.test/api",
+        base_url="https://settings.test/api",
         retry=policy,
         rate_limit=config,
         timeout=3,
@@ -83,7 +83,7 @@ def test_client_settings_are_taken_as_given() -> None:
 
 
 def test_client_defaults() -> None:
-    client = Client("wemasy", token="defaults-token", base_url="http://defaults.test/api")
+    client = Client("wemasy", token="defaults-token", base_url="https://defaults.test/api")
     options = client._engine.options
     assert options.timeout == DEFAULT_TIMEOUT == 60.0
     assert options.retry == RetryPolicy()

@@ -34,7 +34,7 @@ from wemasy_async.testing import FakeSiteAssist, FakeWemasy
 
 TOKEN = "limiter-token"
 GET = "/services/ai/v1/conversations/get"
-KEY = "wemasy|http://fake.test/api|0123456789abcdef01234567"
+KEY = "wemasy|https://fake.test/api|0123456789abcdef01234567"
 # Timing tolerance for lower bounds measured on one machine's monotonic clock.
 TOLERANCE = 0.01
 
@@ -116,11 +116,11 @@ def _limiter(client: Client) -> Limiter:
 
 
 def test_clients_with_the_same_key_share_one_limiter() -> None:
-    url = "http://share.test/api"
+    url = "https://share.test/api"
     first = Client("wemasy", token="shared-1", base_url=url)
     same = Client("wemasy", token="shared-1", base_url=url + "/", retry=False)
     other_token = Client("wemasy", token="shared-2", base_url=url)
-    other_url = Client("wemasy", token="shared-1", base_url="http://other.test/api")
+    other_url = Client("wemasy", token="shared-1", base_url="https://other.test/api")
     assert _limiter(first) is _limiter(same)
     assert _limiter(first) is not _limiter(other_token)
     assert _limiter(first) is not _limiter(other_url)
@@ -128,7 +128,7 @@ def test_clients_with_the_same_key_share_one_limiter() -> None:
 
 
 def test_the_first_client_fixes_the_settings_of_a_key() -> None:
-    url = "http://settings.test/api"
+    url = "https://settings.test/api"
     config = RateLimit(window=2.0)
     first = Client("wemasy", token="settings", base_url=url, rate_limit=config)
     second = Client("wemasy", token="settings", base_url=url, rate_limit=RateLimit(window=9.0))
@@ -137,12 +137,12 @@ def test_the_first_client_fixes_the_settings_of_a_key() -> None:
 
 
 def test_rate_limit_false_has_no_limiter() -> None:
-    client = Client("wemasy", token="nolimit", base_url="http://x.test/api", rate_limit=False)
+    client = Client("wemasy", token="nolimit", base_url="https://x.test/api", rate_limit=False)
     assert client._engine.options.limiter is None
 
 
 def test_a_limiter_is_released_with_its_last_client() -> None:
-    url = "http://release.test/api"
+    url = "https://release.test/api"
     first = Client("wemasy", token="released", base_url=url)
     second = Client("wemasy", token="released", base_url=url)
     copy = first.with_options(timeout=1)

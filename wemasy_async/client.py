@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import ipaddress
 import math
 import os
 import warnings
@@ -24,6 +26,7 @@ import aiohttp
 from wemasy_async.batch import BatchFetch, FetchProgress
 from wemasy_async.engine import Engine, Options
 from wemasy_async.errors import (
+    AsyncioRequiredError,
     ClientClosedError,
     InvalidRequestError,
     UnsupportedOperationError,
@@ -40,7 +43,7 @@ from wemasy_async.providers.base import (
 from wemasy_async.providers.registry import get_provider
 from wemasy_async.ratelimit import RateLimit, limiter_key, shared_limiter
 from wemasy_async.retry import RetryPolicy
-from wemasy_async.transport import AiohttpTransport
+from wemasy_async.transport import DEFAULT_MAX_RESPONSE_BYTES, AiohttpTransport
 
 __all__ = ["DEFAULT_TIMEOUT", "Client"]
 
@@ -82,6 +85,11 @@ class Client:
             token share one limiter in a process (and across processes with a shared store).
         retry: How to retry failures (:class:`RetryPolicy`); ``True`` for the defaults,
             ``False`` to send every request once.
+        max_response_bytes: The largest response body the client reads (64 MiB by default);
+            a larger one raises :class:`ResponseTooLargeError` instead of filling memory.
+        allow_http: Allow a plain ``http://`` base URL on a non-loopback host. Off by
+            default, because the token would cross the network in clear text; loopback
+            hosts (``127.0.0.1``, ``::1``, ``localhost``) are always allowed.
 
     Raises:
         InvalidRequestError: An argument is invalid, or no token was given or found.
@@ -99,6 +107,8 @@ class Client:
         timeout: float | None = DEFAULT_TIMEOUT,
         rate_limit: RateLimit | bool = True,
         retry: RetryPolicy | bool = True,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        allow_http: bool = False,
     ) -> None:
         # Set first so that __del__ works even if a check below raises.
         self._transport: AiohttpTransport | None = None
@@ -107,8 +117,13 @@ class Client:
         name = self._provider.name
         if token is None:
             token = os.environ.get(self._provider.token_env)
+        if not isinstance(allow_http, bool):
+            raise InvalidRequestError(
+                f"allow_http must be True or False, got {type(allow_http).__name__}",
+                argument="allow_http",
+            )
         self.base_url = _check_base_url(
-            self._provider.default_base_url if base_url is None else base_url
+            self._provider.default_base_url if base_url is None else base_url, allow_http
         )
         if session is not None and not isinstance(session, aiohttp.ClientSession):
             raise InvalidRequestError(
@@ -117,7 +132,11 @@ class Client:
             )
         token = _check_token(token, self._provider.token_env)
         limiter_config = _check_option(rate_limit, RateLimit, "rate_limit")
-        self._transport = AiohttpTransport(provider=name, session=session)
+        self._transport = AiohttpTransport(
+            provider=name,
+            session=session,
+            max_response_bytes=_check_max_response_bytes(max_response_bytes),
+        )
         self._engine = Engine(
             provider=name,
             base_url=self.base_url,
@@ -205,6 +224,7 @@ class Client:
     async def _send(self, call: Call[T]) -> T:
         if self._closed:
             raise ClientClosedError("this client is closed; create a new one")
+        _require_asyncio()
         return await self._engine.send(call)
 
     # --- ConversationStore ---------------------------------------------------------------
@@ -358,6 +378,7 @@ class Client:
             raise UnsupportedOperationError(self.provider, operation)
         if self._closed:
             raise ClientClosedError("this client is closed; create a new one")
+        _require_asyncio()
         return BatchFetch(fetch, ids, concurrency=concurrency, progress=progress)
 
     # --- ChatService ---------------------------------------------------------------------
@@ -428,7 +449,43 @@ def _check_token(token: object, env: str) -> str:
     return token
 
 
-def _check_base_url(base_url: object) -> str:
+def _require_asyncio() -> None:
+    # aiohttp and the limiter need an asyncio loop; under trio (directly or through anyio)
+    # they would fail deep inside with an unrelated RuntimeError or hang.
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        raise AsyncioRequiredError(_async_library()) from None
+
+
+def _async_library() -> str:
+    try:
+        import sniffio  # optional (trio and anyio bring it); only for the message
+
+        return sniffio.current_async_library()
+    except Exception:
+        return "no asyncio event loop"
+
+
+def _is_loopback(host: str) -> bool:
+    if host.rstrip(".").lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_max_response_bytes(value: object) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise InvalidRequestError(
+            f"max_response_bytes must be a positive int, got {value!r}",
+            argument="max_response_bytes",
+        )
+    return value
+
+
+def _check_base_url(base_url: object, allow_http: bool = False) -> str:
     if not isinstance(base_url, str):
         raise InvalidRequestError(
             f"base_url must be a string, got {type(base_url).__name__}", argument="base_url"
@@ -450,6 +507,12 @@ def _check_base_url(base_url: object) -> str:
         # Credentials in a URL end up in logs and error messages; the token has its own place.
         raise InvalidRequestError(
             "base_url must not contain credentials, a query or a fragment", argument="base_url"
+        )
+    if parts.scheme == "http" and not allow_http and not _is_loopback(parts.hostname):
+        raise InvalidRequestError(
+            f"base_url uses plain http:// on a non-loopback host ({parts.hostname}), which"
+            " would send the token in clear text; use https:// or pass allow_http=True",
+            argument="base_url",
         )
     return base_url.rstrip("/")
 

@@ -8,10 +8,12 @@ where an error resembles one (``TimeoutError``, ``ValueError``)::
     ├── InvalidRequestError (ValueError)      bad arguments; raised before any I/O
     ├── UnsupportedOperationError             the provider has no such operation
     ├── ClientClosedError (RuntimeError)      the client (or its session) is closed
+    ├── AsyncioRequiredError (RuntimeError)   called from another event loop (e.g. trio)
     └── APIError                              something went wrong talking to a provider
         ├── APIConnectionError                could not connect, or the connection broke
         │   └── APITimeoutError (TimeoutError) the request took longer than its timeout
         ├── ResponseDecodeError               a body that is not what the provider documents
+        ├── ResponseTooLargeError             a body larger than ``max_response_bytes``
         └── APIStatusError                    the provider answered with an error status
             ├── BadRequestError               400
             ├── AuthenticationError           401
@@ -40,6 +42,7 @@ __all__ = [
     "APIError",
     "APIStatusError",
     "APITimeoutError",
+    "AsyncioRequiredError",
     "AuthenticationError",
     "BadRequestError",
     "ClientClosedError",
@@ -51,6 +54,7 @@ __all__ = [
     "PermissionDeniedError",
     "RateLimitError",
     "ResponseDecodeError",
+    "ResponseTooLargeError",
     "UnprocessableEntityError",
     "UnsupportedOperationError",
     "WemasyAsyncError",
@@ -116,6 +120,20 @@ class ClientClosedError(WemasyAsyncError, RuntimeError):
     """The client, or the ``aiohttp.ClientSession`` it was given, is already closed."""
 
 
+class AsyncioRequiredError(WemasyAsyncError, RuntimeError):
+    """The client was used outside an asyncio event loop (e.g. under trio).
+
+    aiohttp runs only on asyncio; under anyio, run the program with the asyncio backend.
+    """
+
+    def __init__(self, library: str = "no asyncio event loop") -> None:
+        self.library = library
+        super().__init__(
+            f"wemasy-async requires asyncio (aiohttp runs only on asyncio), but it was called"
+            f" from {library}; run it under asyncio, e.g. anyio.run(main, backend='asyncio')"
+        )
+
+
 class APIError(WemasyAsyncError):
     """Something went wrong while talking to a provider.
 
@@ -175,6 +193,27 @@ class ResponseDecodeError(APIError):
         return (
             f"ResponseDecodeError(provider={self.provider!r}, status={self.status}, "
             f"expected={self.expected!r})"
+        )
+
+
+class ResponseTooLargeError(APIError):
+    """A response body is larger than the client's ``max_response_bytes``.
+
+    The body is not read past the limit and the connection is discarded, so a hostile or
+    broken server cannot exhaust memory. Not retried: the same request gets the same body.
+
+    Attributes:
+        status: The HTTP status of the response.
+        limit: The limit in bytes that was exceeded.
+    """
+
+    def __init__(self, *, provider: str, status: int, limit: int) -> None:
+        self.status = status
+        self.limit = limit
+        super().__init__(
+            f"HTTP {status} response from {provider} is larger than max_response_bytes"
+            f" ({limit:,} bytes); raise it with Client(..., max_response_bytes=...)",
+            provider=provider,
         )
 
 

@@ -17,10 +17,18 @@ import aiohttp
 import anyio
 from yarl import URL
 
-from wemasy_async.errors import APIConnectionError, APITimeoutError, ClientClosedError
+from wemasy_async.errors import (
+    APIConnectionError,
+    APITimeoutError,
+    ClientClosedError,
+    ResponseTooLargeError,
+)
 from wemasy_async.providers.base import Response
 
-__all__ = ["AiohttpTransport", "Transport"]
+__all__ = ["DEFAULT_MAX_RESPONSE_BYTES", "AiohttpTransport", "Transport"]
+
+DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024
+"""The largest response body read by default: far above any documented response."""
 
 # aiohttp >= 3.10 tells a timeout while connecting (nothing sent) from one while waiting.
 _CONNECT_TIMEOUT: type[BaseException] = getattr(
@@ -60,9 +68,19 @@ class AiohttpTransport:
             creates its own on first use (inside the running loop, as aiohttp requires) and
             closes it in :meth:`aclose`.
         max_connections: The connection pool size of an owned session.
+        max_response_bytes: The largest body read (after decompression); a larger one
+            raises :class:`~wemasy_async.errors.ResponseTooLargeError`.
     """
 
-    __slots__ = ("_closed", "_given", "_max_connections", "_owned", "_provider", "_timeouts")
+    __slots__ = (
+        "_closed",
+        "_given",
+        "_max_body",
+        "_max_connections",
+        "_owned",
+        "_provider",
+        "_timeouts",
+    )
 
     def __init__(
         self,
@@ -70,8 +88,10 @@ class AiohttpTransport:
         provider: str,
         session: aiohttp.ClientSession | None = None,
         max_connections: int = 100,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
         self._provider = provider
+        self._max_body = max_response_bytes
         self._given = session
         self._owned: aiohttp.ClientSession | None = None
         self._closed = False
@@ -117,6 +137,8 @@ class AiohttpTransport:
 
         Redirects are not followed: the APIs never redirect, and following one could carry
         the ``Authorization`` header to another host. A 3xx is returned like any response.
+        A body larger than ``max_response_bytes`` raises ``ResponseTooLargeError`` without
+        being read to the end (the connection is then closed, not reused).
         """
         session = self._session()
         try:
@@ -130,8 +152,7 @@ class AiohttpTransport:
                 timeout=self._timeout(timeout),
                 allow_redirects=False,
             ) as response:
-                data = await response.read()
-                return Response(response.status, response.headers, data)
+                return Response(response.status, response.headers, await self._read(response))
         except asyncio.TimeoutError as exc:  # also aiohttp's ServerTimeoutError
             raise APITimeoutError(
                 f"request to {self._provider} timed out after {timeout} s",
@@ -145,6 +166,31 @@ class AiohttpTransport:
                 # Only a connection that was never established proves nothing was sent.
                 request_sent=not isinstance(exc, aiohttp.ClientConnectorError),
             ) from exc
+
+    async def _read(self, response: aiohttp.ClientResponse) -> bytes:
+        limit = self._max_body
+        length = response.content_length
+        if length is not None and length > limit:
+            response.close()
+            raise ResponseTooLargeError(
+                provider=self._provider, status=response.status, limit=limit
+            )
+        if length is not None and "Content-Encoding" not in response.headers:
+            # The common case: aiohttp stops at Content-Length, which is within the limit.
+            return await response.read()
+        # Chunked or compressed: count what actually arrives (a small gzip body can inflate).
+        chunks: list[bytes] = []
+        size = 0
+        content = response.content
+        while chunk := await content.readany():
+            size += len(chunk)
+            if size > limit:
+                response.close()
+                raise ResponseTooLargeError(
+                    provider=self._provider, status=response.status, limit=limit
+                )
+            chunks.append(chunk)
+        return b"".join(chunks)
 
     async def aclose(self) -> None:
         """Close the owned session, if any; a given session is left open. Final."""
