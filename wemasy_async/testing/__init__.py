@@ -9,7 +9,9 @@ Usage::
 
 The fakes are independent ``aiohttp.web`` implementations of the provider APIs (they import
 nothing else from ``wemasy_async``). ``python -m wemasy_async.testing serve`` runs one in a
-separate process. Attributes are resolved lazily so importing this package stays cheap.
+separate process. Every fake can break requests on purpose (``fake.queue_fault(kind)``, or at
+random with ``fake.inject_faults(rate)``; the kinds are in ``FAULT_KINDS``). Attributes are
+resolved lazily so importing this package stays cheap.
 """
 
 from __future__ import annotations
@@ -18,12 +20,19 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from wemasy_async.testing._server import FakeServer, RecordedRequest, Route, ServerStats
+    from wemasy_async.testing._server import (
+        FAULT_KINDS,
+        FakeServer,
+        RecordedRequest,
+        Route,
+        ServerStats,
+    )
     from wemasy_async.testing.loop import FakeLoop
     from wemasy_async.testing.siteassist import FakeSiteAssist
     from wemasy_async.testing.wemasy import FakeWemasy
 
 __all__ = [
+    "FAULT_KINDS",
     "FakeLoop",
     "FakeServer",
     "FakeSiteAssist",
@@ -34,6 +43,7 @@ __all__ = [
 ]
 
 _LOCATIONS = {
+    "FAULT_KINDS": "wemasy_async.testing._server",
     "FakeServer": "wemasy_async.testing._server",
     "RecordedRequest": "wemasy_async.testing._server",
     "Route": "wemasy_async.testing._server",

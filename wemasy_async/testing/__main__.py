@@ -2,10 +2,12 @@
 
 ``python -m wemasy_async.testing serve [--provider wemasy] [--host 127.0.0.1] [--port 0]
 [--seed 0] [--conversations N] [--rate-limit N] [--window S] [--window-offset S]
-[--token T]``
+[--token T] [--fault-rate P [--fault-seed N] [--fault-kinds K,K,...]]``
 
 Prints exactly one line, ``URL <base url>``, to stdout once the server is listening, then
-serves until SIGTERM or SIGINT and exits 0 after a clean shutdown. The request log is off
+serves until SIGTERM or SIGINT and exits 0 after a clean shutdown. ``--fault-rate`` breaks
+that share of requests at random (`FakeServer.inject_faults`; ``--fault-kinds`` picks the
+kinds, all of ``FAULT_KINDS`` by default). The request log is off
 in this mode (nobody can read it); ``GET <origin>/__fake__/stats`` returns the counters.
 """
 
@@ -19,6 +21,8 @@ import signal
 import sys
 from collections.abc import Sequence
 from typing import Any
+
+from wemasy_async.testing._server import FAULT_KINDS
 
 #: Provider name -> "module:class". Provider fakes accept the keyword arguments below.
 PROVIDERS: dict[str, str] = {
@@ -45,6 +49,15 @@ def _parser() -> argparse.ArgumentParser:
         "--window-offset", type=float, default=0.0, help="shift of the windows' alignment, s"
     )
     serve.add_argument("--token", default=None, help="required bearer token (default: any)")
+    serve.add_argument(
+        "--fault-rate", type=float, default=0.0, help="share of requests to break (0 to 1)"
+    )
+    serve.add_argument("--fault-seed", type=int, default=None, help="seed of the fault draws")
+    serve.add_argument(
+        "--fault-kinds",
+        default=",".join(FAULT_KINDS),
+        help="comma-separated fault kinds to draw from (default: all)",
+    )
     return parser
 
 
@@ -62,6 +75,8 @@ async def _serve(args: argparse.Namespace) -> None:
         port=args.port,
         record_requests=False,
     )
+    if args.fault_rate > 0:
+        server.inject_faults(args.fault_rate, args.fault_kinds.split(","), seed=args.fault_seed)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -3,7 +3,9 @@
 `FakeServer` is an `aiohttp.web` application wrapper that implements everything the fake
 providers have in common: lifecycle (start/close, async context manager), bearer-token
 authentication, a fixed-window rate limiter with ``X-RateLimit-*`` headers, a request log,
-statistics and fault injection (queued error responses, delays and dropped connections).
+statistics and fault injection: queued error responses and delays, and the network and
+proxy faults of `FAULT_KINDS` (`FakeServer.queue_fault`, or at random with
+`FakeServer.inject_faults`).
 Provider fakes subclass it, declare their routes in `FakeServer.routes` and override the
 ``*_body`` hooks to return the provider's documented error envelopes.
 
@@ -14,10 +16,15 @@ This module is test infrastructure: it deliberately imports nothing from the res
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import http
 import math
+import random
+import socket
+import struct
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+import weakref
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -28,6 +35,8 @@ from aiohttp import web
 
 __all__ = [
     "ADMIN_PREFIX",
+    "FAULT_KINDS",
+    "HUGE_BODY_CAP",
     "FakeServer",
     "RecordedRequest",
     "Route",
@@ -43,6 +52,44 @@ _CURRENT_RECORD: ContextVar[RecordedRequest] = ContextVar("wemasy_fake_record")
 _JSON_CONTENT_TYPE: Final = "application/json"
 _encode = msgspec.json.encode
 _decode = msgspec.json.decode
+
+#: The fault kinds of `FakeServer.queue_fault` and `FakeServer.inject_faults`; see
+#: `FakeServer.queue_fault` for what each one does.
+FAULT_KINDS: Final[tuple[str, ...]] = (
+    "disconnect",
+    "reset_before_body",
+    "reset_mid_body",
+    "truncated_json",
+    "html_502",
+    "empty_200",
+    "wrong_content_type",
+    "html_200",
+    "stall",
+    "keepalive_close",
+    "error_5xx",
+    "rate_limited",
+    "process_then_drop",
+    "huge_body",
+)
+_FAULT_SET: Final = frozenset(FAULT_KINDS)
+
+#: The body size at which ``huge_body`` gives up on a client that never stops reading.
+HUGE_BODY_CAP: Final = 256 * 1024 * 1024
+_HUGE_CHUNK: Final = b"x" * (1024 * 1024)
+#: How often a held connection (``stall``) looks whether its client or the server is gone.
+_HOLD_POLL: Final = 0.02
+_HTML: Final = "text/html"
+_PROXY_502_PAGE: Final = (
+    b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
+    b"<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx/1.24.0</center>\r\n"
+    b"</body>\r\n</html>\r\n"
+)
+_PORTAL_PAGE: Final = (
+    b"<!DOCTYPE html>\n<html><head><title>Sign in to Guest Wi-Fi</title></head>\n"
+    b"<body><h1>Welcome</h1><p>Please sign in to continue.</p>\n"
+    b'<form method="post" action="/login"><input name="code"><button>Connect</button></form>'
+    b"\n</body></html>\n"
+)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _ServerT = TypeVar("_ServerT", bound="FakeServer")
@@ -85,8 +132,12 @@ class RecordedRequest:
         raw_path: The path exactly as it arrived, still percent-encoded (``path`` is
             decoded, so ``a/b`` and ``a%2Fb`` look alike there).
         status: Status of the response sent, filled in once the response is produced;
-            0 when the connection was gone before the response could be sent
-            (`FakeServer.queue_disconnect`, or a client that gave up during a delay).
+            0 when no status line was sent: the connection was dropped (the ``disconnect``,
+            ``process_then_drop`` and ``keepalive_close`` faults) or the client gave up
+            during a delay. Faults that break a response after its status line
+            (``reset_*``, ``stall``, ``huge_body``) record that status line's status.
+        connection: Sequence number of the TCP connection the request arrived on (1 for
+            the first connection the server saw), to tell reused connections from new ones.
     """
 
     method: str
@@ -100,6 +151,7 @@ class RecordedRequest:
     received_at: float
     raw_path: str = ""
     status: int | None = None
+    connection: int = 0
 
 
 @dataclass
@@ -110,13 +162,15 @@ class ServerStats:
         requests_total: Every request that reached the server (admin paths excluded).
         accepted: Authenticated requests admitted by the rate limiter.
         unauthorized: Requests rejected with 401 by the auth check.
-        rate_limited: 429 responses produced by the rate limiter (queued 429 faults are
-            not included; see ``status_counts`` for every 429 sent).
-        faults_served: Queued faults that were consumed.
+        rate_limited: 429 responses produced by the rate limiter (429 faults, queued or
+            injected, are not included; see ``status_counts`` for every 429 sent).
+        faults_served: Faults served: queued ones consumed plus injected ones.
         max_in_window: The most requests accepted within any single rate-limit window.
         window_counts: Accepted requests per window index (window 0 starts at
             ``start time + window_offset``).
         status_counts: Responses sent, by HTTP status (0 counts dropped connections).
+        fault_counts: Faults served, by kind: a `FAULT_KINDS` name, or ``"error"`` and
+            ``"delay"`` for `FakeServer.queue_error` and `FakeServer.queue_delay`.
     """
 
     requests_total: int = 0
@@ -127,6 +181,7 @@ class ServerStats:
     max_in_window: int = 0
     window_counts: dict[int, int] = field(default_factory=dict)
     status_counts: dict[int, int] = field(default_factory=dict)
+    fault_counts: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         """Return a JSON-able snapshot (as served on ``GET /__fake__/stats``)."""
@@ -139,12 +194,13 @@ class ServerStats:
             "max_in_window": self.max_in_window,
             "window_counts": dict(self.window_counts),
             "status_counts": dict(self.status_counts),
+            "fault_counts": dict(self.fault_counts),
         }
 
 
 @dataclass
 class _Fault:
-    kind: str  # "error" | "delay" | "disconnect"
+    kind: str  # "error" | "delay" | one of FAULT_KINDS
     remaining: int
     path: str | None
     status: int = 0
@@ -181,8 +237,12 @@ class FakeServer:
        counted either, matching Laravel's throttle middleware. Over the limit: 429 with
        `rate_limited_body`, ``Retry-After`` (whole seconds until the window resets, >= 1),
        ``X-RateLimit-Reset`` (unix time) and ``X-RateLimit-Remaining: 0``.
-    6. The first queued fault matching the endpoint, if any, is consumed.
-    7. The route handler runs.
+    6. The first queued fault matching the endpoint, if any, is consumed; else, with
+       `inject_faults` on, a random fault may be drawn (see `queue_fault` for the kinds).
+    7. The route handler runs (unless the fault answers instead of it).
+
+    A request arriving on a connection that a ``keepalive_close`` fault doomed is dropped
+    right after step 2, before auth.
 
     There is one rate-limit bucket per server (not per token). Every response from steps
     4-7 carries ``X-RateLimit-Limit`` and ``X-RateLimit-Remaining`` (the remaining budget
@@ -205,6 +265,7 @@ class FakeServer:
         port: int = 0,
         record_requests: bool = True,
         clock: Callable[[], float] = time.monotonic,
+        fault_seed: int | None = 0,
     ) -> None:
         """Configure the server; nothing is bound until `start`.
 
@@ -219,6 +280,8 @@ class FakeServer:
             record_requests: Append every request to `requests`. Turn off for long
                 benchmarks to keep memory flat.
             clock: Monotonic clock in seconds; injectable for deterministic tests.
+            fault_seed: Seed of this server's own `random.Random` for random fault choices
+                (`inject_faults`, the status of ``error_5xx``); None seeds from the OS.
         """
         if rate_limit is not None and rate_limit < 1:
             raise ValueError("rate_limit must be >= 1 or None")
@@ -236,6 +299,19 @@ class FakeServer:
         self._clock = clock
         self._limit_header = str(rate_limit) if rate_limit is not None else ""
         self._faults: list[_Fault] = []
+        self._fault_rng = random.Random(fault_seed)
+        self._inject_rate = 0.0
+        self._inject_kinds: tuple[str, ...] = FAULT_KINDS
+        self._inject_path: str | None = None
+        # Connections are told apart by their transports; weak, so nothing outlives them.
+        self._connections: weakref.WeakKeyDictionary[asyncio.BaseTransport, int] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._doomed: weakref.WeakSet[asyncio.BaseTransport] = weakref.WeakSet()
+        # Connections held open by a fault (stall, huge_body): aborted on close().
+        self._held: set[asyncio.BaseTransport] = set()
+        self._closing = False
+        self._connection_count = 0
         self._runner: web.AppRunner | None = None
         self._url: str | None = None
         self._origin = 0.0
@@ -249,6 +325,7 @@ class FakeServer:
         """Bind the socket and start serving. Raises RuntimeError if already started."""
         if self._runner is not None:
             raise RuntimeError(f"{type(self).__name__} is already started")
+        self._closing = False
         app = web.Application(middlewares=[self._middleware])
         for route in self.routes():
             app.router.add_route(route.method, self.url_prefix + route.path, route.handler)
@@ -277,6 +354,11 @@ class FakeServer:
         """Stop serving and release all resources. Safe to call repeatedly."""
         runner, self._runner = self._runner, None
         if runner is not None:
+            # Faults that hold a connection open notice this at once, so closing never
+            # waits for aiohttp's shutdown timeout on them.
+            self._closing = True
+            for transport in list(self._held):
+                _reset(transport)
             await runner.cleanup()
 
     async def __aenter__(self: _ServerT) -> _ServerT:
@@ -436,25 +518,136 @@ class FakeServer:
     def queue_disconnect(self, *, times: int = 1, path: str | None = None) -> None:
         """Drop the connection without a response for the next ``times`` matching requests.
 
-        The client sees a disconnect (aiohttp: ``ServerDisconnectedError``). The handler does
-        not run, so no state changes; the request is still logged and counted.
+        The same as ``queue_fault("disconnect", ...)``: the client sees a disconnect
+        (aiohttp: ``ServerDisconnectedError``). The handler does not run, so no state
+        changes; the request is still logged and counted.
 
         Args:
             times: How many matching requests to drop.
             path: Endpoint filter, as for `queue_error`.
         """
+        self.queue_fault("disconnect", times=times, path=path)
+
+    def queue_fault(self, kind: str, *, times: int = 1, path: str | None = None) -> None:
+        """Break the next ``times`` matching requests in the way ``kind`` names.
+
+        Faults are queued together with `queue_error` and friends and applied at the same
+        point (after authentication and the rate limiter, so a faulted request counts
+        against the window), in the order they were queued. "Handler runs" below means the
+        route handler does its work, so state changes (a chat message is stored).
+
+        The kinds (`FAULT_KINDS`):
+
+        - ``"disconnect"``: the connection is closed before any response; the handler
+          does not run. Recorded with status 0.
+        - ``"reset_before_body"``: a canned ``200`` status line and headers (JSON, with a
+          ``Content-Length``) are sent, then the connection is reset before any body byte;
+          the handler does not run (as if the server died after starting a response).
+        - ``"reset_mid_body"``: the handler runs; its status line, headers (with the real
+          ``Content-Length``) and the first half of its body are sent, then the connection
+          is reset.
+        - ``"truncated_json"``: the handler runs; its response is sent with the body cut in
+          half and a matching ``Content-Length``: valid HTTP, invalid JSON.
+        - ``"html_502"``: an nginx-style ``502 Bad Gateway`` page (``text/html``), as a
+          proxy in front of the API sends it; the handler does not run.
+        - ``"empty_200"``: ``200`` with an empty ``application/json`` body; the handler does
+          not run.
+        - ``"wrong_content_type"``: the handler runs; its real body is sent labelled
+          ``text/html; charset=utf-8``.
+        - ``"html_200"``: ``200`` with an HTML login page (a captive portal), ``text/html``;
+          the handler does not run.
+        - ``"stall"``: the handler runs; its status line, headers and the first half of its
+          body are sent, then nothing more until the client goes away or the server closes
+          (then the connection is reset).
+        - ``"keepalive_close"``: the request is answered normally and the connection kept
+          alive; the next request that arrives on that same connection is dropped unanswered
+          and unhandled (the connection is closed), as when a server closes an idle
+          keep-alive connection just as the client reuses it. That dropped request is
+          recorded with status 0 (and counted in ``requests_total``, not in ``accepted``).
+        - ``"error_5xx"``: 500, 502, 503 or 504 (drawn from the server's seeded random
+          generator) with the provider's `error_body`; no ``Retry-After``; the handler does
+          not run.
+        - ``"rate_limited"``: ``429`` with `rate_limited_body`, ``Retry-After: 1`` and
+          ``X-RateLimit-Remaining: 0``; the handler does not run.
+        - ``"process_then_drop"``: the handler runs, then the connection is closed without
+          sending its response. Recorded with status 0.
+        - ``"huge_body"``: a chunked ``200`` ``application/json`` body
+          (``{"data":"xxx…``) streamed in 1 MiB chunks until the client goes away, or up to
+          `HUGE_BODY_CAP` (then the JSON is closed), so a client without a body size
+          cap still ends; the handler does not run.
+
+        The proxy pages (``html_502``, ``html_200``) carry no ``X-RateLimit-*`` headers;
+        every other fault that sends headers carries them like a normal response.
+
+        Args:
+            kind: One of `FAULT_KINDS`.
+            times: How many matching requests to break this way.
+            path: Endpoint filter, as for `queue_error`.
+
+        Raises:
+            ValueError: ``kind`` is unknown or ``times`` < 1.
+        """
+        if kind not in _FAULT_SET:
+            raise ValueError(f"unknown fault kind {kind!r}; expected one of {FAULT_KINDS}")
         if times < 1:
             raise ValueError("times must be >= 1")
-        self._faults.append(_Fault(kind="disconnect", remaining=times, path=path))
+        self._faults.append(_Fault(kind=kind, remaining=times, path=path))
+
+    def inject_faults(
+        self,
+        rate: float,
+        kinds: Sequence[str] = FAULT_KINDS,
+        *,
+        seed: int | None = None,
+        path: str | None = None,
+    ) -> None:
+        """From now on, break each matching request at random with probability ``rate``.
+
+        Each authenticated request admitted by the rate limiter that no queued fault
+        claimed (queued faults take precedence) independently gets a fault with probability
+        ``rate``, its kind drawn uniformly from ``kinds``; see `queue_fault` for the kinds.
+        The draws come from the server's own `random.Random`, so a seed makes a run
+        repeatable (given the same order of requests).
+
+        Args:
+            rate: Probability per request, from 0 (off) to 1.
+            kinds: The kinds to draw from.
+            seed: Reseed the server's generator first; None keeps its current state.
+            path: Endpoint filter, as for `queue_error`; None matches every endpoint.
+
+        Raises:
+            ValueError: ``rate`` is outside [0, 1], ``kinds`` is empty or names an unknown
+                kind.
+        """
+        if not 0.0 <= rate <= 1.0:
+            raise ValueError("rate must be between 0 and 1")
+        chosen = tuple(kinds)
+        if not chosen:
+            raise ValueError("kinds must not be empty")
+        unknown = [k for k in chosen if k not in _FAULT_SET]
+        if unknown:
+            raise ValueError(f"unknown fault kinds {unknown}; expected some of {FAULT_KINDS}")
+        if seed is not None:
+            self._fault_rng.seed(seed)
+        self._inject_rate = float(rate)
+        self._inject_kinds = chosen
+        self._inject_path = path
 
     def clear_faults(self) -> None:
-        """Discard all queued faults."""
+        """Discard all queued faults, stop `inject_faults` and forget doomed connections."""
         self._faults.clear()
+        self._inject_rate = 0.0
+        self._doomed.clear()
 
     @property
     def pending_faults(self) -> int:
         """Number of fault responses still queued (summed over ``times``)."""
         return sum(f.remaining for f in self._faults)
+
+    @property
+    def held_connections(self) -> int:
+        """Connections a ``stall`` or ``huge_body`` fault is holding open right now."""
+        return len(self._held)
 
     def _take_fault(self, endpoint: str, template: str) -> _Fault | None:
         for i, fault in enumerate(self._faults):
@@ -464,6 +657,20 @@ class FakeServer:
                     del self._faults[i]
                 return fault
         return None
+
+    def _draw_fault(self, request: web.Request, endpoint: str) -> str | None:
+        path = self._inject_path
+        if path is not None and path != endpoint and path != self._route_template(request):
+            return None
+        rng = self._fault_rng
+        if rng.random() >= self._inject_rate:
+            return None
+        return rng.choice(self._inject_kinds)
+
+    def _count_fault(self, kind: str) -> None:
+        stats = self.stats
+        stats.faults_served += 1
+        stats.fault_counts[kind] = stats.fault_counts.get(kind, 0) + 1
 
     # ------------------------------------------------------------------ rate limiting
 
@@ -511,6 +718,15 @@ class FakeServer:
             return False
         return self.token is None or credentials == self.token
 
+    def _connection_of(self, transport: asyncio.BaseTransport | None) -> int:
+        if transport is None:
+            return 0
+        number = self._connections.get(transport)
+        if number is None:
+            self._connection_count += 1
+            number = self._connections[transport] = self._connection_count
+        return number
+
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         path = request.path
@@ -528,6 +744,7 @@ class FakeServer:
                 json_error = True
         prefix_len = self._prefix_len
         endpoint = path[prefix_len:] if path.startswith(self.url_prefix) else path
+        transport = request.transport
         record = RecordedRequest(
             method=request.method,
             path=path,
@@ -539,15 +756,24 @@ class FakeServer:
             json_error=json_error,
             received_at=self._clock(),
             raw_path=request.raw_path.partition("?")[0],
+            connection=self._connection_of(transport),
         )
         if self.record_requests:
             self.requests.append(record)
         _CURRENT_RECORD.set(record)
-        response = await self._dispatch(request, handler, record)
-        transport = request.transport
-        # A dropped connection (queue_disconnect) is recorded as status 0.
-        status = response.status if transport is not None and not transport.is_closing() else 0
-        record.status = status
+        if transport is not None and self._doomed and transport in self._doomed:
+            # The keep-alive connection a keepalive_close fault answered: the server
+            # "closed" it while this request was on its way.
+            response = self._drop(request, record)
+        else:
+            response = await self._dispatch(request, handler, record)
+        status = record.status
+        if status is None:
+            transport = request.transport
+            # A connection gone before the response (e.g. a client that gave up during a
+            # delay) is recorded as status 0.
+            status = response.status if transport is not None and not transport.is_closing() else 0
+            record.status = status
         status_counts = stats.status_counts
         status_counts[status] = status_counts.get(status, 0) + 1
         return response
@@ -583,28 +809,35 @@ class FakeServer:
             if self._faults
             else None
         )
+        kind: str | None = None
         if fault is not None:
-            self.stats.faults_served += 1
-            if fault.delay > 0:
+            kind = fault.kind
+        elif self._inject_rate > 0.0:
+            kind = self._draw_fault(request, record.endpoint)
+        if kind is not None:
+            self._count_fault(kind)
+            if fault is not None and fault.delay > 0:
                 await asyncio.sleep(fault.delay)
-            if fault.kind == "disconnect":
-                return self._disconnect(request)
-            if fault.kind == "error":
+            if kind == "error":
+                assert fault is not None
                 response = web.Response(
                     body=fault.body, status=fault.status, content_type=fault.content_type
                 )
-                if limited:
-                    response.headers["X-RateLimit-Limit"] = self._limit_header
-                    response.headers["X-RateLimit-Remaining"] = str(remaining)
+                self._add_limit_headers(response, remaining)
                 if fault.headers:
                     response.headers.update(fault.headers)
                 return response
+            if kind != "delay":
+                return await self._serve_fault(kind, request, handler, record, remaining)
 
         handled = await handler(request)
-        if limited:
-            handled.headers["X-RateLimit-Limit"] = self._limit_header
-            handled.headers["X-RateLimit-Remaining"] = str(remaining)
+        self._add_limit_headers(handled, remaining)
         return handled
+
+    def _add_limit_headers(self, response: web.StreamResponse, remaining: int) -> None:
+        if self.rate_limit is not None:
+            response.headers["X-RateLimit-Limit"] = self._limit_header
+            response.headers["X-RateLimit-Remaining"] = str(remaining)
 
     def _route_template(self, request: web.Request) -> str:
         resource = request.match_info.route.resource
@@ -622,13 +855,188 @@ class FakeServer:
         headers["X-RateLimit-Reset"] = str(math.ceil(time.time()) + retry_after)
         return response
 
+    # ------------------------------------------------------------------ fault responses
+
+    async def _serve_fault(
+        self,
+        kind: str,
+        request: web.Request,
+        handler: Handler,
+        record: RecordedRequest,
+        remaining: int,
+    ) -> web.StreamResponse:
+        """Answer (or not) one request the way fault ``kind`` says; see `queue_fault`."""
+        if kind == "disconnect":
+            return self._drop(request, record)
+        if kind == "html_502":
+            return web.Response(body=_PROXY_502_PAGE, status=502, content_type=_HTML)
+        if kind == "html_200":
+            return web.Response(
+                body=_PORTAL_PAGE, headers={"Content-Type": "text/html; charset=utf-8"}
+            )
+        if kind == "reset_before_body":
+            headers = {"Content-Type": _JSON_CONTENT_TYPE, "Content-Length": "64"}
+            headers.update(self._limit_headers(remaining))
+            return self._reset_after(request, record, 200, _head(200, "OK", headers))
+        if kind == "huge_body":
+            return await self._huge_body(request, record, remaining)
+        response: web.StreamResponse
+        if kind == "empty_200":
+            response = web.Response(body=b"", content_type=_JSON_CONTENT_TYPE)
+        elif kind == "error_5xx":
+            status = self._fault_rng.choice((500, 502, 503, 504))
+            response = self.json_response(self.error_body(status), status)
+        elif kind == "rate_limited":
+            response = self.json_response(self.rate_limited_body(1), 429)
+        else:
+            return await self._serve_handled(kind, request, handler, record, remaining)
+        self._add_limit_headers(response, remaining)
+        if kind == "rate_limited":
+            response.headers["Retry-After"] = "1"
+            response.headers["X-RateLimit-Remaining"] = "0"
+        return response
+
+    async def _serve_handled(
+        self,
+        kind: str,
+        request: web.Request,
+        handler: Handler,
+        record: RecordedRequest,
+        remaining: int,
+    ) -> web.StreamResponse:
+        """The faults that let the handler run first (and change state)."""
+        handled = await handler(request)
+        self._add_limit_headers(handled, remaining)
+        if kind == "process_then_drop":
+            return self._drop(request, record)
+        if kind == "keepalive_close":
+            transport = request.transport
+            if transport is not None:
+                self._doomed.add(transport)
+            return handled
+        if kind == "wrong_content_type":
+            handled.headers["Content-Type"] = "text/html; charset=utf-8"
+            return handled
+        body = _body_bytes(handled)
+        half = body[: len(body) // 2]
+        if kind == "truncated_json":
+            assert isinstance(handled, web.Response)
+            handled.body = half
+            return handled
+        headers = {
+            name: value
+            for name, value in handled.headers.items()
+            if name.lower() not in ("content-length", "transfer-encoding")
+        }
+        headers["Content-Length"] = str(len(body))
+        data = _head(handled.status, handled.reason, headers) + half
+        if kind == "reset_mid_body":
+            return self._reset_after(request, record, handled.status, data)
+        assert kind == "stall", kind
+        return await self._stall(request, record, handled.status, data)
+
+    def _limit_headers(self, remaining: int) -> dict[str, str]:
+        if self.rate_limit is None:
+            return {}
+        return {"X-RateLimit-Limit": self._limit_header, "X-RateLimit-Remaining": str(remaining)}
+
     @staticmethod
-    def _disconnect(request: web.Request) -> web.StreamResponse:
+    def _drop(request: web.Request, record: RecordedRequest) -> web.StreamResponse:
+        """Close the connection without a response (recorded as status 0)."""
         transport = request.transport
         if transport is not None:
             transport.close()
+        record.status = 0
         # aiohttp discards the response when the transport is already closed.
         return web.Response(status=500)
 
+    @staticmethod
+    def _reset_after(
+        request: web.Request, record: RecordedRequest, status: int, data: bytes
+    ) -> web.StreamResponse:
+        """Send ``data`` (a response head, maybe part of a body) raw, then reset."""
+        record.status = status
+        transport = request.transport
+        if transport is not None and not transport.is_closing():
+            transport.write(data)
+            _reset(transport)
+        return web.Response(status=500)  # discarded: the transport is closed
+
+    async def _stall(
+        self, request: web.Request, record: RecordedRequest, status: int, data: bytes
+    ) -> web.StreamResponse:
+        """Send ``data`` raw, then nothing until the client or the server goes away."""
+        record.status = status
+        transport = request.transport
+        if transport is None or transport.is_closing():
+            return web.Response(status=500)
+        transport.write(data)
+        self._held.add(transport)
+        try:
+            # Polling is plenty for a fault: aiohttp offers no "client went away" awaitable.
+            while not transport.is_closing() and not self._closing:  # noqa: ASYNC110
+                await asyncio.sleep(_HOLD_POLL)
+        finally:
+            self._held.discard(transport)
+            _reset(transport)
+        return web.Response(status=500)
+
+    async def _huge_body(
+        self, request: web.Request, record: RecordedRequest, remaining: int
+    ) -> web.StreamResponse:
+        """Stream ``{"data":"xxx…`` until the client goes away (or `HUGE_BODY_CAP`)."""
+        record.status = 200
+        response = web.StreamResponse(headers=self._limit_headers(remaining))
+        response.content_type = _JSON_CONTENT_TYPE
+        response.enable_chunked_encoding()
+        transport = request.transport
+        if transport is None:
+            return response
+        self._held.add(transport)
+        try:
+            await response.prepare(request)
+            await response.write(b'{"data":"')
+            sent = 0
+            while sent < HUGE_BODY_CAP:
+                if self._closing:
+                    _reset(transport)
+                    return response
+                # write() waits for the client to drain the socket buffer (flow control),
+                # so a client that stops reading holds this loop, not memory.
+                await response.write(_HUGE_CHUNK)
+                sent += len(_HUGE_CHUNK)
+            await response.write(b'"}')
+        except ConnectionError:
+            pass  # the client went away: the point of the fault
+        finally:
+            self._held.discard(transport)
+        return response
+
     async def _admin_stats(self, request: web.Request) -> web.Response:
         return self.json_response(self.stats.as_dict())
+
+
+def _head(status: int, reason: str, headers: Mapping[str, str]) -> bytes:
+    """A serialized HTTP/1.1 status line and header block."""
+    lines = [f"HTTP/1.1 {status} {reason}\r\n"]
+    lines.extend(f"{name}: {value}\r\n" for name, value in headers.items())
+    lines.append("\r\n")
+    return "".join(lines).encode("latin-1")
+
+
+def _body_bytes(response: web.StreamResponse) -> bytes:
+    body = response.body if isinstance(response, web.Response) else None
+    return bytes(body) if isinstance(body, (bytes, bytearray)) else b""
+
+
+def _reset(transport: asyncio.BaseTransport) -> None:
+    """Close with a TCP RST (not a FIN), what a crashed or killed server's peer sees."""
+    if transport.is_closing():
+        return
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        # SO_LINGER with a zero timeout turns close() into an abortive RST.
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    assert isinstance(transport, asyncio.WriteTransport)
+    transport.abort()
