@@ -151,6 +151,10 @@ class AiohttpTransport:
                 headers=headers,
                 timeout=self._timeout(timeout),
                 allow_redirects=False,
+                # A caller's session may be built with raise_for_status=True; its
+                # ClientResponseError would turn every 4xx/5xx into an APIConnectionError
+                # (and a retried one). Error statuses are the providers' to map.
+                raise_for_status=False,
             ) as response:
                 return Response(response.status, response.headers, await self._read(response))
         except asyncio.TimeoutError as exc:  # also aiohttp's ServerTimeoutError
