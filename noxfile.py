@@ -53,3 +53,10 @@ def bench(session: nox.Session) -> None:
     """Run the benchmarks and print their table (needs redis-server on PATH)."""
     session.install("-e", ".[bench]")
     session.run("python", "-m", "benchmarks", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def soak(session: nox.Session) -> None:
+    """Print the soak figures: 20,000 fetches per provider through 10% random faults."""
+    session.install("-e", ".[test]")
+    session.run("python", "tests/soak.py", *session.posargs)

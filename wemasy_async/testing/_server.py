@@ -300,6 +300,9 @@ class FakeServer:
         self._limit_header = str(rate_limit) if rate_limit is not None else ""
         self._faults: list[_Fault] = []
         self._fault_rng = random.Random(fault_seed)
+        #: ``Retry-After`` seconds of a ``"rate_limited"`` fault (0 makes a 429 storm that
+        #: does not pause a well-behaved client, for soaks that count rather than wait).
+        self.fault_retry_after = 1
         self._inject_rate = 0.0
         self._inject_kinds: tuple[str, ...] = FAULT_KINDS
         self._inject_path: str | None = None
@@ -567,8 +570,9 @@ class FakeServer:
         - ``"error_5xx"``: 500, 502, 503 or 504 (drawn from the server's seeded random
           generator) with the provider's `error_body`; no ``Retry-After``; the handler does
           not run.
-        - ``"rate_limited"``: ``429`` with `rate_limited_body`, ``Retry-After: 1`` and
-          ``X-RateLimit-Remaining: 0``; the handler does not run.
+        - ``"rate_limited"``: ``429`` with `rate_limited_body`, ``Retry-After`` of
+          `fault_retry_after` (1 unless changed) and ``X-RateLimit-Remaining: 0``; the
+          handler does not run.
         - ``"process_then_drop"``: the handler runs, then the connection is closed without
           sending its response. Recorded with status 0.
         - ``"huge_body"``: a chunked ``200`` ``application/json`` body
@@ -887,12 +891,12 @@ class FakeServer:
             status = self._fault_rng.choice((500, 502, 503, 504))
             response = self.json_response(self.error_body(status), status)
         elif kind == "rate_limited":
-            response = self.json_response(self.rate_limited_body(1), 429)
+            response = self.json_response(self.rate_limited_body(self.fault_retry_after), 429)
         else:
             return await self._serve_handled(kind, request, handler, record, remaining)
         self._add_limit_headers(response, remaining)
         if kind == "rate_limited":
-            response.headers["Retry-After"] = "1"
+            response.headers["Retry-After"] = str(self.fault_retry_after)
             response.headers["X-RateLimit-Remaining"] = "0"
         return response
 
