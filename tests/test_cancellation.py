@@ -117,6 +117,11 @@ async def by_task_cancel(call: Callable[[], Awaitable[object]], ready: Callable[
         await task
 
 
+# Long enough for the call to reach its await point on a loaded machine; shorter than the
+# delays that hold it there (a 1.2 s response, a 5 s backoff, a connect that never ends).
+DEADLINE = 0.5
+
+
 async def _watched(
     call: Callable[[], Awaitable[object]], ready: Callable[[], bool], seen: list[bool]
 ) -> None:
@@ -135,7 +140,7 @@ async def by_move_on_after(
     call: Callable[[], Awaitable[object]], ready: Callable[[], bool]
 ) -> None:
     seen: list[bool] = []
-    with anyio.move_on_after(0.3) as scope:
+    with anyio.move_on_after(DEADLINE) as scope:
         await _watched(call, ready, seen)
     assert scope.cancelled_caught
     assert seen  # the deadline found the call at the await point under test
@@ -143,7 +148,7 @@ async def by_move_on_after(
 
 async def by_fail_after(call: Callable[[], Awaitable[object]], ready: Callable[[], bool]) -> None:
     seen: list[bool] = []
-    with pytest.raises(TimeoutError), anyio.fail_after(0.3):
+    with pytest.raises(TimeoutError), anyio.fail_after(DEADLINE):
         await _watched(call, ready, seen)
     assert seen
 
