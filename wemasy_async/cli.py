@@ -79,7 +79,9 @@ def _print_json(value: object) -> None:
 
 
 def _client(args: argparse.Namespace) -> Client:
-    return Client(args.provider, base_url=args.base_url, timeout=args.timeout)
+    return Client(
+        args.provider, base_url=args.base_url, timeout=args.timeout, allow_http=args.allow_http
+    )
 
 
 async def _get(args: argparse.Namespace) -> None:
@@ -590,6 +592,12 @@ def _parser() -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help)
         sub.add_argument("--provider", default="wemasy", choices=provider_names())
         sub.add_argument("--base-url", default=None, help="override the provider's base URL")
+        sub.add_argument(
+            "--allow-http",
+            action="store_true",
+            help="allow a plain http:// base URL on a non-loopback host (sends the token"
+            " unencrypted)",
+        )
         sub.add_argument("--timeout", type=float, default=60.0, help="seconds per request")
         sub.set_defaults(run=run)
         return sub

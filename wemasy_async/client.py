@@ -70,6 +70,14 @@ class Client:
         async with Client("wemasy", token="...") as client:
             conversation = await client.get_conversation(27)
 
+    Creating a client does no I/O and needs no running event loop. It runs on asyncio only
+    (under anyio, the asyncio backend); elsewhere, e.g. under trio, every call raises
+    :class:`AsyncioRequiredError`. A client belongs to the event loop it is first used in,
+    as aiohttp sessions do: from another loop (a second ``asyncio.run()``) a call raises
+    :class:`ClientClosedError`; create the client, or enter it, inside the loop that uses it.
+    Any call may be cancelled at any await point; the connection pool and the rate limiter
+    stay consistent, and the client stays usable.
+
     Args:
         provider: A provider name (``"wemasy"``) or a :class:`Provider` adapter instance.
         token: The API token. Defaults to the provider's environment variable

@@ -219,6 +219,11 @@ class LocalStore:
                 state.learned, state.limit = True, pacing.ceiling
         return state
 
+    def in_flight(self, key: str) -> int:
+        """Sends of ``key`` taken and not yet observed as finished (for diagnostics and tests)."""
+        state = self._states.get(key)
+        return 0 if state is None else state.in_flight
+
     async def acquire(self, key: str, pacing: Pacing) -> float | None:
         state = self._state(key, pacing)
         if not state.learned:
@@ -305,6 +310,11 @@ class Limiter:
         self._probe_done: anyio.Event | None = None
         self._paused_until = 0.0  # the latest 429 pause this process saw (monotonic clock)
 
+    @property
+    def waiting(self) -> int:
+        """Requests of this process queued for their turn now (for diagnostics and tests)."""
+        return len(self._queue)
+
     def paused_for(self) -> float:
         """Seconds left of the latest 429 pause this process saw (``0`` when none)."""
         return max(0.0, self._paused_until - time.monotonic())
@@ -338,19 +348,23 @@ class Limiter:
                 return False
         turn = _Turn()
         self._queue.append(turn)
-        taken = False
+        taken = False  # a send was taken for this request (by itself, or granted by the head)
+        handed = False  # ... and handed to the caller, who releases it
         try:
             if self._queue[0] is not turn:
                 await turn.event.wait()
                 if turn.granted:
-                    taken = True
+                    taken = handed = True
                     return True
             while True:
                 self._check_pause(max_pause)
                 delay = await self.store.acquire(self.key, self._pacing)
                 if delay == 0.0:
                     taken = True
+                    # May suspend (a shared store's round trip), so it may be cancelled: the
+                    # send taken above is then given back in the finally clause, not leaked.
                     await self._grant_followers(turn)
+                    handed = True
                     return True
                 if delay is None:
                     if not self._probing:
@@ -362,8 +376,9 @@ class Limiter:
                 else:
                     await anyio.sleep(delay)
         finally:
-            if turn.granted and not taken:
-                # Granted by the head, then cancelled before sending: give the send back.
+            if (taken or turn.granted) and not handed:
+                # Taken (or granted by the head), then cancelled before the caller got it:
+                # the request will not be sent, so give the send back.
                 with anyio.CancelScope(shield=True):
                     await self.store.observe(self.key, self._pacing, None, sent=True, paused=0.0)
             # Hand the head of the queue on, whether this waiter sends or was cancelled.

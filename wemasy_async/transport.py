@@ -10,6 +10,7 @@ above it ever sees a raw aiohttp exception.
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections.abc import Mapping
 from typing import Protocol
 
@@ -75,6 +76,7 @@ class AiohttpTransport:
     __slots__ = (
         "_closed",
         "_given",
+        "_loop",
         "_max_body",
         "_max_connections",
         "_owned",
@@ -97,6 +99,7 @@ class AiohttpTransport:
         self._closed = False
         self._max_connections = max_connections
         self._timeouts: dict[float | None, aiohttp.ClientTimeout] = {}
+        self._loop: weakref.ref[asyncio.AbstractEventLoop] | None = None
 
     @property
     def owns_open_session(self) -> bool:
@@ -106,6 +109,18 @@ class AiohttpTransport:
     def _session(self) -> aiohttp.ClientSession:
         if self._closed:
             raise ClientClosedError("this client is closed; create a new one")
+        # An aiohttp session belongs to the loop it was created in: from another one (a
+        # second asyncio.run() with the same client) aiohttp fails with a bare "Event loop
+        # is closed" RuntimeError or hangs. Say what is wrong instead.
+        loop = asyncio.get_running_loop()
+        if self._loop is None:
+            self._loop = weakref.ref(loop)
+        elif self._loop() is not loop:
+            raise ClientClosedError(
+                "this client was first used in another event loop, and its aiohttp session"
+                " belongs to that loop; create the Client (and any session you give it) in"
+                " the loop that uses it, e.g. 'async with Client(...)' inside each asyncio.run()"
+            )
         session = self._given or self._owned
         if session is None:
             session = self._owned = aiohttp.ClientSession(
