@@ -450,14 +450,53 @@ async def test_a_same_origin_redirect_is_not_followed_either(
 async def test_a_redirect_with_a_json_message_still_carries_the_location(
     case: ProviderCase, fake: FakeServer, elsewhere: FakeServer
 ) -> None:
-    # The fake's default error body is JSON with a "message": the error shows that message,
-    # and the Location stays in the headers.
+    # The fake's default error body is JSON with a "message": the error shows that message
+    # and says where the redirect pointed, and that it was not followed.
     fake.queue_error(302, headers={"Location": elsewhere.url})
     async with Client(case.name, token=TOKEN, base_url=fake.url) as client:
         with pytest.raises(APIStatusError) as info:
             await client.get_conversation(case.ids(fake)[0])
     assert info.value.headers["Location"] == elsewhere.url
+    assert f"redirect to {elsewhere.url}, not followed" in str(info.value)
     assert elsewhere.requests == []
+
+
+# --- A server that echoes the token back ---------------------------------------------------
+
+
+ECHOES = {
+    "401-json-body": lambda: {"status": 401, "body": {"message": f"Bad token {TOKEN}"}},
+    "500-text-body": lambda: {"status": 500, "body": f"debug: Authorization: Bearer {TOKEN}"},
+    "200-garbage-body": lambda: {"status": 200, "body": f"<html>{TOKEN}</html>"},
+    "403-header": lambda: {
+        "status": 403,
+        "headers": {"WWW-Authenticate": f'Bearer error="invalid_token" token="{TOKEN}"'},
+    },
+    "429-header-and-body": lambda: {
+        "status": 429,
+        "body": {"message": TOKEN, "error": {"message": TOKEN}},
+        "headers": {"X-Echo": TOKEN},
+    },
+}
+
+
+@pytest.mark.parametrize("echo", ECHOES.values(), ids=ECHOES)
+async def test_a_server_echoing_the_token_does_not_put_it_in_errors_or_logs(
+    case: ProviderCase, fake: FakeServer, logs: _Capture, echo: Callable[[], dict[str, Any]]
+) -> None:
+    # A debugging proxy or a careless server may quote the Authorization header back. Error
+    # messages quote bodies and keep headers, so the SDK blanks the token out of both.
+    fake.queue_error(path=case.get_path, **echo())
+    async with Client(case.name, token=TOKEN, base_url=fake.url, retry=False) as client:
+        with pytest.raises(WemasyAsyncError) as info:
+            await client.get_conversation(case.ids(fake)[0])
+    texts = exception_texts(info.value)
+    assert not leaked(texts)
+    assert not leaked(logs.texts)
+    if isinstance(info.value, APIStatusError):
+        assert not leaked([repr(dict(info.value.headers)), repr(info.value.body)])
+    # Blanked, not dropped: the rest of what the server said is still there.
+    assert any("[REDACTED]" in text for text in texts)
 
 
 # --- http:// only on loopback ---------------------------------------------------------------

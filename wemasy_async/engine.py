@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 from urllib.parse import urlencode
 
 import anyio
+from multidict import CIMultiDict
 from yarl import URL
 
 from wemasy_async._version import __version__
@@ -62,7 +64,15 @@ class Engine:
         options: Timeout, retry policy and limiter.
     """
 
-    __slots__ = ("_base_url", "_body_headers", "_headers", "_provider", "options", "transport")
+    __slots__ = (
+        "_base_url",
+        "_body_headers",
+        "_headers",
+        "_provider",
+        "_secret",
+        "options",
+        "transport",
+    )
 
     def __init__(
         self,
@@ -84,6 +94,7 @@ class Engine:
             "User-Agent": f"wemasy-async/{__version__}",
         }
         self._body_headers = {**self._headers, "Content-Type": "application/json"}
+        self._secret = token
 
     def __repr__(self) -> str:
         return f"<Engine {self._provider} {self._base_url}>"
@@ -95,6 +106,7 @@ class Engine:
         copy._base_url = self._base_url
         copy._headers = self._headers
         copy._body_headers = self._body_headers
+        copy._secret = self._secret
         copy.transport = self.transport
         copy.options = options
         return copy
@@ -146,7 +158,7 @@ class Engine:
     async def _attempt(self, call: Call[T], options: Options) -> T:
         limiter = options.limiter
         if limiter is None:
-            return call.parse(await self._exchange(call))
+            return self._parse(call, await self._exchange(call))
         max_wait = (options.retry or _DEFAULT_RETRY).max_retry_after
         try:
             counted = await limiter.acquire(max_pause=max_wait)
@@ -166,7 +178,7 @@ class Engine:
             response = await self._exchange(call)
             info = RateLimitInfo.from_headers(response.headers)
             try:
-                return call.parse(response)
+                return self._parse(call, response)
             except RateLimitError as error:
                 hint = error.retry_after
                 paused = hint if hint is not None else limiter.config.pause_without_hint
@@ -174,6 +186,21 @@ class Engine:
         finally:
             # Also on errors and cancellation: the request is no longer in flight.
             await limiter.release(counted, info, paused=paused)
+
+    def _parse(self, call: Call[T], response: Response) -> T:
+        try:
+            return call.parse(response)
+        except APIError:
+            # Errors quote the body and keep the headers. A server (or a proxy) that echoes
+            # the token back would put it into messages, logs and tracebacks: read the
+            # response again with the token blanked out, so the error raised is clean.
+            redacted = _redacted(response, self._secret)
+            if redacted is None:
+                raise
+        try:
+            return call.parse(redacted)
+        except APIError as clean:
+            raise clean from None
 
     async def _exchange(self, call: Call[T]) -> Response:
         request = call.request
@@ -201,3 +228,24 @@ class Engine:
                 (time.perf_counter() - started) * 1000,
             )
         return response
+
+
+_REDACTED = "[REDACTED]"
+
+
+def _redacted(response: Response, secret: str) -> Response | None:
+    """``response`` with every occurrence of ``secret`` replaced, or None if it has none."""
+    raw = secret.encode()
+    leaked_headers = [name for name, value in response.headers.items() if secret in value]
+    if raw not in response.body and not leaked_headers:
+        return None
+    headers: Mapping[str, str] = response.headers
+    if leaked_headers:
+        clean = CIMultiDict(response.headers)
+        for name in set(leaked_headers):
+            values = [v.replace(secret, _REDACTED) for v in clean.getall(name)]
+            del clean[name]
+            for value in values:
+                clean.add(name, value)
+        headers = clean
+    return Response(response.status, headers, response.body.replace(raw, _REDACTED.encode()))

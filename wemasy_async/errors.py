@@ -337,7 +337,8 @@ def status_error(
 ) -> APIStatusError:
     """Build the most specific :class:`APIStatusError` subclass for ``status``.
 
-    ``errors`` is kept only on :class:`UnprocessableEntityError`.
+    ``errors`` is kept only on :class:`UnprocessableEntityError`. A redirect's message
+    names its ``Location``.
     """
     common: dict[str, Any] = {
         "provider": provider,
@@ -348,6 +349,12 @@ def status_error(
         "details": details,
         "retry_after": retry_after,
     }
+    if 300 <= status < 400 and headers is not None:
+        location = headers.get("Location")
+        if location and location not in message:
+            # Whatever the body says, the user needs to know where it pointed and that the
+            # SDK did not follow it (that would carry the token to wherever it points).
+            message = f"{message} (redirect to {location}, not followed)"
     cls = _BY_STATUS.get(status)
     if cls is UnprocessableEntityError:
         return UnprocessableEntityError(message, errors=errors, **common)
