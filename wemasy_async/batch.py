@@ -25,6 +25,7 @@ import msgspec
 
 from wemasy_async.errors import InvalidRequestError, WemasyAsyncError
 from wemasy_async.protocols import ConversationId
+from wemasy_async.validation import short_repr
 
 __all__ = ["MAX_CONCURRENCY", "BatchFetch", "FetchProgress", "FetchResult"]
 
@@ -178,7 +179,8 @@ class BatchFetch(Generic[T]):
             or not 1 <= workers <= MAX_CONCURRENCY
         ):
             raise InvalidRequestError(
-                f"concurrency must be an integer from 1 to {MAX_CONCURRENCY}, got {concurrency!r}",
+                f"concurrency must be an integer from 1 to {MAX_CONCURRENCY},"
+                f" got {short_repr(workers)}",
                 argument="concurrency",
             )
         if progress is not None and not callable(progress):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-import math
 import os
 import warnings
 from collections.abc import (
@@ -44,6 +43,7 @@ from wemasy_async.providers.registry import get_provider
 from wemasy_async.ratelimit import RateLimit, limiter_key, shared_limiter
 from wemasy_async.retry import RetryPolicy
 from wemasy_async.transport import DEFAULT_MAX_RESPONSE_BYTES, AiohttpTransport
+from wemasy_async.validation import is_positive_number, short_repr
 
 __all__ = ["DEFAULT_TIMEOUT", "Client"]
 
@@ -487,7 +487,7 @@ def _is_loopback(host: str) -> bool:
 def _check_max_response_bytes(value: object) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise InvalidRequestError(
-            f"max_response_bytes must be a positive int, got {value!r}",
+            f"max_response_bytes must be a positive int, got {short_repr(value)}",
             argument="max_response_bytes",
         )
     return value
@@ -498,23 +498,40 @@ def _check_base_url(base_url: object, allow_http: bool = False) -> str:
         raise InvalidRequestError(
             f"base_url must be a string, got {type(base_url).__name__}", argument="base_url"
         )
+    bad = next((c for c in base_url if not c.isprintable() or c.isspace()), None)
+    if bad is not None:
+        # urlsplit and yarl silently drop tabs and newlines, so "https://api.example\n.evil"
+        # would reach another host than the one shown; spaces and control characters have
+        # no place in a URL anyway (percent-encode them). The URL is not echoed: it may
+        # hold credentials.
+        raise InvalidRequestError(
+            f"base_url must not contain spaces or control characters, found {bad!r} at"
+            f" position {base_url.index(bad)}",
+            argument="base_url",
+        )
     try:
+        base_url.encode("utf-8")
         parts = urlsplit(base_url)
         port = parts.port  # raises ValueError for a non-numeric or out-of-range port
-    except ValueError as exc:
+    except ValueError as exc:  # UnicodeEncodeError (a lone surrogate) is a ValueError
         raise InvalidRequestError(
             f"base_url is not a valid URL: {exc}", argument="base_url"
         ) from exc
-    del port
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    if parts.scheme not in ("http", "https") or not parts.hostname or port == 0:
         raise InvalidRequestError(
-            "base_url must be an http:// or https:// URL with a host",
+            "base_url must be an http:// or https:// URL with a host (and a port from 1)",
             argument="base_url",
         )
-    if parts.query or parts.fragment or parts.username or parts.password:
+    if "?" in base_url or "#" in base_url or parts.username or parts.password:
         # Credentials in a URL end up in logs and error messages; the token has its own place.
+        # An empty "?" or "#" counts too: request paths would be appended after it.
         raise InvalidRequestError(
             "base_url must not contain credentials, a query or a fragment", argument="base_url"
+        )
+    if any(segment in (".", "..") for segment in parts.path.split("/")):
+        # yarl resolves them away, so requests would go elsewhere than base_url says.
+        raise InvalidRequestError(
+            "base_url must not contain '.' or '..' path segments", argument="base_url"
         )
     if parts.scheme == "http" and not allow_http and not _is_loopback(parts.hostname):
         raise InvalidRequestError(
@@ -528,17 +545,13 @@ def _check_base_url(base_url: object, allow_http: bool = False) -> str:
 def _check_timeout(timeout: object) -> float | None:
     if timeout is None:
         return None
-    if (
-        not isinstance(timeout, (int, float))
-        or isinstance(timeout, bool)
-        or not math.isfinite(timeout)
-        or timeout <= 0
-    ):
+    # is_positive_number, not math.isfinite: that raises OverflowError for a huge int.
+    if not is_positive_number(timeout):
         raise InvalidRequestError(
-            f"timeout must be a positive number of seconds or None, got {timeout!r}",
+            f"timeout must be a positive number of seconds or None, got {short_repr(timeout)}",
             argument="timeout",
         )
-    return float(timeout)
+    return float(timeout)  # type: ignore[arg-type]  # a real number, checked above
 
 
 def _check_option(value: object, kind: type[Setting], argument: str) -> Setting | None:

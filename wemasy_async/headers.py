@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import email.utils
-import math
+import re
 import time
 from collections.abc import Mapping
 
@@ -19,6 +19,8 @@ __all__ = ["RateLimitInfo", "parse_retry_after"]
 
 # A Retry-After beyond a day is a server bug or an attack; treat it as unreadable.
 _MAX_RETRY_AFTER = 86_400.0
+# RFC 9110's delta-seconds is 1*DIGIT; a fraction is accepted as some servers send one.
+_DELTA_SECONDS = re.compile(r"[0-9]{1,18}(?:\.[0-9]{1,9})?")
 
 
 def _non_negative_int(value: str | None) -> int | None:
@@ -34,25 +36,30 @@ def parse_retry_after(value: str | None, *, date: str | None = None) -> float | 
     """Parse a ``Retry-After`` value into seconds to wait.
 
     Args:
-        value: The header value: delta-seconds (``"30"``, also ``"1.5"``) or an HTTP-date.
+        value: The header value: delta-seconds in ASCII digits (``"30"``, also ``"1.5"``)
+            or an HTTP-date. Other spellings of numbers (``"1e3"``, ``"-1"``, ``"nan"``) are
+            unreadable.
         date: The response's ``Date`` header; an HTTP-date is read against it so that a
             skewed local clock does not stretch or shrink the wait. Without it, the local
             clock is used.
 
     Returns:
-        Seconds (``>= 0``), or ``None`` when the value is missing or unreadable.
+        Seconds, a finite ``float`` from 0 to 86,400 (a date in the past gives ``0.0``), or
+        ``None`` when the value is missing, unreadable or longer than a day.
     """
     if value is None:
         return None
     text = value.strip()
     seconds: float | None
-    try:
+    if _DELTA_SECONDS.fullmatch(text):
         seconds = float(text)
-    except ValueError:
+    elif text[:1].isdigit() or text[:1] in "+-.":
+        # A number in some other spelling ("-1", "1e3", "1_000", non-ASCII digits, "+5"),
+        # which float() would read: not delta-seconds, and not a date either.
+        seconds = None
+    else:
         seconds = _seconds_until_http_date(text, date)
-    if seconds is None:
-        return None
-    if math.isnan(seconds) or seconds < 0 or seconds > _MAX_RETRY_AFTER:
+    if seconds is None or not 0 <= seconds <= _MAX_RETRY_AFTER:  # also refuses NaN
         return None
     return seconds
 

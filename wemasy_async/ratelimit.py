@@ -43,7 +43,7 @@ import anyio
 
 from wemasy_async.errors import InvalidRequestError
 from wemasy_async.headers import RateLimitInfo
-from wemasy_async.validation import is_positive_number
+from wemasy_async.validation import is_positive_number, short_repr
 
 __all__ = [
     "Limiter",
@@ -55,6 +55,12 @@ __all__ = [
     "limiter_key",
     "shared_limiter",
 ]
+
+
+MAX_WINDOW = 86_400.0
+"""The longest rate-limit window (and pause) a :class:`RateLimit` accepts: a day."""
+MAX_COUNT = 2**63 - 1
+"""The largest request count the limiter works with; larger ones from headers are capped."""
 
 
 @dataclass(frozen=True)
@@ -104,13 +110,20 @@ class RateLimit:
     """How a client paces its requests.
 
     Args:
-        window: Seconds in the servers' rate-limit window (the docs say per minute).
+        window: Seconds in the servers' rate-limit window (the docs say per minute); more
+            than 0, at most a day.
         margin: Seconds added to the window when pacing, to absorb clock and network
-            jitter; ``None`` means 2.5% of the window.
-        ceiling: Requests per window never to exceed, below what the server allows.
+            jitter, from 0 to a day; ``None`` means 2.5% of the window.
+        ceiling: Requests per window never to exceed, below what the server allows
+            (1 to ``2**63 - 1``).
         store: Shared state, e.g. :class:`wemasy_async.redis.RedisStore`; ``None`` keeps it
             in this process.
-        pause_without_hint: Seconds to pause after a 429 that says no ``Retry-After``.
+        pause_without_hint: Seconds to pause after a 429 that says no ``Retry-After``;
+            more than 0, at most a day.
+
+    Raises:
+        InvalidRequestError: An argument is out of range or of the wrong type (``argument``
+            names it).
     """
 
     window: float = 60.0
@@ -121,17 +134,37 @@ class RateLimit:
     _margin: float = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        if not is_positive_number(self.window):
+        # Bounded above so that the pacing arithmetic stays finite: a window, margin or
+        # pause of 1e308 seconds would make the interval infinite and stall every request.
+        if not is_positive_number(self.window) or self.window > MAX_WINDOW:
             raise InvalidRequestError(
-                "window must be a positive number of seconds", argument="window"
+                f"window must be a positive number of seconds, at most {MAX_WINDOW:g}"
+                f" (a day), got {short_repr(self.window)}",
+                argument="window",
             )
-        if self.margin is not None and not (is_positive_number(self.margin) or _zero(self.margin)):
-            raise InvalidRequestError("margin must be >= 0 seconds", argument="margin")
-        if self.ceiling is not None and not _whole(self.ceiling):
-            raise InvalidRequestError("ceiling must be an integer >= 1", argument="ceiling")
-        if not is_positive_number(self.pause_without_hint):
+        if self.margin is not None and not (
+            (is_positive_number(self.margin) or _zero(self.margin)) and self.margin <= MAX_WINDOW
+        ):
             raise InvalidRequestError(
-                "pause_without_hint must be a positive number of seconds",
+                f"margin must be a number of seconds from 0 to {MAX_WINDOW:g},"
+                f" got {short_repr(self.margin)}",
+                argument="margin",
+            )
+        if self.ceiling is not None and not _whole(self.ceiling):
+            raise InvalidRequestError(
+                f"ceiling must be an integer from 1 to 2**63 - 1, got {short_repr(self.ceiling)}",
+                argument="ceiling",
+            )
+        if self.store is not None and not _is_store(self.store):
+            raise InvalidRequestError(
+                "store must be a LimiterStore (with async acquire and observe methods),"
+                f" e.g. a RedisStore, got {type(self.store).__name__}",
+                argument="store",
+            )
+        if not is_positive_number(self.pause_without_hint) or self.pause_without_hint > MAX_WINDOW:
+            raise InvalidRequestError(
+                f"pause_without_hint must be a positive number of seconds, at most"
+                f" {MAX_WINDOW:g}, got {short_repr(self.pause_without_hint)}",
                 argument="pause_without_hint",
             )
         object.__setattr__(
@@ -145,7 +178,11 @@ class RateLimit:
 
 
 def _whole(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_COUNT
+
+
+def _is_store(value: object) -> bool:
+    return callable(getattr(value, "acquire", None)) and callable(getattr(value, "observe", None))
 
 
 def _zero(value: object) -> bool:
@@ -254,17 +291,17 @@ class LocalStore:
         if info is not None:
             state.learned = True
             if info.limit is not None and info.limit > 0:
-                state.limit = (
-                    info.limit if pacing.ceiling is None else min(info.limit, pacing.ceiling)
-                )
+                # Bounded: a limit beyond 2**63 would not convert to a float for the interval.
+                limit = min(info.limit, MAX_COUNT)
+                state.limit = limit if pacing.ceiling is None else min(limit, pacing.ceiling)
             if not sent:
                 # The probe went out unscheduled: the first paced send keeps its distance.
                 state.tat = max(state.tat, now + _interval(state.limit, pacing))
             if info.remaining is not None:
                 # Requests still in flight may not be counted in this figure yet.
-                state.credit = info.remaining - state.in_flight
+                state.credit = min(info.remaining, MAX_COUNT) - state.in_flight
                 state.credit_until = now + pacing.window
-        if paused > 0:
+        if paused > 0 and math.isfinite(paused):  # an endless pause would stall the key
             until = now + paused
             state.paused_until = max(state.paused_until, until)
             # Waiters resume one interval apart after the pause, not all at once.

@@ -39,7 +39,7 @@ import anyio
 from wemasy_async.errors import InvalidRequestError
 from wemasy_async.headers import RateLimitInfo
 from wemasy_async.ratelimit import LimiterStore, LocalStore, Pacing
-from wemasy_async.validation import is_positive_number
+from wemasy_async.validation import is_positive_number, short_repr
 
 try:
     from redis.asyncio import Redis
@@ -271,8 +271,10 @@ class RedisStore:
             # Checked now rather than at the first request, where it would only be logged.
             try:
                 parse_url(redis)
-            except ValueError as exc:
-                raise InvalidRequestError(f"invalid Redis URL: {exc}", argument="redis") from exc
+            except (ValueError, TypeError) as exc:
+                raise InvalidRequestError(
+                    f"redis is not a valid Redis URL: {exc}", argument="redis"
+                ) from exc
             self._url: str | None = redis
             self._client: Redis | None = None
         elif isinstance(redis, Redis):
@@ -282,15 +284,34 @@ class RedisStore:
                 f"redis must be a URL or a redis.asyncio.Redis, got {type(redis).__name__}",
                 argument="redis",
             )
-        if not prefix:
-            raise InvalidRequestError("prefix must be a non-empty string", argument="prefix")
+        given_prefix: object = prefix  # checked at run time too: callers may ignore types
+        if not isinstance(given_prefix, str) or not given_prefix:
+            raise InvalidRequestError(
+                f"prefix must be a non-empty string, got {short_repr(prefix)}", argument="prefix"
+            )
+        if fallback is not None and not (
+            callable(getattr(fallback, "acquire", None))
+            and callable(getattr(fallback, "observe", None))
+        ):
+            raise InvalidRequestError(
+                "fallback must be a LimiterStore (with async acquire and observe methods),"
+                f" got {type(fallback).__name__}",
+                argument="fallback",
+            )
         if not _fraction(fallback_share):
             raise InvalidRequestError(
-                "fallback_share must be a number in (0, 1]", argument="fallback_share"
+                f"fallback_share must be a number in (0, 1], got {short_repr(fallback_share)}",
+                argument="fallback_share",
             )
         for name, value in (("timeout", timeout), ("reconnect_interval", reconnect_interval)):
-            if not is_positive_number(value):
-                raise InvalidRequestError(f"{name} must be a positive number", argument=name)
+            # At most a day: socket timeouts beyond what a C timeval holds raise
+            # OverflowError deep in the connection code, and longer ones are hangs anyway.
+            if not is_positive_number(value) or value > _MAX_SECONDS:
+                raise InvalidRequestError(
+                    f"{name} must be a positive number of seconds, at most {_MAX_SECONDS:g},"
+                    f" got {short_repr(value)}",
+                    argument=name,
+                )
         self.prefix = prefix
         self.fallback: LimiterStore = LocalStore() if fallback is None else fallback
         self.fallback_share = float(fallback_share)
@@ -505,6 +526,9 @@ class RedisStore:
 
     def _scaled(self, limit: int) -> int:
         return max(1, math.floor(limit * self.fallback_share))
+
+
+_MAX_SECONDS = 86_400.0
 
 
 def _fraction(value: object) -> bool:

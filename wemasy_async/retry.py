@@ -16,10 +16,9 @@
 
 from __future__ import annotations
 
-import math
 import os
 import random
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -30,10 +29,13 @@ from wemasy_async.errors import (
     APIStatusError,
     InvalidRequestError,
 )
+from wemasy_async.validation import check_number, short_repr
 
 __all__ = ["RETRIED_STATUSES", "RetryPolicy", "no_backoff", "retry_delay"]
 
 RETRIED_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+
+_MAX_WAIT = 86_400.0
 
 _NO_BACKOFF: ContextVar[bool] = ContextVar("wemasy_async_no_backoff", default=False)
 
@@ -66,7 +68,14 @@ class RetryPolicy:
             each retry. The actual wait is drawn uniformly below it (full jitter).
         max_backoff: The most any backoff may reach, in seconds.
         max_retry_after: The longest server hint to wait out; a longer one raises at once.
-        statuses: The HTTP statuses that are retried.
+        statuses: The HTTP statuses that are retried (any iterable of codes; kept as a
+            ``frozenset``).
+
+    The three durations are numbers of seconds from 0 to 86,400 (a day).
+
+    Raises:
+        InvalidRequestError: An argument is out of range or of the wrong type (``argument``
+            names it).
     """
 
     max_attempts: int = 4
@@ -79,23 +88,44 @@ class RetryPolicy:
         attempts: object = self.max_attempts
         if not isinstance(attempts, int) or isinstance(attempts, bool) or attempts < 1:
             raise InvalidRequestError(
-                "max_attempts must be an integer >= 1", argument="max_attempts"
+                f"max_attempts must be an integer >= 1, got {short_repr(attempts)}",
+                argument="max_attempts",
             )
         for name in ("initial_backoff", "max_backoff", "max_retry_after"):
-            value = getattr(self, name)
-            if (
-                not isinstance(value, (int, float))
-                or isinstance(value, bool)
-                or not math.isfinite(value)
-                or value < 0
-            ):
-                raise InvalidRequestError(f"{name} must be a number >= 0", argument=name)
+            # A day at most: beyond it a wait is a hang (and headers.py reads any longer
+            # Retry-After as unreadable anyway).
+            check_number(getattr(self, name), name, minimum=0.0, maximum=_MAX_WAIT)
+        object.__setattr__(self, "statuses", _check_statuses(self.statuses))
 
     def backoff(self, retry: int) -> float:
         """Seconds to wait before retry number ``retry`` (1 for the first) without a hint."""
         # The exponent is bounded first: 2.0 ** 1024 overflows a float long before any cap.
         cap = min(self.max_backoff, self.initial_backoff * 2.0 ** min(retry - 1, 64))
         return random.uniform(0, cap)
+
+
+def _check_statuses(value: object) -> frozenset[int]:
+    # A str would pass "429 in statuses" checks by accident (or raise TypeError later).
+    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+        raise InvalidRequestError(
+            f"statuses must be a set of HTTP status codes, got {type(value).__name__}",
+            argument="statuses",
+        )
+    try:
+        codes = frozenset(value)
+    except TypeError as exc:  # an unhashable item, e.g. [[429]]
+        raise InvalidRequestError(
+            f"statuses must hold HTTP status codes (integers 100 to 599): {exc}",
+            argument="statuses",
+        ) from None
+    for code in codes:
+        if isinstance(code, bool) or not isinstance(code, int) or not 100 <= code <= 599:
+            raise InvalidRequestError(
+                "statuses must hold HTTP status codes (integers 100 to 599),"
+                f" got {short_repr(code)}",
+                argument="statuses",
+            )
+    return codes
 
 
 def retry_delay(

@@ -17,6 +17,7 @@ from typing import Any
 from wemasy_async.errors import InvalidRequestError
 
 __all__ = [
+    "MAX_INT64",
     "check_bool",
     "check_int",
     "check_integer_id",
@@ -25,6 +26,7 @@ __all__ = [
     "check_tools",
     "check_uuid",
     "is_positive_number",
+    "short_repr",
 ]
 
 _UUID_TEXT = re.compile(
@@ -32,13 +34,32 @@ _UUID_TEXT = re.compile(
 )
 _MAX_ID_DIGITS = 19  # fits a signed 64-bit integer, which is what servers store ids in
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+MAX_INT64 = 2**63 - 1
+"""The largest integer argument sent to a server: what servers store integers in."""
+
+
+def short_repr(value: object, limit: int = 60) -> str:
+    """``repr(value)`` cut to ``limit`` characters, for error messages; never raises.
+
+    A ``repr`` can fail (an ``int`` of more than 4,300 digits, an object with a broken
+    ``__repr__``): the message about a bad argument must not become another error.
+    """
+    try:
+        shown = repr(value)
+    except Exception:
+        if isinstance(value, int):
+            return f"<int of {value.bit_length()} bits>"
+        return f"<{type(value).__name__} object>"
+    return shown if len(shown) <= limit else shown[: limit - 3] + "..."
+
 
 def _fail(argument: str, expected: str, value: object) -> InvalidRequestError:
-    shown = repr(value)
-    if len(shown) > 60:
-        shown = shown[:57] + "..."
     return InvalidRequestError(
-        f"{argument} must be {expected}, got {shown} ({type(value).__name__})", argument=argument
+        f"{argument} must be {expected}, got {short_repr(value)} ({type(value).__name__})",
+        argument=argument,
     )
 
 
@@ -80,20 +101,34 @@ def check_uuid(value: object, argument: str) -> str:
     raise _fail(argument, "a UUID such as '123e4567-e89b-12d3-a456-426614174000'", value)
 
 
+def _real(value: object) -> float | None:
+    """``value`` as a ``float`` if it is an ``int`` or ``float`` (not ``bool``), else ``None``.
+
+    An ``int`` too large for a float becomes an infinity of its sign, so that range checks
+    refuse it instead of ``float()`` or ``math.isfinite()`` raising ``OverflowError``.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
+
+
 def is_positive_number(value: object) -> bool:
     """Whether ``value`` is a finite ``int`` or ``float`` above zero (``bool`` is not)."""
-    return (
-        isinstance(value, (int, float))
-        and not isinstance(value, bool)
-        and math.isfinite(value)
-        and value > 0
-    )
+    number = _real(value)
+    return number is not None and math.isfinite(number) and number > 0
 
 
 def check_int(
-    value: object, argument: str, *, minimum: int | None = None, maximum: int | None = None
+    value: object, argument: str, *, minimum: int | None = None, maximum: int | None = MAX_INT64
 ) -> int:
-    """Accept an ``int`` (not ``bool``) within ``[minimum, maximum]``."""
+    """Accept an ``int`` (not ``bool``) within ``[minimum, maximum]``.
+
+    ``maximum`` defaults to :data:`MAX_INT64`: a larger number would not fit the server's
+    integers (a PHP backend reads it as a float), so it is refused rather than sent.
+    """
     if not isinstance(value, int) or isinstance(value, bool):
         raise _fail(argument, "an integer", value)
     if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
@@ -103,9 +138,9 @@ def check_int(
 
 def check_number(value: object, argument: str, *, minimum: float, maximum: float) -> float:
     """Accept a finite ``int`` or ``float`` (not ``bool``) within ``[minimum, maximum]``."""
-    if not isinstance(value, (int, float)) or isinstance(value, bool):
+    number = _real(value)
+    if number is None:
         raise _fail(argument, "a number", value)
-    number = float(value)
     if math.isnan(number) or not minimum <= number <= maximum:
         raise _fail(argument, _range_words(minimum, maximum), value)
     return number
@@ -118,8 +153,15 @@ def check_bool(value: object, argument: str) -> bool:
     return value
 
 
-def check_text(value: object, argument: str, *, max_length: int | None = None) -> str:
-    """Accept a non-blank ``str`` of at most ``max_length`` characters."""
+def check_text(
+    value: object, argument: str, *, max_length: int | None = None, one_line: bool = False
+) -> str:
+    """Accept a non-blank ``str`` of at most ``max_length`` characters.
+
+    The text must be valid Unicode (a lone surrogate such as ``"\\ud800"`` cannot be sent as
+    UTF-8). With ``one_line`` (names and ids: a model, an agent, a tool call) it may not hold
+    control characters either: a newline or NUL there is a mistake, never part of the name.
+    """
     if not isinstance(value, str) or not value.strip():
         raise _fail(argument, "a non-empty string", value)
     if max_length is not None and len(value) > max_length:
@@ -127,6 +169,10 @@ def check_text(value: object, argument: str, *, max_length: int | None = None) -
             f"{argument} must be at most {max_length} characters, got {len(value)}",
             argument=argument,
         )
+    if _SURROGATE.search(value):
+        raise _fail(argument, "valid Unicode text (it holds a lone surrogate)", value)
+    if one_line and _CONTROL.search(value):
+        raise _fail(argument, "free of control characters (newlines, tabs, NUL...)", value)
     return value
 
 
@@ -148,7 +194,7 @@ def check_tools(value: object, argument: str = "tools") -> list[dict[str, Any]]:
         function = tool.get("function")
         if not isinstance(function, Mapping):
             raise _fail(f"{where}['function']", "a mapping", function)
-        check_text(function.get("name"), f"{where}['function']['name']")
+        check_text(function.get("name"), f"{where}['function']['name']", one_line=True)
         parameters = function.get("parameters")
         if parameters is not None and not isinstance(parameters, Mapping):
             raise _fail(f"{where}['function']['parameters']", "a JSON-schema mapping", parameters)

@@ -83,7 +83,7 @@ from wemasy_async.providers.wire import (
     tool_calls,
     utc,
 )
-from wemasy_async.validation import check_int
+from wemasy_async.validation import check_int, short_repr
 
 __all__ = [
     "LoopHistory",
@@ -144,11 +144,8 @@ _HISTORY = msgspec.json.Decoder(LoopHistory, strict=False)
 
 
 def _invalid(expected: str, value: object) -> InvalidRequestError:
-    shown = repr(value)
-    if len(shown) > 60:
-        shown = shown[:57] + "..."
     return InvalidRequestError(
-        f"conversation_id must be {expected}, got {shown} ({type(value).__name__})",
+        f"conversation_id must be {expected}, got {short_repr(value)} ({type(value).__name__})",
         argument="conversation_id",
     )
 

@@ -77,7 +77,7 @@ from wemasy_async.providers.wire import (
     tool_calls,
     utc,
 )
-from wemasy_async.validation import check_int, check_uuid
+from wemasy_async.validation import check_int, check_uuid, short_repr
 
 __all__ = [
     "SiteAssistConversation",
@@ -231,7 +231,7 @@ def _human_agent(value: str | SiteAssistHumanAgent | None) -> str | None:
 
 def _conversation(wire: SiteAssistConversation) -> Conversation:
     if wire.object is not None and wire.object != "conversation":
-        raise Malformed(f"object is {wire.object!r}, not 'conversation'")
+        raise Malformed(f"object is {short_repr(wire.object)}, not 'conversation'")
     return Conversation(
         id=str(wire.id),
         provider=NAME,

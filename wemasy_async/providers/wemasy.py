@@ -15,7 +15,7 @@ What the decoder accepts where the docs are vague (they type most fields as ``st
 
 - ``id``, ``cost_tokens``, ``conversation_id``, token counts: an integer or a numeric string.
 - ``cost_amount``: a decimal string (``"0.0247"``, Laravel's decimal cast) or a JSON number;
-  kept exact as ``Decimal``.
+  kept exact as ``Decimal``. ``NaN`` and ``Infinity`` are refused.
 - ``started_at``, ``ended_at``, ``created_at``: RFC 3339 (``T`` or space separator, with or
   without fraction) or Unix seconds; a timestamp without an offset is taken as UTC.
 - ``messages``: a list of message objects, the same list JSON-encoded as a string, ``""`` or
@@ -242,6 +242,10 @@ def _decode_embedded(decoder: msgspec.json.Decoder[Any], text: str, field: str) 
         return decoder.decode(text)
     except msgspec.MsgspecError as exc:
         raise Malformed(f"{field} is a string that is not the expected JSON: {exc}") from exc
+    except RecursionError as exc:  # msgspec gives up past ~1,000 nesting levels
+        raise Malformed(f"{field} is a string holding JSON nested too deeply") from exc
+    except UnicodeError as exc:  # msgspec re-encodes the str; it cannot hold lone surrogates
+        raise Malformed(f"{field} is a string that is not valid Unicode") from exc
 
 
 def _tool_calls(value: ToolCallsWire) -> list[ToolCall]:
@@ -292,6 +296,9 @@ def _messages(wire: list[WemasyMessage] | str | None, conversation_id: str) -> l
 
 
 def _conversation(wire: WemasyConversation) -> Conversation:
+    if wire.cost_amount is not None and not wire.cost_amount.is_finite():
+        # Decimal reads "NaN" and "Infinity" too; neither is an amount anyone was charged.
+        raise Malformed(f"cost_amount is {wire.cost_amount}, not a finite amount")
     conversation_id = str(wire.id)
     return Conversation(
         id=conversation_id,
@@ -352,10 +359,12 @@ def error_from_response(response: Response) -> APIStatusError:
     errors: dict[str, list[str]] | None = None
     try:
         decoded = _ERROR.decode(response.body)
-    except msgspec.MsgspecError:
+    except (msgspec.MsgspecError, RecursionError, UnicodeError):
+        # RecursionError: nested too deeply; UnicodeDecodeError: a string that is not UTF-8.
         decoded = None
     if decoded is not None:
-        message = decoded.message
+        # A blank message says nothing: fall back to the reason phrase, as for none.
+        message = decoded.message if decoded.message and decoded.message.strip() else None
         if decoded.errors:
             errors = {k: [v] if isinstance(v, str) else v for k, v in decoded.errors.items()}
     return status_error(
@@ -406,16 +415,18 @@ _read_chat = _reader(_CHAT, "a Wemasy chat reply envelope", lambda e: _chat_repl
 def _post(path: str, body: msgspec.Struct, *, idempotent: bool = True) -> Request:
     try:
         encoded = _ENCODER.encode(body)
-    except (TypeError, msgspec.EncodeError) as exc:
-        # Only user-supplied tool definitions can hold values JSON cannot encode.
+    except (TypeError, ValueError, msgspec.EncodeError, RecursionError) as exc:
+        # Only user-supplied tool definitions can hold values JSON cannot encode (every other
+        # argument was checked): objects, lone surrogates (UnicodeEncodeError is a
+        # ValueError), a dict that contains itself (RecursionError).
         raise InvalidRequestError(
             f"tools must contain only JSON values: {exc}", argument="tools"
         ) from exc
     return Request(method="POST", path=path, body=encoded, idempotent=idempotent)
 
 
-def _optional_text(value: object, argument: str) -> str | None:
-    return None if value is None else check_text(value, argument)
+def _optional_text(value: object, argument: str, *, one_line: bool = False) -> str | None:
+    return None if value is None else check_text(value, argument, one_line=one_line)
 
 
 class WemasyProvider(Provider):
@@ -450,8 +461,8 @@ class WemasyProvider(Provider):
     def list_conversations(self, params: ListConversationsParams) -> Call[Page[Conversation]]:
         """Describe ``conversations/list``: ``per_page`` 1..100, ``page`` >= 1."""
         body = _ListBody(
-            agent_id=_optional_text(params.agent_id, "agent_id"),
-            search=_optional_text(params.search, "search"),
+            agent_id=_optional_text(params.agent_id, "agent_id", one_line=True),
+            search=_optional_text(params.search, "search", one_line=True),
             per_page=check_int(params.per_page, "per_page", minimum=1, maximum=100),
             page=check_int(params.page, "page", minimum=1),
         )
@@ -474,7 +485,7 @@ def _page_of(params: ListConversationsParams) -> Callable[[_ListEnvelope], Page[
 
 def _chat_body(p: ChatParams) -> _ChatBody:
     message = _optional_text(p.message, "message")
-    tool_call_id = _optional_text(p.tool_call_id, "tool_call_id")
+    tool_call_id = _optional_text(p.tool_call_id, "tool_call_id", one_line=True)
     tool_result = _optional_text(p.tool_result, "tool_result")
     conversation_id = (
         None
@@ -500,7 +511,7 @@ def _chat_body(p: ChatParams) -> _ChatBody:
         connection_id=(
             None if p.connection_id is None else check_integer_id(p.connection_id, "connection_id")
         ),
-        model=_optional_text(p.model, "model"),
+        model=_optional_text(p.model, "model", one_line=True),
         temperature=(
             None
             if p.temperature is None

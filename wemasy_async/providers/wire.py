@@ -20,6 +20,7 @@ import msgspec
 from wemasy_async.errors import APIStatusError, ResponseDecodeError
 from wemasy_async.models import Role, ToolCall
 from wemasy_async.providers.base import Response
+from wemasy_async.validation import short_repr
 
 __all__ = [
     "Malformed",
@@ -110,7 +111,7 @@ def role(value: str, roles: Mapping[str, Role]) -> Role:
     """Map a provider's role name onto a neutral role; an unknown one is malformed."""
     neutral = roles.get(value)
     if neutral is None:
-        raise Malformed(f"unknown message role {value!r}")
+        raise Malformed(f"unknown message role {short_repr(value)}")
     return neutral
 
 
@@ -118,7 +119,9 @@ def body_of(response: Response) -> object:
     """An error response's body for ``APIStatusError.body``: decoded JSON, else the text."""
     try:
         return _ANY.decode(response.body)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError, UnicodeError):
+        # msgspec raises RecursionError for JSON nested deeper than ~1,000 levels, and
+        # UnicodeDecodeError (not a DecodeError) for a string that is not UTF-8.
         return response.body.decode("utf-8", errors="replace")
 
 
@@ -164,12 +167,24 @@ def reader(
         try:
             return convert(decode(response.body))
         except (msgspec.MsgspecError, Malformed) as exc:
-            raise ResponseDecodeError(
-                provider=provider,
-                status=response.status,
-                expected=expected,
-                body=response.body,
-                reason=str(exc),
-            ) from exc
+            reason = str(exc)
+            cause: BaseException = exc
+        except RecursionError as exc:
+            # msgspec's decoders recurse per nesting level and give up past ~1,000 levels
+            # (in an ``Any`` field such as ``metadata``, or in JSON embedded in a string).
+            reason = "the JSON is nested too deeply"
+            cause = exc
+        except UnicodeError as exc:
+            # msgspec raises UnicodeDecodeError, not a DecodeError, for a JSON string that
+            # is not valid UTF-8 (e.g. a Latin-1 "é" from a misconfigured server).
+            reason = f"the JSON is not valid UTF-8: {exc}"
+            cause = exc
+        raise ResponseDecodeError(
+            provider=provider,
+            status=response.status,
+            expected=expected,
+            body=response.body,
+            reason=reason,
+        ) from cause
 
     return parse
