@@ -19,6 +19,7 @@ import aiohttp
 import aioresponses.core as aioresponses_core
 import pytest
 from aioresponses import aioresponses
+from matrix import CASES, ProviderCase
 
 from wemasy_async.retry import no_backoff
 
@@ -182,3 +183,13 @@ def start_redis(tmp_path: Path) -> Iterator[Callable[[int], str]]:
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on (at the time of asking)."""
     return _free_port()
+
+
+# --- The three providers side by side --------------------------------------------------------
+
+
+@pytest.fixture(params=CASES, ids=str)
+def case(request: pytest.FixtureRequest) -> ProviderCase:
+    """Each provider in turn (see ``tests/matrix.py``), for scenarios every provider runs."""
+    case: ProviderCase = request.param
+    return case

@@ -22,19 +22,13 @@ import anyio
 import anyio.lowlevel
 import pytest
 from aiohttp import web
-from matrix import CASES, ProviderCase
+from matrix import ProviderCase
 
 from wemasy_async import Client, InternalServerError, RateLimit, RetryPolicy
 from wemasy_async.ratelimit import Limiter, LocalStore, Pacing
 from wemasy_async.testing import FakeServer
 
 TOKEN = "cancel-token"
-
-
-@pytest.fixture(params=CASES, ids=str)
-def case(request: pytest.FixtureRequest) -> ProviderCase:
-    case: ProviderCase = request.param
-    return case
 
 
 @pytest.fixture

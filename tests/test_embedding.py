@@ -36,12 +36,6 @@ from wemasy_async import (
 TOKEN = "embedding-token"
 
 
-@pytest.fixture(params=CASES, ids=str)
-def case(request: pytest.FixtureRequest) -> ProviderCase:
-    case: ProviderCase = request.param
-    return case
-
-
 @pytest.fixture
 def no_resource_warnings() -> Iterator[None]:
     """Fails the test if a ResourceWarning (unclosed session, socket, client) shows up."""

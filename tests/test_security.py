@@ -115,12 +115,6 @@ def logs() -> Iterator[_Capture]:
             logging.getLogger(name).setLevel(level)
 
 
-@pytest.fixture(params=CASES, ids=str)
-def case(request: pytest.FixtureRequest) -> ProviderCase:
-    case: ProviderCase = request.param
-    return case
-
-
 @pytest.fixture
 async def fake(case: ProviderCase) -> AsyncIterator[FakeServer]:
     async with case.start(token=TOKEN) as server:
