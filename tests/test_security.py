@@ -668,3 +668,16 @@ async def test_same_token_other_base_url_gets_its_own_limiter(case: ProviderCase
         # Same provider, base URL and token: one limiter, by design (one server budget).
         assert a._engine.options.limiter is c._engine.options.limiter
         assert not leaked([repr(a._engine.options.limiter.key)])  # type: ignore[union-attr]
+
+
+async def test_a_short_token_is_blanked_only_where_it_stands_alone(case: ProviderCase) -> None:
+    # A short test token ("tok") also occurs inside words; blanking it there would turn
+    # error messages into nonsense, so only stand-alone occurrences are blanked.
+    async with case.start() as fake:
+        fake.queue_error(
+            401, path=case.get_path, body={"message": "token tok refused; stoke tokens"}
+        )
+        async with Client(case.name, token="tok", base_url=fake.url, retry=False) as client:
+            with pytest.raises(AuthenticationError) as info:
+                await client.get_conversation(case.ids(fake)[0])
+    assert "token [REDACTED] refused; stoke tokens" in str(info.value)

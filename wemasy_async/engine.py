@@ -10,6 +10,7 @@ gets the same rate limiting and retries because they live only here.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -231,21 +232,43 @@ class Engine:
 
 
 _REDACTED = "[REDACTED]"
+# A token this long cannot occur in ordinary text by accident; a shorter one (a test's "t")
+# is redacted only where it stands alone, so "Not found" keeps its letters.
+_DISTINCTIVE = 16
 
 
 def _redacted(response: Response, secret: str) -> Response | None:
-    """``response`` with every occurrence of ``secret`` replaced, or None if it has none."""
-    raw = secret.encode()
-    leaked_headers = [name for name, value in response.headers.items() if secret in value]
-    if raw not in response.body and not leaked_headers:
+    """``response`` with ``secret`` blanked out of body and headers, or None if it has none."""
+    if len(secret) >= _DISTINCTIVE:
+
+        def scrub_text(text: str) -> str:
+            return text.replace(secret, _REDACTED)
+
+        def scrub_body(body: bytes) -> bytes:
+            return body.replace(secret.encode(), _REDACTED.encode())
+
+    else:
+        escaped = re.escape(secret)
+        alone = re.compile(f"(?<![A-Za-z0-9]){escaped}(?![A-Za-z0-9])")
+        alone_bytes = re.compile(alone.pattern.encode())
+
+        def scrub_text(text: str) -> str:
+            return alone.sub(_REDACTED, text)
+
+        def scrub_body(body: bytes) -> bytes:
+            return alone_bytes.sub(_REDACTED.encode(), body)
+
+    body = scrub_body(response.body) if secret.encode() in response.body else response.body
+    leaked = {name for name, value in response.headers.items() if scrub_text(value) != value}
+    if body == response.body and not leaked:
         return None
     headers: Mapping[str, str] = response.headers
-    if leaked_headers:
+    if leaked:
         clean = CIMultiDict(response.headers)
-        for name in set(leaked_headers):
-            values = [v.replace(secret, _REDACTED) for v in clean.getall(name)]
+        for name in leaked:
+            values = [scrub_text(v) for v in clean.getall(name)]
             del clean[name]
             for value in values:
                 clean.add(name, value)
         headers = clean
-    return Response(response.status, headers, response.body.replace(raw, _REDACTED.encode()))
+    return Response(response.status, headers, body)
