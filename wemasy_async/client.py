@@ -43,7 +43,7 @@ from wemasy_async.providers.registry import get_provider
 from wemasy_async.ratelimit import RateLimit, limiter_key, shared_limiter
 from wemasy_async.retry import RetryPolicy
 from wemasy_async.transport import DEFAULT_MAX_RESPONSE_BYTES, AiohttpTransport
-from wemasy_async.validation import is_positive_number, short_repr
+from wemasy_async.validation import check_bool, check_int, is_positive_number, short_repr
 
 __all__ = ["DEFAULT_TIMEOUT", "Client"]
 
@@ -125,13 +125,9 @@ class Client:
         name = self._provider.name
         if token is None:
             token = os.environ.get(self._provider.token_env)
-        if not isinstance(allow_http, bool):
-            raise InvalidRequestError(
-                f"allow_http must be True or False, got {type(allow_http).__name__}",
-                argument="allow_http",
-            )
         self.base_url = _check_base_url(
-            self._provider.default_base_url if base_url is None else base_url, allow_http
+            self._provider.default_base_url if base_url is None else base_url,
+            check_bool(allow_http, "allow_http"),
         )
         if session is not None and not isinstance(session, aiohttp.ClientSession):
             raise InvalidRequestError(
@@ -143,7 +139,7 @@ class Client:
         self._transport = AiohttpTransport(
             provider=name,
             session=session,
-            max_response_bytes=_check_max_response_bytes(max_response_bytes),
+            max_response_bytes=check_int(max_response_bytes, "max_response_bytes", minimum=1),
         )
         self._engine = Engine(
             provider=name,
@@ -482,15 +478,6 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-
-def _check_max_response_bytes(value: object) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise InvalidRequestError(
-            f"max_response_bytes must be a positive int, got {short_repr(value)}",
-            argument="max_response_bytes",
-        )
-    return value
 
 
 def _check_base_url(base_url: object, allow_http: bool = False) -> str:

@@ -43,7 +43,7 @@ import anyio
 
 from wemasy_async.errors import InvalidRequestError
 from wemasy_async.headers import RateLimitInfo
-from wemasy_async.validation import is_positive_number, short_repr
+from wemasy_async.validation import MAX_INT64, is_positive_number, short_repr
 
 __all__ = [
     "Limiter",
@@ -59,8 +59,6 @@ __all__ = [
 
 MAX_WINDOW = 86_400.0
 """The longest rate-limit window (and pause) a :class:`RateLimit` accepts: a day."""
-MAX_COUNT = 2**63 - 1
-"""The largest request count the limiter works with; larger ones from headers are capped."""
 
 
 @dataclass(frozen=True)
@@ -155,7 +153,7 @@ class RateLimit:
                 f"ceiling must be an integer from 1 to 2**63 - 1, got {short_repr(self.ceiling)}",
                 argument="ceiling",
             )
-        if self.store is not None and not _is_store(self.store):
+        if self.store is not None and not is_store(self.store):
             raise InvalidRequestError(
                 "store must be a LimiterStore (with async acquire and observe methods),"
                 f" e.g. a RedisStore, got {type(self.store).__name__}",
@@ -178,10 +176,11 @@ class RateLimit:
 
 
 def _whole(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_COUNT
+    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_INT64
 
 
-def _is_store(value: object) -> bool:
+def is_store(value: object) -> bool:
+    """Whether ``value`` looks like a :class:`LimiterStore` (``acquire`` and ``observe``)."""
     return callable(getattr(value, "acquire", None)) and callable(getattr(value, "observe", None))
 
 
@@ -292,14 +291,14 @@ class LocalStore:
             state.learned = True
             if info.limit is not None and info.limit > 0:
                 # Bounded: a limit beyond 2**63 would not convert to a float for the interval.
-                limit = min(info.limit, MAX_COUNT)
+                limit = min(info.limit, MAX_INT64)
                 state.limit = limit if pacing.ceiling is None else min(limit, pacing.ceiling)
             if not sent:
                 # The probe went out unscheduled: the first paced send keeps its distance.
                 state.tat = max(state.tat, now + _interval(state.limit, pacing))
             if info.remaining is not None:
                 # Requests still in flight may not be counted in this figure yet.
-                state.credit = min(info.remaining, MAX_COUNT) - state.in_flight
+                state.credit = min(info.remaining, MAX_INT64) - state.in_flight
                 state.credit_until = now + pacing.window
         if paused > 0 and math.isfinite(paused):  # an endless pause would stall the key
             until = now + paused

@@ -38,7 +38,7 @@ import anyio
 
 from wemasy_async.errors import InvalidRequestError
 from wemasy_async.headers import RateLimitInfo
-from wemasy_async.ratelimit import LimiterStore, LocalStore, Pacing
+from wemasy_async.ratelimit import LimiterStore, LocalStore, Pacing, is_store
 from wemasy_async.validation import is_positive_number, short_repr
 
 try:
@@ -289,10 +289,7 @@ class RedisStore:
             raise InvalidRequestError(
                 f"prefix must be a non-empty string, got {short_repr(prefix)}", argument="prefix"
             )
-        if fallback is not None and not (
-            callable(getattr(fallback, "acquire", None))
-            and callable(getattr(fallback, "observe", None))
-        ):
+        if fallback is not None and not is_store(fallback):
             raise InvalidRequestError(
                 "fallback must be a LimiterStore (with async acquire and observe methods),"
                 f" got {type(fallback).__name__}",

@@ -60,9 +60,11 @@ from wemasy_async.providers.base import (
     Response,
 )
 from wemasy_async.providers.wire import (
+    DECODE_ERRORS,
     Malformed,
     OpenAIToolCall,
     body_of,
+    decode_failure,
     fallback_message,
     reader,
     role,
@@ -240,12 +242,10 @@ def _decode_embedded(decoder: msgspec.json.Decoder[Any], text: str, field: str) 
         return None
     try:
         return decoder.decode(text)
-    except msgspec.MsgspecError as exc:
-        raise Malformed(f"{field} is a string that is not the expected JSON: {exc}") from exc
-    except RecursionError as exc:  # msgspec gives up past ~1,000 nesting levels
-        raise Malformed(f"{field} is a string holding JSON nested too deeply") from exc
-    except UnicodeError as exc:  # msgspec re-encodes the str; it cannot hold lone surrogates
-        raise Malformed(f"{field} is a string that is not valid Unicode") from exc
+    except DECODE_ERRORS as exc:
+        raise Malformed(
+            f"{field} is a string that is not the expected JSON: {decode_failure(exc)}"
+        ) from exc
 
 
 def _tool_calls(value: ToolCallsWire) -> list[ToolCall]:
@@ -359,8 +359,7 @@ def error_from_response(response: Response) -> APIStatusError:
     errors: dict[str, list[str]] | None = None
     try:
         decoded = _ERROR.decode(response.body)
-    except (msgspec.MsgspecError, RecursionError, UnicodeError):
-        # RecursionError: nested too deeply; UnicodeDecodeError: a string that is not UTF-8.
+    except DECODE_ERRORS:
         decoded = None
     if decoded is not None:
         # A blank message says nothing: fall back to the reason phrase, as for none.

@@ -23,10 +23,12 @@ from wemasy_async.providers.base import Response
 from wemasy_async.validation import short_repr
 
 __all__ = [
+    "DECODE_ERRORS",
     "Malformed",
     "OpenAIFunction",
     "OpenAIToolCall",
     "body_of",
+    "decode_failure",
     "fallback_message",
     "json_text",
     "reader",
@@ -42,12 +44,31 @@ _ANY = msgspec.json.Decoder()
 _ENCODER = msgspec.json.Encoder()
 
 
+DECODE_ERRORS: tuple[type[Exception], ...] = (msgspec.MsgspecError, RecursionError, UnicodeError)
+"""What msgspec's JSON decoding raises for bytes that are not the JSON expected: its own
+errors, ``RecursionError`` past ~1,000 nesting levels (in an ``Any`` field, or in JSON
+embedded in a string), and ``UnicodeError`` for a string that is not valid UTF-8 (a Latin-1
+"é" from a misconfigured server) or, re-encoding a ``str``, holds a lone surrogate."""
+
+
+def decode_failure(exc: BaseException) -> str:
+    """Why decoding failed, in words, for an error message."""
+    if isinstance(exc, RecursionError):
+        return "the JSON is nested too deeply"
+    if isinstance(exc, UnicodeError):
+        return f"the JSON is not valid UTF-8: {exc}"
+    return str(exc)
+
+
 class Malformed(ValueError):
     """A body that decoded but still is not what the provider documents.
 
     Raised by conversion code; :func:`reader` turns it into a
     :class:`~wemasy_async.errors.ResponseDecodeError`.
     """
+
+
+_READ_ERRORS: tuple[type[Exception], ...] = (*DECODE_ERRORS, Malformed)
 
 
 class OpenAIFunction(msgspec.Struct, frozen=True, kw_only=True):
@@ -119,9 +140,7 @@ def body_of(response: Response) -> object:
     """An error response's body for ``APIStatusError.body``: decoded JSON, else the text."""
     try:
         return _ANY.decode(response.body)
-    except (msgspec.DecodeError, RecursionError, UnicodeError):
-        # msgspec raises RecursionError for JSON nested deeper than ~1,000 levels, and
-        # UnicodeDecodeError (not a DecodeError) for a string that is not UTF-8.
+    except DECODE_ERRORS:
         return response.body.decode("utf-8", errors="replace")
 
 
@@ -166,25 +185,13 @@ def reader(
             raise error(response)
         try:
             return convert(decode(response.body))
-        except (msgspec.MsgspecError, Malformed) as exc:
-            reason = str(exc)
-            cause: BaseException = exc
-        except RecursionError as exc:
-            # msgspec's decoders recurse per nesting level and give up past ~1,000 levels
-            # (in an ``Any`` field such as ``metadata``, or in JSON embedded in a string).
-            reason = "the JSON is nested too deeply"
-            cause = exc
-        except UnicodeError as exc:
-            # msgspec raises UnicodeDecodeError, not a DecodeError, for a JSON string that
-            # is not valid UTF-8 (e.g. a Latin-1 "é" from a misconfigured server).
-            reason = f"the JSON is not valid UTF-8: {exc}"
-            cause = exc
-        raise ResponseDecodeError(
-            provider=provider,
-            status=response.status,
-            expected=expected,
-            body=response.body,
-            reason=reason,
-        ) from cause
+        except _READ_ERRORS as exc:
+            raise ResponseDecodeError(
+                provider=provider,
+                status=response.status,
+                expected=expected,
+                body=response.body,
+                reason=decode_failure(exc),
+            ) from exc
 
     return parse
