@@ -3,10 +3,12 @@
 A :class:`ProviderCase` knows how to start the provider's fake, which ids it serves, which
 endpoint a ``get_conversation`` reaches (to aim queued faults at) and an id the provider
 refuses before any I/O. Parametrize over :data:`CASES` (ids are the provider names).
+:func:`released` waits for a fake's held fault connections to close.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -74,3 +76,12 @@ CASES = [
     ProviderCase("siteassist", _siteassist, _siteassist_ids, CONVERSATION_PATH, "not-a-uuid", True),
     ProviderCase("loop", _loop, _loop_ids, MESSAGES_PATH, "..", False),
 ]
+
+
+async def released(fake: FakeServer) -> bool:
+    """Wait (boundedly) until no fault holds a connection of ``fake`` open."""
+    for _ in range(1000):
+        if not fake.held_connections:
+            return True
+        await asyncio.sleep(0.01)
+    return False

@@ -13,7 +13,6 @@ import gc
 import json
 import os
 import re
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -22,16 +21,17 @@ import aiohttp
 import anyio
 import msgspec
 import pytest
+from matrix import released
+from served import served
 
 import wemasy_async.testing as testing
-from wemasy_async.testing import FAULT_KINDS, FakeLoop, FakeServer, FakeSiteAssist, FakeWemasy
+from wemasy_async.testing import FAULT_KINDS, FakeLoop, FakeSiteAssist, FakeWemasy
 from wemasy_async.testing import _server as server_module
 
 GET = "/services/ai/v1/conversations/get"
 LIST = "/services/ai/v1/conversations/list"
 CHAT = "/services/ai/v1/chat"
 AUTH = {"Authorization": "Bearer test-token"}
-REPO_ROOT = Path(__file__).resolve().parent.parent
 PROOF = 10.0  # seconds: a bound that only proves "no hang"
 
 
@@ -93,15 +93,6 @@ async def raw_exchange(fake: FakeWemasy, endpoint: str, body: bytes) -> tuple[by
 def header(head: bytes, name: str) -> str | None:
     match = re.search(rf"^{name}: (.*)\r$", head.decode("latin-1"), re.MULTILINE | re.IGNORECASE)
     return match.group(1) if match else None
-
-
-async def released(fake: FakeServer) -> bool:
-    """Wait (boundedly) until no fault holds a connection of ``fake`` open."""
-    for _ in range(1000):
-        if not fake.held_connections:
-            return True
-        await asyncio.sleep(0.01)
-    return False
 
 
 def user_messages(fake: FakeWemasy, text: str) -> list[dict[str, Any]]:
@@ -584,11 +575,7 @@ async def test_every_kind_at_random_under_64_connections_leaks_nothing() -> None
 
 
 async def test_serve_subprocess_with_fault_rate() -> None:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "wemasy_async.testing",
-        "serve",
+    async with served(
         "--provider",
         "loop",
         "--conversations",
@@ -599,16 +586,7 @@ async def test_serve_subprocess_with_fault_rate() -> None:
         "4",
         "--fault-kinds",
         "empty_200,html_200",
-        cwd=REPO_ROOT,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        assert process.stdout is not None
-        line = (await asyncio.wait_for(process.stdout.readline(), timeout=20)).decode()
-        match = re.fullmatch(r"URL (http://127\.0\.0\.1:\d+)\n", line)
-        assert match, line
-        url = match.group(1)
+    ) as url:
         async with aiohttp.ClientSession() as session:
             for _ in range(6):
                 async with session.get(url + "/v1/conversations/x/messages", headers=AUTH) as r:
@@ -618,7 +596,3 @@ async def test_serve_subprocess_with_fault_rate() -> None:
                 stats = await r.json()
         assert sum(stats["fault_counts"].values()) == 6
         assert set(stats["fault_counts"]) <= {"empty_200", "html_200"}
-    finally:
-        if process.returncode is None:
-            process.terminate()
-        await asyncio.wait_for(process.communicate(), timeout=20)

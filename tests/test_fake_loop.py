@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
-import sys
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import msgspec
 import pytest
+from served import served
 from yarl import URL
 
 from wemasy_async.testing import FakeLoop
@@ -23,7 +21,6 @@ from wemasy_async.testing.loop import MESSAGES_PATH, HistoryRequest
 AUTH = {"Authorization": "Bearer test-token"}
 TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
-REPO_ROOT = Path(__file__).resolve().parent.parent
 
 Result = tuple[int, Any, Mapping[str, str]]
 
@@ -419,11 +416,7 @@ async def test_queued_errors_use_the_documented_shape(
 
 
 async def test_serve_subprocess(session: aiohttp.ClientSession) -> None:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "wemasy_async.testing",
-        "serve",
+    async with served(
         "--provider",
         "loop",
         "--conversations",
@@ -434,16 +427,7 @@ async def test_serve_subprocess(session: aiohttp.ClientSession) -> None:
         "sub-token",
         "--rate-limit",
         "50",
-        cwd=REPO_ROOT,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        assert process.stdout is not None
-        line = (await asyncio.wait_for(process.stdout.readline(), timeout=20)).decode()
-        match = re.fullmatch(r"URL (http://127\.0\.0\.1:\d+)\n", line)
-        assert match, line
-        url = match.group(1)
+    ) as url:
         expected = FakeLoop(seed=9, conversations=4)
         conversation_id = expected.conversation_ids[1]
         headers = {"Authorization": "Bearer sub-token"}
@@ -467,10 +451,3 @@ async def test_serve_subprocess(session: aiohttp.ClientSession) -> None:
             headers={"Authorization": "Bearer no"},
         )
         assert status == 401
-    finally:
-        if process.returncode is None:
-            process.terminate()
-        stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=20)
-    assert stdout == b"", "exactly one line is printed"
-    if sys.platform != "win32":
-        assert process.returncode == 0, stderr.decode()

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import ast
-import asyncio
 import json
 import re
-import sys
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from datetime import datetime
@@ -15,6 +13,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from served import served
 
 from wemasy_async.testing import FakeSiteAssist
 from wemasy_async.testing import siteassist as fake_module
@@ -24,7 +23,6 @@ AUTH = {"Authorization": "Bearer test-token"}
 TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 LOWER_UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 DOCS_ID = "123e4567-e89b-12d3-a456-426614174000"
-REPO_ROOT = Path(__file__).resolve().parent.parent
 
 Result = tuple[int, Any, Mapping[str, str]]
 
@@ -463,11 +461,7 @@ async def test_request_log(fake: FakeSiteAssist, session: aiohttp.ClientSession)
 
 async def test_serve_subprocess(session: aiohttp.ClientSession) -> None:
     expected = FakeSiteAssist(seed=4, conversations=7)
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "wemasy_async.testing",
-        "serve",
+    async with served(
         "--provider",
         "siteassist",
         "--port",
@@ -480,16 +474,8 @@ async def test_serve_subprocess(session: aiohttp.ClientSession) -> None:
         "sub-token",
         "--rate-limit",
         "50",
-        cwd=REPO_ROOT,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        assert process.stdout is not None
-        line = (await asyncio.wait_for(process.stdout.readline(), timeout=20)).decode()
-        match = re.fullmatch(r"URL (http://127\.0\.0\.1:\d+/v2)\n", line)
-        assert match, line
-        url = match.group(1)
+        prefix="/v2",
+    ) as url:
         conversation_id = expected.conversation_ids[6]
         headers = {"Authorization": "Bearer sub-token"}
         async with session.get(f"{url}/conversations/{conversation_id}", headers=headers) as r:
@@ -500,10 +486,3 @@ async def test_serve_subprocess(session: aiohttp.ClientSession) -> None:
         async with session.get(f"{url}/conversations/{conversation_id}", headers=bad) as r:
             assert r.status == 401
             assert (await r.json())["error"]["code"] == "UNAUTHORIZED"
-    finally:
-        if process.returncode is None:
-            process.terminate()
-        stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=20)
-    assert stdout == b"", "exactly one line is printed"
-    if sys.platform != "win32":
-        assert process.returncode == 0, stderr.decode()

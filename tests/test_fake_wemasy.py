@@ -6,14 +6,13 @@ import asyncio
 import json
 import math
 import re
-import sys
 from collections.abc import AsyncIterator, Mapping
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 from aiohttp import web
+from served import served
 
 from wemasy_async.testing import FakeServer, FakeWemasy, Route
 
@@ -37,7 +36,6 @@ WEATHER_TOOL = {
     },
 }
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 
 Result = tuple[int, Any, Mapping[str, str]]
 
@@ -1002,11 +1000,7 @@ async def test_base_class_serves_subclass_routes(session: aiohttp.ClientSession)
 
 
 async def test_serve_subprocess(session: aiohttp.ClientSession) -> None:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "wemasy_async.testing",
-        "serve",
+    async with served(
         "--port",
         "0",
         "--conversations",
@@ -1015,16 +1009,8 @@ async def test_serve_subprocess(session: aiohttp.ClientSession) -> None:
         "sub-token",
         "--rate-limit",
         "50",
-        cwd=REPO_ROOT,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        assert process.stdout is not None
-        line = (await asyncio.wait_for(process.stdout.readline(), timeout=20)).decode()
-        match = re.fullmatch(r"URL (http://127\.0\.0\.1:\d+/api)\n", line)
-        assert match, line
-        url = match.group(1)
+        prefix="/api",
+    ) as url:
         headers = {"Authorization": "Bearer sub-token"}
         async with session.post(url + LIST, json={}, headers=headers) as response:
             assert response.status == 200
@@ -1033,10 +1019,3 @@ async def test_serve_subprocess(session: aiohttp.ClientSession) -> None:
         assert body["pagination"]["total"] == 7
         async with session.post(url + LIST, json={}, headers={"Authorization": "Bearer no"}) as r:
             assert r.status == 401
-    finally:
-        if process.returncode is None:
-            process.terminate()
-        stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=20)
-    assert stdout == b"", "exactly one line is printed"
-    if sys.platform != "win32":
-        assert process.returncode == 0, stderr.decode()

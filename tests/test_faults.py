@@ -25,6 +25,7 @@ import aiohttp
 import anyio
 import msgspec
 import pytest
+from matrix import released
 
 from wemasy_async import (
     APIConnectionError,
@@ -119,15 +120,6 @@ async def outcome(call: Awaitable[Any], bound: float = BOUND) -> Outcome:
         except WemasyAsyncError as exc:
             return exc
         # Anything else (a raw aiohttp, msgspec or asyncio error) escapes and fails the test.
-
-
-async def released(fake: FakeServer) -> bool:
-    """Wait (boundedly) until no fault holds a connection of ``fake`` open."""
-    for _ in range(1000):
-        if not fake.held_connections:
-            return True
-        await asyncio.sleep(0.01)
-    return False
 
 
 def chat_requests(fake: FakeServer) -> int:

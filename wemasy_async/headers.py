@@ -15,10 +15,10 @@ from collections.abc import Mapping
 
 import msgspec
 
+from wemasy_async.validation import MAX_SECONDS
+
 __all__ = ["RateLimitInfo", "parse_retry_after"]
 
-# A Retry-After beyond a day is a server bug or an attack; treat it as unreadable.
-_MAX_RETRY_AFTER = 86_400.0
 # RFC 9110's delta-seconds is 1*DIGIT; a fraction is accepted as some servers send one.
 _DELTA_SECONDS = re.compile(r"[0-9]{1,18}(?:\.[0-9]{1,9})?")
 
@@ -59,7 +59,8 @@ def parse_retry_after(value: str | None, *, date: str | None = None) -> float | 
         seconds = None
     else:
         seconds = _seconds_until_http_date(text, date)
-    if seconds is None or not 0 <= seconds <= _MAX_RETRY_AFTER:  # also refuses NaN
+    # Beyond a day is a server bug or an attack: unreadable. The comparison refuses NaN too.
+    if seconds is None or not 0 <= seconds <= MAX_SECONDS:
         return None
     return seconds
 

@@ -43,7 +43,7 @@ import anyio
 
 from wemasy_async.errors import InvalidRequestError
 from wemasy_async.headers import RateLimitInfo
-from wemasy_async.validation import MAX_INT64, is_positive_number, short_repr
+from wemasy_async.validation import MAX_INT64, MAX_SECONDS, is_positive_number, short_repr
 
 __all__ = [
     "Limiter",
@@ -55,10 +55,6 @@ __all__ = [
     "limiter_key",
     "shared_limiter",
 ]
-
-
-MAX_WINDOW = 86_400.0
-"""The longest rate-limit window (and pause) a :class:`RateLimit` accepts: a day."""
 
 
 @dataclass(frozen=True)
@@ -134,17 +130,17 @@ class RateLimit:
     def __post_init__(self) -> None:
         # Bounded above so that the pacing arithmetic stays finite: a window, margin or
         # pause of 1e308 seconds would make the interval infinite and stall every request.
-        if not is_positive_number(self.window) or self.window > MAX_WINDOW:
+        if not is_positive_number(self.window) or self.window > MAX_SECONDS:
             raise InvalidRequestError(
-                f"window must be a positive number of seconds, at most {MAX_WINDOW:g}"
+                f"window must be a positive number of seconds, at most {MAX_SECONDS:g}"
                 f" (a day), got {short_repr(self.window)}",
                 argument="window",
             )
         if self.margin is not None and not (
-            (is_positive_number(self.margin) or _zero(self.margin)) and self.margin <= MAX_WINDOW
+            (is_positive_number(self.margin) or _zero(self.margin)) and self.margin <= MAX_SECONDS
         ):
             raise InvalidRequestError(
-                f"margin must be a number of seconds from 0 to {MAX_WINDOW:g},"
+                f"margin must be a number of seconds from 0 to {MAX_SECONDS:g},"
                 f" got {short_repr(self.margin)}",
                 argument="margin",
             )
@@ -159,10 +155,10 @@ class RateLimit:
                 f" e.g. a RedisStore, got {type(self.store).__name__}",
                 argument="store",
             )
-        if not is_positive_number(self.pause_without_hint) or self.pause_without_hint > MAX_WINDOW:
+        if not is_positive_number(self.pause_without_hint) or self.pause_without_hint > MAX_SECONDS:
             raise InvalidRequestError(
                 f"pause_without_hint must be a positive number of seconds, at most"
-                f" {MAX_WINDOW:g}, got {short_repr(self.pause_without_hint)}",
+                f" {MAX_SECONDS:g}, got {short_repr(self.pause_without_hint)}",
                 argument="pause_without_hint",
             )
         object.__setattr__(

@@ -39,7 +39,7 @@ import anyio
 from wemasy_async.errors import InvalidRequestError
 from wemasy_async.headers import RateLimitInfo
 from wemasy_async.ratelimit import LimiterStore, LocalStore, Pacing, is_store
-from wemasy_async.validation import is_positive_number, short_repr
+from wemasy_async.validation import MAX_SECONDS, is_positive_number, short_repr
 
 try:
     from redis.asyncio import Redis
@@ -303,9 +303,9 @@ class RedisStore:
         for name, value in (("timeout", timeout), ("reconnect_interval", reconnect_interval)):
             # At most a day: socket timeouts beyond what a C timeval holds raise
             # OverflowError deep in the connection code, and longer ones are hangs anyway.
-            if not is_positive_number(value) or value > _MAX_SECONDS:
+            if not is_positive_number(value) or value > MAX_SECONDS:
                 raise InvalidRequestError(
-                    f"{name} must be a positive number of seconds, at most {_MAX_SECONDS:g},"
+                    f"{name} must be a positive number of seconds, at most {MAX_SECONDS:g},"
                     f" got {short_repr(value)}",
                     argument=name,
                 )
@@ -523,9 +523,6 @@ class RedisStore:
 
     def _scaled(self, limit: int) -> int:
         return max(1, math.floor(limit * self.fallback_share))
-
-
-_MAX_SECONDS = 86_400.0
 
 
 def _fraction(value: object) -> bool:

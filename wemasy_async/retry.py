@@ -29,13 +29,12 @@ from wemasy_async.errors import (
     APIStatusError,
     InvalidRequestError,
 )
-from wemasy_async.validation import check_number, short_repr
+from wemasy_async.validation import MAX_SECONDS, check_int, check_number, short_repr
 
 __all__ = ["RETRIED_STATUSES", "RetryPolicy", "no_backoff", "retry_delay"]
 
 RETRIED_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 
-_MAX_WAIT = 86_400.0
 
 _NO_BACKOFF: ContextVar[bool] = ContextVar("wemasy_async_no_backoff", default=False)
 
@@ -85,16 +84,11 @@ class RetryPolicy:
     statuses: frozenset[int] = RETRIED_STATUSES
 
     def __post_init__(self) -> None:
-        attempts: object = self.max_attempts
-        if not isinstance(attempts, int) or isinstance(attempts, bool) or attempts < 1:
-            raise InvalidRequestError(
-                f"max_attempts must be an integer >= 1, got {short_repr(attempts)}",
-                argument="max_attempts",
-            )
+        check_int(self.max_attempts, "max_attempts", minimum=1)
         for name in ("initial_backoff", "max_backoff", "max_retry_after"):
             # A day at most: beyond it a wait is a hang (and headers.py reads any longer
             # Retry-After as unreadable anyway).
-            check_number(getattr(self, name), name, minimum=0.0, maximum=_MAX_WAIT)
+            check_number(getattr(self, name), name, minimum=0.0, maximum=MAX_SECONDS)
         object.__setattr__(self, "statuses", _check_statuses(self.statuses))
 
     def backoff(self, retry: int) -> float:

@@ -18,6 +18,7 @@ from wemasy_async.errors import InvalidRequestError
 
 __all__ = [
     "MAX_INT64",
+    "MAX_SECONDS",
     "check_bool",
     "check_int",
     "check_integer_id",
@@ -39,6 +40,11 @@ _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 
 MAX_INT64 = 2**63 - 1
 """The largest integer argument sent to a server: what servers store integers in."""
+
+MAX_SECONDS = 86_400.0
+"""The longest wait anything may ask for, a day: a window, pause, timeout or backoff setting,
+or a server's retry hint. Beyond it a wait is a hang (or a server bug), and the arithmetic
+on it need not stay finite."""
 
 
 def short_repr(value: object, limit: int = 60) -> str:

@@ -77,7 +77,7 @@ from wemasy_async.providers.wire import (
     tool_calls,
     utc,
 )
-from wemasy_async.validation import check_int, check_uuid, short_repr
+from wemasy_async.validation import MAX_SECONDS, check_int, check_uuid, short_repr
 
 __all__ = [
     "SiteAssistConversation",
@@ -255,7 +255,6 @@ def _conversation_messages(wire: SiteAssistConversation) -> list[Message]:
 # --- Responses -------------------------------------------------------------------------------
 
 # A hint beyond a day is a server bug; treat it as unreadable, as parse_retry_after does.
-_MAX_RETRY_AFTER = 86_400.0
 _DECIMAL = re.compile(r"[0-9]+(?:\.[0-9]+)?")
 
 
@@ -266,7 +265,7 @@ def _seconds(value: object) -> float | None:
     if isinstance(value, str) and not _DECIMAL.fullmatch(value.strip()):
         return None
     seconds = float(value)
-    return seconds if math.isfinite(seconds) and 0 <= seconds <= _MAX_RETRY_AFTER else None
+    return seconds if math.isfinite(seconds) and 0 <= seconds <= MAX_SECONDS else None
 
 
 def _error_fields(body: object) -> tuple[str | None, str | None, dict[str, Any] | None]:

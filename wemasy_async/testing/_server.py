@@ -798,8 +798,7 @@ class FakeServer:
             self.stats.unauthorized += 1
             response = self.json_response(self.unauthorized_body(), 401)
             if limited:
-                response.headers["X-RateLimit-Limit"] = self._limit_header
-                response.headers["X-RateLimit-Remaining"] = str(self._remaining_now())
+                self._add_limit_headers(response, self._remaining_now())
             return response
 
         remaining = 0
@@ -839,9 +838,7 @@ class FakeServer:
         return handled
 
     def _add_limit_headers(self, response: web.StreamResponse, remaining: int) -> None:
-        if self.rate_limit is not None:
-            response.headers["X-RateLimit-Limit"] = self._limit_header
-            response.headers["X-RateLimit-Remaining"] = str(remaining)
+        response.headers.update(self._limit_headers(remaining))
 
     def _route_template(self, request: web.Request) -> str:
         resource = request.match_info.route.resource
