@@ -19,16 +19,17 @@ from wemasy_async.testing.siteassist import CONVERSATION_PATH
 from wemasy_async.testing.wemasy import GET_PATH
 
 
+# Small conversations, 300 unless told otherwise: the scenarios are about the wire.
 def _wemasy(**kwargs: Any) -> FakeServer:
-    return FakeWemasy(conversations=300, **kwargs)
+    return FakeWemasy(**{"conversations": 300, **kwargs})
 
 
 def _siteassist(**kwargs: Any) -> FakeServer:
-    return FakeSiteAssist(conversations=300, messages_per_conversation=(1, 3), **kwargs)
+    return FakeSiteAssist(**{"conversations": 300, "messages_per_conversation": (1, 3), **kwargs})
 
 
 def _loop(**kwargs: Any) -> FakeServer:
-    return FakeLoop(conversations=300, long_conversations=0, **kwargs)
+    return FakeLoop(**{"conversations": 300, "long_conversations": 0, **kwargs})
 
 
 def _wemasy_ids(fake: FakeServer) -> list[str]:

@@ -29,12 +29,13 @@ import warnings
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+
+from matrix import CASES
 
 from wemasy_async import Client, RetryPolicy, no_backoff
-from wemasy_async.testing import FAULT_KINDS, FakeLoop, FakeServer, FakeSiteAssist, FakeWemasy
+from wemasy_async.testing import FAULT_KINDS
 
-PROVIDERS = ("wemasy", "siteassist", "loop")
+PROVIDERS = tuple(case.name for case in CASES)
 TOKEN = "soak-token"
 
 
@@ -104,21 +105,6 @@ def _open_fds() -> int:
     return -1
 
 
-def _fake(provider: str, conversations: int) -> tuple[FakeServer, list[Any]]:
-    # A generous server limit: the soak is about faults, not pacing (the limiter stays on).
-    server: dict[str, Any] = {"rate_limit": 10_000_000, "record_requests": False}
-    if provider == "wemasy":
-        wemasy = FakeWemasy(conversations=conversations, messages_per_conversation=(1, 4), **server)
-        return wemasy, list(range(1, conversations + 1))
-    if provider == "siteassist":
-        siteassist = FakeSiteAssist(conversations=conversations, **server)
-        return siteassist, list(siteassist.conversation_ids)
-    if provider == "loop":
-        loop = FakeLoop(conversations=conversations, long_conversations=0, **server)
-        return loop, list(loop.conversation_ids)
-    raise ValueError(f"unknown provider {provider!r}")
-
-
 async def run_soak(
     provider: str,
     *,
@@ -139,7 +125,10 @@ async def run_soak(
     loop.set_exception_handler(
         lambda _loop, context: report.loop_errors.append(str(context.get("message")))
     )
-    fake, wanted = _fake(provider, ids)
+    case = next(case for case in CASES if case.name == provider)
+    # A generous server limit: the soak is about faults, not pacing (the limiter stays on).
+    fake = case.start(conversations=ids, rate_limit=10_000_000, record_requests=False)
+    wanted = case.ids(fake)
     gc.collect()
     report.fds_before = _open_fds()
     report.tasks_before = len(asyncio.all_tasks())
@@ -187,8 +176,7 @@ async def run_soak(
         loop.set_exception_handler(previous_handler)
     report.fds_after = _open_fds()
     report.tasks_after = len(asyncio.all_tasks())
-    keys = [str(i) for i in wanted]
-    report.unaccounted = sum(1 for key in keys if key not in seen)
+    report.unaccounted = sum(1 for key in wanted if key not in seen)
     report.duplicates = sum(1 for count in seen.values() if count > 1)
     return report
 
