@@ -244,7 +244,7 @@ def _decode_embedded(decoder: msgspec.json.Decoder[Any], text: str, field: str) 
         return decoder.decode(text)
     except DECODE_ERRORS as exc:
         raise Malformed(
-            f"{field} is a string that is not the expected JSON: {decode_failure(exc)}"
+            f"{field} is a string that is not the expected JSON: {decode_failure(exc, text)}"
         ) from exc
 
 

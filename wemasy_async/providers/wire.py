@@ -51,12 +51,24 @@ embedded in a string), and ``UnicodeError`` for a string that is not valid UTF-8
 "é" from a misconfigured server) or, re-encoding a ``str``, holds a lone surrogate."""
 
 
-def decode_failure(exc: BaseException) -> str:
-    """Why decoding failed, in words, for an error message."""
+def decode_failure(exc: BaseException, data: bytes | str | None = None) -> str:
+    """Why decoding ``data`` failed, in words, for an error message.
+
+    The answer depends on the input, never on the wording or type of the installed msgspec's
+    error where versions differ: msgspec 0.22 raises ``UnicodeDecodeError`` for invalid UTF-8
+    inside a JSON string, 0.23 a ``DecodeError`` ("Invalid UTF-8 encoded string").
+    """
     if isinstance(exc, RecursionError):
         return "the JSON is nested too deeply"
+    if isinstance(data, bytes):
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError as bad:
+            return (
+                f"the JSON is not valid UTF-8 (byte 0x{data[bad.start]:02x} at offset {bad.start})"
+            )
     if isinstance(exc, UnicodeError):
-        return f"the JSON is not valid UTF-8: {exc}"
+        return "the JSON is not valid UTF-8 (it holds a lone surrogate)"
     return str(exc)
 
 
@@ -191,7 +203,7 @@ def reader(
                 status=response.status,
                 expected=expected,
                 body=response.body,
-                reason=decode_failure(exc),
+                reason=decode_failure(exc, response.body),
             ) from exc
 
     return parse
