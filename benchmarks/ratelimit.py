@@ -84,6 +84,7 @@ from wemasy_async import Client, RateLimit
 from wemasy_async.batch import MAX_CONCURRENCY
 from wemasy_async.errors import APIError, RateLimitError
 from wemasy_async.ratelimit import LimiterStore
+from wemasy_async.testing import most_in_any_span
 
 if TYPE_CHECKING:
     from wemasy_async.redis import RedisStore
@@ -463,17 +464,6 @@ def oracle_tasks(point: Point) -> int:
     return min(MAX_CONCURRENCY, max(16, math.ceil(point.rate * (point.latency + 0.002) * 1.5) + 4))
 
 
-def _max_in_span(times: list[float], span: float) -> int:
-    """The most timestamps within any half-open interval of length ``span``."""
-    times = sorted(times)
-    best = lo = 0
-    for hi, t in enumerate(times):
-        while t - times[lo] >= span:
-            lo += 1
-        best = max(best, hi - lo + 1)
-    return best
-
-
 def run_point(client: str, point: Point, rng: random.Random) -> Row:
     """One client at one point, against a fresh fake server; its row."""
     row: Row = {"client": client, **asdict(point)}
@@ -527,7 +517,7 @@ def run_point(client: str, point: Point, rng: random.Random) -> Row:
         "client_429s": load.rate_limited,
         "failed": load.failed,
         "gave_up": load.gave_up,
-        "max_sent_any_span": _max_in_span(load.sent, point.window),
+        "max_sent_any_span": most_in_any_span(load.sent, point.window),
         "peak_in_flight": load.peak_in_flight,
         "tasks": None if client == SDK else tasks,
         "offset": offset,

@@ -18,27 +18,16 @@ import pytest
 
 from wemasy_async import Client, RateLimit
 from wemasy_async.batch import DEFAULT_MAX_CONCURRENCY, BatchFetch, Tuner
-from wemasy_async.testing import FakeWemasy
+from wemasy_async.testing import FakeWemasy, most_in_any_span
 
 TOKEN = "tuning-token"
 LATENCY = 0.2
 
 
-def _most_within(times: list[float], span: float) -> int:
-    """The most timestamps within any half-open interval of length ``span``."""
-    times = sorted(times)
-    best = lo = 0
-    for hi, t in enumerate(times):
-        while t - times[lo] >= span:
-            lo += 1
-        best = max(best, hi - lo + 1)
-    return best
-
-
 def _server_in_flight(fake: FakeWemasy) -> int:
     # Received within less than one latency of each other = in flight together (a margin
     # of 10% keeps requests that were merely adjacent apart).
-    return _most_within([r.received_at for r in fake.requests], LATENCY * 0.9)
+    return most_in_any_span((r.received_at for r in fake.requests), LATENCY * 0.9)
 
 
 def _ids() -> Iterator[int]:

@@ -50,7 +50,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, TextIO
+from typing import IO, TYPE_CHECKING, Any, TextIO, TypeVar
 
 import anyio
 import msgspec
@@ -75,6 +75,8 @@ if TYPE_CHECKING:
     from wemasy_async.redis import RedisStore
 
 __all__ = ["main"]
+
+Value = TypeVar("Value")
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -711,35 +713,39 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _shard(text: str) -> Shard:
+def _argument(
+    parse: Callable[[str], Value], ok: Callable[[Value], bool], message: str
+) -> Callable[[str], Value]:
+    """An argparse ``type``: ``parse`` the text, then check it; ``message`` says what is wrong."""
+
+    def convert(text: str) -> Value:
+        try:
+            value = parse(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(message) from None
+        if not ok(value):
+            raise argparse.ArgumentTypeError(message)
+        return value
+
+    return convert
+
+
+def _parse_shard(text: str) -> Shard:
     index, slash, count = text.partition("/")
-    try:
-        shard = Shard(int(index), int(count))
-    except ValueError:
-        shard = Shard(0, 0)
-    if not slash or not 1 <= shard.index <= shard.count:
-        raise argparse.ArgumentTypeError("must be K/N with 1 <= K <= N, e.g. 1/3")
-    return shard
+    if not slash:
+        raise ValueError(text)
+    return Shard(int(index), int(count))
 
 
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = 0.0
-    if not 0 < value <= MAX_SECONDS:
-        raise argparse.ArgumentTypeError("must be a number of seconds, more than 0, at most a day")
-    return value
-
-
-def _concurrency(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if not 1 <= value <= MAX_CONCURRENCY:
-        raise argparse.ArgumentTypeError(f"must be an integer from 1 to {MAX_CONCURRENCY}")
-    return value
+_shard = _argument(
+    _parse_shard, lambda s: 1 <= s.index <= s.count, "must be K/N with 1 <= K <= N, e.g. 1/3"
+)
+_seconds = _argument(
+    float, lambda s: 0 < s <= MAX_SECONDS, "must be a number of seconds, more than 0, at most a day"
+)
+_concurrency = _argument(
+    int, lambda n: 1 <= n <= MAX_CONCURRENCY, f"must be an integer from 1 to {MAX_CONCURRENCY}"
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

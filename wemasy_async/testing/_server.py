@@ -1023,6 +1023,21 @@ class FakeServer:
         return self.json_response(self.stats.as_dict())
 
 
+def most_in_any_span(times: Iterable[float], span: float) -> int:
+    """The most of ``times`` within any half-open interval of length ``span``.
+
+    With the moments requests were sent, and ``span`` a fixed window's length: the most a
+    server's window could have seen, over every alignment of its windows.
+    """
+    ordered = sorted(times)
+    best = lo = 0
+    for hi, t in enumerate(ordered):
+        while t - ordered[lo] >= span:
+            lo += 1
+        best = max(best, hi - lo + 1)
+    return best
+
+
 def _head(status: int, reason: str, headers: Mapping[str, str]) -> bytes:
     """A serialized HTTP/1.1 status line and header block."""
     lines = [f"HTTP/1.1 {status} {reason}\r\n"]
