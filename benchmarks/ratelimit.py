@@ -550,7 +550,7 @@ def run_grid(
 # --- The ceiling and the non-binding row ------------------------------------------------------
 
 
-def ceiling(requests: int = 3000) -> dict[float, float]:
+def ceiling(requests: int = 5000) -> dict[float, float]:
     """Requests per second bare aiohttp + msgspec reaches with no limit, by latency."""
     result = {}
     for latency, concurrency in ((0.0, 64), (0.2, 512)):
