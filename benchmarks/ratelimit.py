@@ -616,6 +616,9 @@ def format_table(
             mark = "met"
         else:
             mark = "MISSED"
+            bound = (row["limit"] - 1) / row["limit"]
+            if bound < 0.97:
+                mark += f" (L - 1 bound: {bound:.0%})"
         lines.append(
             head + f"| {row['utilisation']:.1%} | {row['rate_limited']:,} "
             f"| {row['max_sent_any_span']:,} / {row['limit']:,} | {row['peak_in_flight']:,} "

@@ -17,8 +17,10 @@ import aiohttp
 import pytest
 
 from wemasy_async import Client, RateLimit
-from wemasy_async.batch import DEFAULT_MAX_CONCURRENCY, BatchFetch, Tuner
+from wemasy_async.batch import DEFAULT_MAX_CONCURRENCY, MAX_CONCURRENCY, BatchFetch, Tuner
+from wemasy_async.engine import Latency
 from wemasy_async.testing import FakeWemasy, most_in_any_span
+from wemasy_async.transport import AiohttpTransport
 
 TOKEN = "tuning-token"
 LATENCY = 0.2
@@ -151,17 +153,26 @@ def _serve(tuner: Tuner, now: float, periods: int, throughput: Callable[[int], f
     return now
 
 
+def _period(tuner: Tuner, now: float, throughput: float, seconds: float = 0.2) -> float:
+    """Feed ``tuner`` one period of completions at ``throughput`` per second; the new now."""
+    count = max(1, int(throughput * seconds))
+    for _ in range(count):
+        now += seconds / count
+        tuner.due(now)
+    return now
+
+
 def test_tuner_follows_littles_law_when_the_rate_is_known() -> None:
     tuner = Tuner(cap=512, now=0.0)
     assert tuner.workers == Tuner.INITIAL
-    assert tuner.due(0.2)
-    assert tuner.update(0.2, 500.0, 0.2) == math.ceil(500 * 0.2 * 1.5) + 4  # 154
-    assert tuner.due(0.4)
-    assert tuner.update(0.4, 2000.0, 0.2) == 512  # the cap
-    assert tuner.due(0.6)
-    assert tuner.update(0.6, 25.0, 0.2) == 12  # the rate dropped
-    assert tuner.due(0.8)
-    assert tuner.update(0.8, 500.0, 0.001) == 5  # the latency dropped
+    now = _period(tuner, 0.0, 5)  # the limiter's probe
+    assert tuner.update(now, 500.0, 0.2) == math.ceil(500 * 0.2 * 1.5) + 4  # 154
+    now = _period(tuner, now, 480)  # the growth paid: the rate is reached
+    assert tuner.update(now, 2000.0, 0.2) == 512  # a higher limit, up to the cap
+    now = _period(tuner, now, 1900)
+    assert tuner.update(now, 25.0, 0.2) == 12  # the rate dropped
+    now = _period(tuner, now, 25)
+    assert tuner.update(now, 500.0, 0.001) == 5  # the latency dropped
 
 
 def test_tuner_waits_for_a_period_to_pass() -> None:
@@ -192,3 +203,46 @@ def test_tuner_sheds_workers_that_add_no_throughput() -> None:
     assert tuner.workers == 64
     _serve(tuner, now, 60, lambda workers: min(workers, 8) * 250)
     assert tuner.workers < 32
+
+
+# --- What the tuner is fed ----------------------------------------------------------------------
+
+
+def test_latency_is_a_running_average_that_follows_a_change() -> None:
+    latency = Latency()
+    assert latency() is None
+    latency.observe(0.2)
+    assert latency() == 0.2
+    for _ in range(60):
+        latency.observe(0.001)
+    seconds = latency()
+    assert seconds is not None
+    assert seconds < 0.002
+
+
+async def test_the_pool_size_bounds_come_from_the_session() -> None:
+    own = AiohttpTransport(provider="wemasy", max_connections=MAX_CONCURRENCY)
+    assert own.pool_size == MAX_CONCURRENCY
+    for connector, size in (
+        (aiohttp.TCPConnector(limit=10), 10),
+        (aiohttp.TCPConnector(limit=0), None),
+        (aiohttp.TCPConnector(limit=50, limit_per_host=8), 8),
+    ):
+        async with aiohttp.ClientSession(connector=connector) as session:
+            assert AiohttpTransport(provider="wemasy", session=session).pool_size == size
+
+
+def test_tuner_stops_growing_when_growth_buys_no_throughput() -> None:
+    # A rate the machine cannot reach: it serves 1,000/s at most, 1 ms each when idle, and
+    # every request beyond that waits its turn, so the latency grows with the workers.
+    tuner = Tuner(cap=1000, now=0.0)
+    now = 0.0
+    for _ in range(50):
+        throughput = min(tuner.workers / 0.001, 1000.0)
+        latency = tuner.workers / throughput  # Little's law
+        for _ in range(int(throughput * 0.1) + 1):
+            now += 1 / throughput
+            tuner.due(now)
+        tuner.update(now, 2000.0, latency)
+    # Little's law alone would chase the latency to the cap (1000).
+    assert tuner.workers < 100

@@ -110,6 +110,9 @@ class Tuner:
       + SPARE`` workers, Little's law with room for the spread of latencies. It follows a
       change of rate or latency either way, in one period. More workers than the rate needs
       only wait in the limiter, so erring high costs little; erring low leaves rate unused.
+      One guard: while the throughput is short of ``R / GAIN``, it grows only if its last
+      growth raised the throughput by ``GAIN``, since on a saturated machine (or server)
+      the latency rises with every request in flight and Little's law would chase it.
     - No rate is known (no limit learned yet, an unpaced server, or no limiter): a hill climb
       on the measured throughput. From ``INITIAL`` workers, double while a doubling raises the
       throughput by at least ``GAIN``; when one does not, go back to the best count and hold.
@@ -133,6 +136,7 @@ class Tuner:
         self._start = now
         self._done = 0  # completions this period
         self._need = 1  # completions that end a period
+        self._grown_at: float | None = None  # the throughput before the last paced growth
         self._warm = False  # the first period is over
         self._best = 0.0  # hill climb: the best throughput, at _best_workers
         self._best_workers = self.workers
@@ -158,7 +162,7 @@ class Tuner:
         self._start, self._done = now, 0
         if rate is not None and latency is not None:
             self._restart_climb()  # should the limit vanish, climb from here
-            workers = math.ceil(rate * latency * self.HEADROOM) + self.SPARE
+            workers = self._paced(rate, latency, throughput)
             self._need = 1
         elif not self._warm:
             workers = self.workers
@@ -169,6 +173,24 @@ class Tuner:
         if rate is None or latency is None:
             self._need = 2 * self.workers
         return self.workers
+
+    def _paced(self, rate: float, latency: float, throughput: float) -> int:
+        workers = math.ceil(rate * latency * self.HEADROOM) + self.SPARE
+        if workers <= self.workers:
+            self._grown_at = None
+            return workers
+        grown_at = self._grown_at
+        if (
+            grown_at is not None
+            and throughput < grown_at * self.GAIN
+            and throughput < rate / self.GAIN
+        ):
+            # Short of the rate, and the last growth bought no throughput: the bottleneck is
+            # elsewhere (CPU, the server), and the latency grows with every request queued
+            # there. More workers would only grow it further.
+            return self.workers
+        self._grown_at = throughput
+        return workers
 
     def _restart_climb(self) -> None:
         self._best, self._growing, self._probe, self._holds = 0.0, True, None, 0
