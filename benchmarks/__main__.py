@@ -12,9 +12,11 @@ separate process.
 - ``overhead``: the rate limiter's cost per request when it never waits
   (:mod:`benchmarks.overhead`).
 - ``ratelimit``: how much of a server's rate limit each client uses and how many 429s it
-  gets (:mod:`benchmarks.ratelimit`; about 2.5 minutes).
+  gets, over a grid of rates, latencies and process counts, with the machine's ceiling and
+  the non-binding row (:mod:`benchmarks.ratelimit`; about 10 minutes, ``--quick`` about 3).
 
-``all`` (the default) runs everything and writes ``benchmarks/results.md``.
+``all`` (the default) runs everything and writes ``benchmarks/results.md``; one benchmark
+alone replaces its own section there (not with ``--quick``).
 """
 
 from __future__ import annotations
@@ -125,44 +127,50 @@ def run_overhead(args: argparse.Namespace) -> tuple[list[dict[str, Any]], str]:
     return rows, table
 
 
-def run_ratelimit(args: argparse.Namespace) -> tuple[list[dict[str, Any]], str]:
-    settings = ratelimit.Settings(
-        limit=args.limit,
-        window=args.window,
+def run_ratelimit(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    points = ratelimit.grid(
+        quick=args.quick,
+        rates=args.rates,
+        latencies=[ms / 1000 for ms in args.latencies],
+        process_counts=args.process_counts,
         windows=args.windows,
-        tasks=args.tasks,
-        processes=args.processes,
-        offset=args.offset,
+    )
+    seconds = sum(
+        (p.windows * p.window + p.window / 2 + p.latency + 1.5) * len(args.clients) for p in points
     )
     print(
-        f"\nRate limiting: {settings.limit} requests per {settings.window:g} s window, "
-        f"{settings.tasks} tasks, {settings.windows} windows per scenario "
-        f"(seed {args.seed}); each scenario takes about "
-        f"{settings.windows * settings.window + settings.window / 2 + 1.5:.0f} s",
+        f"\nRate limiting: {len(points)} grid points x {len(args.clients)} clients"
+        f"{' (quick)' if args.quick else ''}, seed {args.seed}; about {seconds / 60:.0f} min",
         flush=True,
     )
 
     def progress(row: dict[str, Any]) -> None:
+        where = (
+            f"  {row['rate']}/s, {row['latency'] * 1000:.0f} ms, {row['processes']} process(es),"
+            f" {row['client']}"
+        )
         if "skipped" in row:
-            print(f"  {row['scenario']}, {row['client']}: not run ({row['skipped']})", flush=True)
+            print(f"{where}: not run ({row['skipped']})", flush=True)
         else:
             print(
-                f"  {row['scenario']}, {row['client']}: {row['utilisation']:.1%}, "
-                f"{row['rate_limited']} 429s (offset {row['offset']:.2f} s)",
+                f"{where}: {row['utilisation']:.1%}, {row['rate_limited']} 429s, "
+                f"any span {row['max_sent_any_span']}/{row['limit']}, "
+                f"peak in flight {row['peak_in_flight']}",
                 flush=True,
             )
 
-    rows = ratelimit.run(
-        settings,
-        seed=args.seed,
-        clients=args.clients,
-        process_counts=args.process_counts,
-        progress=progress,
-    )
-    table = ratelimit.format_table(rows, settings)
+    rows = ratelimit.run_grid(points, clients=args.clients, seed=args.seed, progress=progress)
+    ceilings: dict[float, float] = {}
+    unbound: list[dict[str, Any]] = []
+    if not args.grid_only:
+        print("  ceiling: bare aiohttp, no limit", flush=True)
+        ceilings = ratelimit.ceiling()
+        print("  non-binding: limiter on / off / bare at concurrency 1, 16, 64", flush=True)
+        unbound = ratelimit.non_binding(rounds=1 if args.quick else 3)
+    table = ratelimit.format_table(rows, ceilings=ceilings, unbound=unbound, quick=args.quick)
     print()
     print(table)
-    return rows, table
+    return {"grid": rows, "ceiling": ceilings, "non_binding": unbound}, table
 
 
 RUNNERS = {
@@ -203,6 +211,19 @@ def write_results(tables: dict[str, str], elapsed: float) -> None:
     print(f"\nWrote {RESULTS}")
 
 
+def update_section(name: str, table: str) -> None:
+    """Replace the section of ``name`` in ``results.md`` (appended if it has none)."""
+    heading = f"## {TITLES[name]}"
+    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
+    before, found, rest = text.partition(heading + "\n")
+    after = rest[rest.find("\n## ") + 1 :] if found and "\n## " in rest else ""
+    if not found:
+        before = text.rstrip("\n") + "\n\n"
+    section = f"{heading}\n\n{table}\n"
+    RESULTS.write_text(before + section + ("\n" + after if after else ""))
+    print(f"\nUpdated the {TITLES[name]!r} section of {RESULTS}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks")
     parser.add_argument("benchmark", nargs="?", choices=("all", *RUNNERS), default="all")
@@ -221,22 +242,21 @@ def main() -> None:
     other.add_argument("--memory-large", type=int, default=100_000)
     other.add_argument("--overhead-rounds", type=int, default=5)
     rl = parser.add_argument_group("ratelimit")
-    rl.add_argument("--limit", type=int, default=50, help="requests per window (default 50)")
-    rl.add_argument("--window", type=float, default=2.0, help="window in seconds (default 2)")
-    rl.add_argument("--windows", type=int, default=11, help="windows per scenario (default 11)")
-    rl.add_argument("--tasks", type=int, default=200, help="concurrent tasks in all")
-    rl.add_argument("--processes", type=int, default=4, help="processes of the shared scenarios")
     rl.add_argument(
-        "--process-counts",
-        type=int,
-        nargs="+",
-        default=None,
-        help="which process counts to run (default: 1 and --processes)",
+        "--quick", action="store_true", help="short windows, 2 per point (for development)"
     )
+    rl.add_argument(
+        "--rates", type=int, nargs="+", choices=ratelimit.RATES, default=ratelimit.RATES
+    )
+    rl.add_argument(
+        "--latencies", type=int, nargs="+", default=[0, 200], help="server latencies, in ms"
+    )
+    rl.add_argument("--process-counts", type=int, nargs="+", default=list(ratelimit.PROCESS_COUNTS))
+    rl.add_argument("--windows", type=int, default=None, help="windows per point")
     rl.add_argument("--clients", nargs="+", choices=ratelimit.CLIENTS, default=ratelimit.CLIENTS)
     rl.add_argument("--seed", type=int, default=None, help="seed of the window offsets")
     rl.add_argument(
-        "--offset", type=float, default=None, help="start this many seconds into a window"
+        "--grid-only", action="store_true", help="skip the ceiling and the non-binding row"
     )
     args = parser.parse_args()
 
@@ -249,6 +269,8 @@ def main() -> None:
             results[name], tables[name] = runner(args)
     if args.benchmark == "all":
         write_results(tables, time.perf_counter() - started)
+    elif not args.quick:
+        update_section(args.benchmark, tables[args.benchmark])
     if args.json is not None:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
 

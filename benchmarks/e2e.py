@@ -81,7 +81,9 @@ async def bare_loop(url: str, ids: range, concurrency: int) -> float:
     decoder = msgspec.json.Decoder(BareEnvelope)
     headers = {"Authorization": "Bearer bench", "Content-Type": "application/json"}
     endpoint = url + "/services/ai/v1/conversations/get"
-    async with aiohttp.ClientSession() as session:
+    # A pool as large as the concurrency: aiohttp's default of 100 would cap it there.
+    connector = aiohttp.TCPConnector(limit=max(100, concurrency))
+    async with aiohttp.ClientSession(connector=connector) as session:
 
         async def fetch(i: int) -> object:
             body = msgspec.json.encode({"conversation_id": i})

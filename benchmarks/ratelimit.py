@@ -1,60 +1,58 @@
-"""Rate limiting: how much of a server's limit each client uses, and how often it hits it.
+"""Rate limiting: how much of a server's limit each client uses, at every rate and latency.
 
-The fake Wemasy server runs in its own process with a fixed-window limit (by default 50
-requests per 2-second window; windows are aligned to the moment the server started). The
-run starts at a uniformly random offset into a server window, which is the same as the
-windows being aligned at a random offset (``serve`` has no ``--window-offset`` flag). From
-that start, ``tasks`` concurrent tasks loop on ``get_conversation`` until a deadline
-``windows`` windows later (default 11 windows, 22 s); at the deadline every task is
-cancelled, including requests waiting in a limiter or in flight. A fresh server (fresh
-counters and windows) is started for every scenario. Scenarios run one after the other
-(about 2.5 minutes in all): running them side by side on a 2-core machine would let them
-starve each other. ``Settings.offset`` (``--offset``) fixes the offset instead, to
-reproduce an alignment; ``--seed`` makes the random offsets repeatable.
+A grid: allowed rate {1/s, 25/s, 500/s, 2,000/s} x server latency {0, 200 ms} x {1 process,
+4 processes}, for three clients, each point against a fresh fake Wemasy server in its own
+process (``serve --rate-limit L --window W --latency S``: a fixed window of ``L`` requests
+per ``W`` seconds, windows aligned to the server's start; every admitted request waits ``S``
+seconds before it is answered). The rates are limits of (``--quick`` in brackets):
 
-Scenarios: one process with 200 tasks, then 4 processes (``processes``) with 50 tasks each
-(200 in all; workers are ``python -m benchmarks.ratelimit_worker``, started together on the
-wall clock), each for three clients:
+- 1/s: 5 per 5 s (2 per 2 s): a short window so that a point takes seconds, not minutes,
+  yet is a real limit of a few requests. Pacing at most ``L - 1`` sends in any window span
+  (what makes 0 429s certain whatever the alignment) caps its utilisation at 80% (50%).
+- 25/s: 50 per 2 s (25 per 1 s); 500/s: 1,000 per 2 s (500 per 1 s); 2,000/s: 4,000 per
+  2 s (2,000 per 1 s).
 
-- ``wemasy-async``: ``Client(rate_limit=RateLimit(window=W))`` with the default retry policy.
-  It learns the limit from ``X-RateLimit-Limit``. With 4 processes its state is shared through
-  a fresh ``redis-server`` (``RateLimit(window=W, store=RedisStore(url))``); that scenario is
-  reported as not run when ``wemasy_async.redis`` or ``redis-server`` is missing.
-- ``naive``: the SDK with ``rate_limit=False, retry=False`` and this benchmark's own loop
-  that, on a 429, sleeps the ``Retry-After`` it was sent (1 s if none) and tries again. This
-  is the same as the SDK's own retry with an unlimited ``max_attempts``, but explicit.
-- ``aiolimiter``: ``AsyncLimiter(limit, W)`` around each SDK call (``rate_limit=False,
-  retry=False``), with the same retry-after-429 loop as ``naive`` (the retry goes through
-  the limiter again). With 4 processes each process gets ``AsyncLimiter(limit / 4, W)``: the
-  best a static split can do (giving each process the full limit would simply send 4x too
-  much).
+Each point runs ``windows`` windows (4; 3 at 1/s; ``--quick``: 2), starting at a uniformly
+random offset into a server window (``--seed`` repeats them); at the deadline everything is
+cancelled, including requests waiting in a limiter or in flight. Clients:
 
-Reported per scenario (definitions):
+- ``wemasy-async``: the SDK with its default settings: ``fetch_conversations(ids)`` with no
+  ``concurrency`` (the pool tunes itself), ``RateLimit(window=W)`` (the window is told, since
+  the providers document a minute), the default retry policy. With 4 processes its limiter
+  state is shared through one fresh ``redis-server`` (``RateLimit(window=W,
+  store=RedisStore(url))``). Its session is the benchmark's (to timestamp requests) with
+  the connection pool the client's own session has (1,000).
+- ``aiolimiter``: ``AsyncLimiter(L, W)`` around each SDK call (``rate_limit=False,
+  retry=False``), and on a 429 a sleep of its ``Retry-After`` and a retry through the limiter
+  again. With 4 processes each gets ``AsyncLimiter(L / 4, W)``, the best a static split does.
+- ``naive``: the SDK with ``rate_limit=False, retry=False`` and the same retry-after-429 loop.
 
-- ``utilisation`` = accepted / allowed, where *accepted* is the server's ``accepted`` counter
-  (requests it admitted and answered 2xx) and *allowed* = ``limit * duration / window`` with
-  ``duration = deadline - start``: the sustained rate the limit permits over exactly the
-  time the load ran. It is not capped at 100%: a fixed window lets a client that bursts at
-  both ends of the run (in the partial first and last windows) exceed it, up to
-  ``(windows + 1) / windows``.
-- ``full windows``: the server's accepted count in each window lying entirely within the
-  run (``window_counts`` without the partial first and last windows), as min-max and as
-  mean / limit.
-- ``429s``: 429 responses the server sent (its ``rate_limited`` counter); the clients'
-  own count of 429 responses received is checked against it (``client_429s``).
-- ``max accepted/window``: the server's ``max_in_window``, the most requests it accepted in
-  one window. A fixed-window server never accepts more than the limit, so this only shows
-  that the limit was reached.
-- ``max sent/window``: the most requests the clients sent within one server window, 429s
-  included (client-side timestamps of the request headers going out, bucketed by the
-  server's windows).
-- ``any alignment``: the most requests sent within any span of one window length,
-  i.e. the worst case over every possible alignment of the server's windows. A client that
-  stays at or under the limit here cannot get a 429 from a fixed-window server however its
-  windows are aligned.
+The baselines get the concurrency an oracle would pick, ``ceil(rate x (latency + 2 ms) x
+1.5) + 4`` tasks in all (at least 16), split between the processes; the SDK gets none.
+
+Reported per point (definitions):
+
+- ``utilisation`` = accepted / allowed: the server's accepted count (admitted and answered
+  2xx) over ``L x duration / W``, the sustained rate the limit permits over exactly the time
+  the load ran. Not capped at 100%: a fixed window lets a client that bursts at both ends of
+  the run exceed it, up to ``(windows + 1) / windows``.
+- ``429s``: 429 responses the server sent.
+- ``any span``: the most requests the clients sent within any span of one window length
+  (client-side timestamps of request headers going out, 429s included), over ``L``. At most
+  ``L`` in every span means no alignment of the server's windows could see too many.
+- ``peak in flight``: the most requests the clients had in flight at once (summed over the
+  processes' own peaks).
+
+Also: the machine's ceiling, bare aiohttp + msgspec with no limit (the fake announces 10M a
+minute) at 0 ms (64 in flight) and at 200 ms (512 in flight), one process; grid points whose
+rate is above the ceiling at their latency cannot reach 100% and are marked so. And the
+non-binding row: ``Client.get_conversation`` with the limiter on vs off vs bare aiohttp at
+concurrency 1/16/64 (10M a minute, 0 ms), best of 3 alternating rounds.
 
 Window indices are computed on the wall clock from the moment the server reported its URL;
-the server fixes its origin a fraction of a millisecond before that.
+the server fixes its origin a fraction of a millisecond before that. The machine is whatever
+runs it: on a shared 2-core machine the 500/s and 2,000/s points compete with the fake server
+(and each other's processes) for CPU.
 """
 
 from __future__ import annotations
@@ -80,10 +78,13 @@ import anyio
 from aiolimiter import AsyncLimiter
 from yarl import URL
 
+from benchmarks import e2e
 from benchmarks.fake_process import fake_server
 from wemasy_async import Client, RateLimit
+from wemasy_async.batch import MAX_CONCURRENCY
 from wemasy_async.errors import APIError, RateLimitError
 from wemasy_async.ratelimit import LimiterStore
+from wemasy_async.testing import most_in_any_span
 
 if TYPE_CHECKING:
     from wemasy_async.redis import RedisStore
@@ -91,18 +92,37 @@ if TYPE_CHECKING:
 SDK = "wemasy-async"
 NAIVE = "naive"
 AIOLIMITER = "aiolimiter"
-CLIENTS = (SDK, NAIVE, AIOLIMITER)
+CLIENTS = (SDK, AIOLIMITER, NAIVE)
+
+RATES = (1, 25, 500, 2000)
+LATENCIES = (0.0, 0.2)
+PROCESS_COUNTS = (1, 4)
+
+#: allowed rate -> (limit, window): full run, and --quick.
+LIMITS: dict[int, tuple[int, float]] = {
+    1: (5, 5.0),
+    25: (50, 2.0),
+    500: (1000, 2.0),
+    2000: (4000, 2.0),
+}
+QUICK_LIMITS: dict[int, tuple[int, float]] = {
+    1: (2, 2.0),
+    25: (25, 1.0),
+    500: (500, 1.0),
+    2000: (2000, 1.0),
+}
 
 CONVERSATIONS = 200
 TOKEN = "bench"
 ROOT = Path(__file__).resolve().parent.parent
+UNLIMITED = 10_000_000
 
 Row = dict[str, Any]
 
 
 @dataclass(frozen=True)
 class LoadSpec:
-    """What one process of a scenario runs (JSON-able: it is sent to worker processes)."""
+    """What one process of a point runs (JSON-able: it is sent to worker processes)."""
 
     url: str
     client: str
@@ -120,6 +140,7 @@ class Load:
     rate_limited: int = 0  # 429 responses received
     failed: int = 0  # other exceptions from the client (none expected)
     gave_up: int = 0  # RateLimitError raised by the SDK after its retries
+    peak_in_flight: int = 0
     sent: list[float] = field(default_factory=list)  # wall clock, request headers sent
 
     def merge(self, other: Load) -> None:
@@ -127,11 +148,20 @@ class Load:
         self.rate_limited += other.rate_limited
         self.failed += other.failed
         self.gave_up += other.gave_up
+        self.peak_in_flight += other.peak_in_flight
         self.sent.extend(other.sent)
 
 
 def _trace(load: Load) -> aiohttp.TraceConfig:
-    """Count responses by status and timestamp every request, below the client under test."""
+    """Count responses by status, requests in flight, and timestamp every request sent."""
+    in_flight = 0
+
+    async def on_start(
+        session: aiohttp.ClientSession, ctx: object, params: aiohttp.TraceRequestStartParams
+    ) -> None:
+        nonlocal in_flight
+        in_flight += 1
+        load.peak_in_flight = max(load.peak_in_flight, in_flight)
 
     async def on_sent(
         session: aiohttp.ClientSession,
@@ -143,15 +173,27 @@ def _trace(load: Load) -> aiohttp.TraceConfig:
     async def on_end(
         session: aiohttp.ClientSession, ctx: object, params: aiohttp.TraceRequestEndParams
     ) -> None:
+        nonlocal in_flight
+        in_flight -= 1
         status = params.response.status
         if status == 429:
             load.rate_limited += 1
         elif 200 <= status < 300:
             load.ok += 1
 
+    async def on_error(
+        session: aiohttp.ClientSession,
+        ctx: object,
+        params: aiohttp.TraceRequestExceptionParams,
+    ) -> None:
+        nonlocal in_flight
+        in_flight -= 1
+
     trace = aiohttp.TraceConfig()
+    trace.on_request_start.append(on_start)
     trace.on_request_headers_sent.append(on_sent)
     trace.on_request_end.append(on_end)
+    trace.on_request_exception.append(on_error)
     return trace
 
 
@@ -167,20 +209,6 @@ async def _try_once(client: Client, conversation_id: int) -> float | None:
 def _task_factory(
     spec: LoadSpec, client: Client, load: Load
 ) -> Callable[[int], Coroutine[Any, Any, None]]:
-    if spec.client == SDK:
-
-        async def sdk(conversation_id: int) -> None:
-            while True:
-                try:
-                    await client.get_conversation(conversation_id)
-                except RateLimitError:
-                    load.gave_up += 1  # the limiter still holds the key until Retry-After
-                except APIError:
-                    load.failed += 1
-                    await anyio.sleep(0.1)
-
-        return sdk
-
     if spec.client == NAIVE:
 
         async def naive(conversation_id: int) -> None:
@@ -214,8 +242,23 @@ def _task_factory(
     raise ValueError(f"unknown client {spec.client!r}")
 
 
+def _endless_ids() -> Iterator[int]:
+    while True:
+        yield from range(1, CONVERSATIONS + 1)
+
+
+async def _sdk_batch(client: Client, load: Load) -> None:
+    """The SDK's default: one ``fetch_conversations(ids)``, no concurrency given."""
+    async with client.fetch_conversations(_endless_ids()) as results:
+        async for result in results:
+            if isinstance(result.error, RateLimitError):
+                load.gave_up += 1
+            elif result.error is not None:
+                load.failed += 1
+
+
 async def run_load(spec: LoadSpec, start_at: float, deadline_at: float) -> Load:
-    """Run ``spec.tasks`` tasks from ``start_at`` until ``deadline_at`` (wall clock)."""
+    """Run ``spec``'s client from ``start_at`` until ``deadline_at`` (wall clock)."""
     load = Load()
     store: RedisStore | None = None
     if spec.redis_url is not None:
@@ -223,7 +266,7 @@ async def run_load(spec: LoadSpec, start_at: float, deadline_at: float) -> Load:
 
         store = RedisStore(spec.redis_url)
     session = aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=100),  # as the SDK's own session
+        connector=aiohttp.TCPConnector(limit=MAX_CONCURRENCY),  # as the SDK's own session
         cookie_jar=aiohttp.DummyCookieJar(),
         trace_configs=[_trace(load)],
     )
@@ -241,12 +284,15 @@ async def run_load(spec: LoadSpec, start_at: float, deadline_at: float) -> Load:
             retry=spec.client == SDK,
         )
         async with client:
-            task = _task_factory(spec, client, load)
             await anyio.sleep(max(0.0, start_at - time.time()))
             with anyio.move_on_after(deadline_at - time.time()):
-                async with anyio.create_task_group() as tg:
-                    for n in range(spec.tasks):
-                        tg.start_soon(task, n % CONVERSATIONS + 1)
+                if spec.client == SDK:
+                    await _sdk_batch(client, load)
+                else:
+                    task = _task_factory(spec, client, load)
+                    async with anyio.create_task_group() as tg:
+                        for n in range(spec.tasks):
+                            tg.start_soon(task, n % CONVERSATIONS + 1)
     finally:
         await session.close()
         if store is not None:
@@ -378,212 +424,268 @@ def _run_workers(
                 worker.wait()
 
 
-# --- Scenarios -------------------------------------------------------------------------------
+# --- Points ----------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class Settings:
-    limit: int = 50
-    window: float = 2.0
-    windows: int = 11
-    tasks: int = 200
-    processes: int = 4
-    offset: float | None = None  # seconds into a server window to start at; None: random
+class Point:
+    """One grid point: an allowed rate (as a fixed window) at a latency, over processes."""
+
+    rate: int
+    limit: int
+    window: float
+    latency: float
+    processes: int
+    windows: int
 
 
-def _max_in_span(times: list[float], span: float) -> int:
-    """The most timestamps within any half-open interval of length ``span``."""
-    times = sorted(times)
-    best = lo = 0
-    for hi, t in enumerate(times):
-        while t - times[lo] >= span:
-            lo += 1
-        best = max(best, hi - lo + 1)
-    return best
-
-
-def _row(
-    scenario: str,
-    client: str,
-    settings: Settings,
+def grid(
     *,
-    load: Load,
-    stats: dict[str, Any],
-    origin: float,
-    offset: float,
-    start: float,
-    deadline: float,
-) -> Row:
-    window, limit = settings.window, settings.limit
-    duration = deadline - start
-    allowed = limit * duration / window
-    first = math.floor((start - origin) / window)
-    last = math.floor((deadline - origin) / window)
-    counts = {int(k): v for k, v in stats["window_counts"].items()}
-    full = [counts.get(i, 0) for i in range(first + 1, last)]
-    sent_by_window: dict[int, int] = {}
-    for t in load.sent:
-        index = math.floor((t - origin) / window)
-        sent_by_window[index] = sent_by_window.get(index, 0) + 1
-    return {
-        "scenario": scenario,
-        "client": client,
-        "utilisation": stats["accepted"] / allowed,
-        "accepted": stats["accepted"],
-        "allowed": allowed,
-        "rate_limited": stats["rate_limited"],
-        "client_429s": load.rate_limited,
-        "client_ok": load.ok,
-        "failed": load.failed,
-        "gave_up": load.gave_up,
-        "max_accepted_in_window": stats["max_in_window"],
-        "max_sent_in_window": max(sent_by_window.values(), default=0),
-        "max_sent_any_alignment": _max_in_span(load.sent, window),
-        "full_windows": full,
-        "full_window_utilisation": sum(full) / (len(full) * limit) if full else float("nan"),
-        "first_window_accepted": counts.get(first, 0),
-        "last_window_accepted": counts.get(last, 0),
-        "offset": offset,
-        "duration": duration,
-    }
+    quick: bool = False,
+    rates: Sequence[int] = RATES,
+    latencies: Sequence[float] = LATENCIES,
+    process_counts: Sequence[int] = PROCESS_COUNTS,
+    windows: int | None = None,
+) -> list[Point]:
+    """The grid's points, in the order they run."""
+    limits = QUICK_LIMITS if quick else LIMITS
+    points = []
+    for processes in process_counts:
+        for latency in latencies:
+            for rate in rates:
+                limit, window = limits[rate]
+                count = windows or (2 if quick else 3 if rate == 1 else 4)
+                points.append(Point(rate, limit, window, latency, processes, count))
+    return points
 
 
-def _client_label(client: str, settings: Settings, processes: int) -> str:
-    if client == AIOLIMITER:
-        rate = settings.limit / processes
-        label = f"aiolimiter({rate:g}, {settings.window:g})"
-        return label + (" each" if processes > 1 else "")
-    if client == SDK and processes > 1:
-        return "wemasy-async + Redis"
-    if client == NAIVE:
-        return "naive (retry on 429)"
-    return client
+def oracle_tasks(point: Point) -> int:
+    """The concurrency the baselines get: Little's law from the true rate and latency."""
+    return min(MAX_CONCURRENCY, max(16, math.ceil(point.rate * (point.latency + 0.002) * 1.5) + 4))
 
 
-def run_scenario(client: str, processes: int, settings: Settings, rng: random.Random) -> Row:
-    """One scenario against a fresh fake server; returns its row."""
-    scenario = f"{processes} process" + ("es" if processes > 1 else "")
-    label = _client_label(client, settings, processes)
-    use_redis = client == SDK and processes > 1
+def run_point(client: str, point: Point, rng: random.Random) -> Row:
+    """One client at one point, against a fresh fake server; its row."""
+    row: Row = {"client": client, **asdict(point)}
+    use_redis = client == SDK and point.processes > 1
     if use_redis:
-        if importlib.util.find_spec("wemasy_async.redis") is None:
-            return {"scenario": scenario, "client": label, "skipped": "no wemasy_async.redis"}
+        if importlib.util.find_spec("redis") is None:
+            return {**row, "skipped": "no redis package"}
         if redis_server_path() is None:
-            return {"scenario": scenario, "client": label, "skipped": "no redis-server"}
-    offset = rng.uniform(0, settings.window) if settings.offset is None else settings.offset
-    duration = settings.windows * settings.window
+            return {**row, "skipped": "no redis-server"}
+    offset = rng.uniform(0, point.window)
+    duration = point.windows * point.window
+    tasks = oracle_tasks(point)
     with fake_server(
-        rate_limit=settings.limit, window=settings.window, conversations=CONVERSATIONS
+        rate_limit=point.limit,
+        window=point.window,
+        latency=point.latency,
+        conversations=CONVERSATIONS,
     ) as url:
         origin = time.time()
         spec = LoadSpec(
             url=url,
             client=client,
-            tasks=settings.tasks // processes,
-            window=settings.window,
-            aiolimiter_rate=settings.limit / processes,
+            tasks=max(1, tasks // point.processes),
+            window=point.window,
+            aiolimiter_rate=point.limit / point.processes,
         )
-        if processes == 1:
-            start = _start_time(origin, settings.window, offset, time.time() + 0.05)
+        if point.processes == 1:
+            start = _start_time(origin, point.window, offset, time.time() + 0.05)
             deadline = start + duration
             load = anyio.run(run_load, spec, start, deadline)
-        elif use_redis:
-            with redis_server() as redis_url:
+        else:
+            with redis_server() if use_redis else _no_redis() as redis_url:
                 spec = LoadSpec(**{**asdict(spec), "redis_url": redis_url})
                 load, start, deadline = _run_workers(
                     spec,
-                    processes,
+                    point.processes,
                     origin=origin,
-                    window=settings.window,
+                    window=point.window,
                     offset=offset,
                     duration=duration,
                 )
-        else:
-            load, start, deadline = _run_workers(
-                spec,
-                processes,
-                origin=origin,
-                window=settings.window,
-                offset=offset,
-                duration=duration,
-            )
-        time.sleep(0.2)  # let responses to cancelled requests finish on the server
+        time.sleep(0.2 + point.latency)  # let responses to cancelled requests finish
         stats = _server_stats(url)
-    return _row(
-        scenario,
-        label,
-        settings,
-        load=load,
-        stats=stats,
-        origin=origin,
-        offset=offset,
-        start=start,
-        deadline=deadline,
-    )
+    allowed = point.limit * (deadline - start) / point.window
+    return {
+        **row,
+        "utilisation": stats["accepted"] / allowed,
+        "accepted": stats["accepted"],
+        "allowed": allowed,
+        "rate_limited": stats["rate_limited"],
+        "client_429s": load.rate_limited,
+        "failed": load.failed,
+        "gave_up": load.gave_up,
+        "max_sent_any_span": most_in_any_span(load.sent, point.window),
+        "peak_in_flight": load.peak_in_flight,
+        "tasks": None if client == SDK else tasks,
+        "offset": offset,
+    }
 
 
-def run(
-    settings: Settings | None = None,
+@contextmanager
+def _no_redis() -> Iterator[None]:
+    yield None
+
+
+def run_grid(
+    points: Sequence[Point],
     *,
-    seed: int | None = None,
     clients: Sequence[str] = CLIENTS,
-    process_counts: Sequence[int] | None = None,
+    seed: int | None = None,
     progress: Callable[[Row], None] | None = None,
 ) -> list[Row]:
-    """Run every scenario (one process, then ``settings.processes``) and return the rows."""
-    settings = settings or Settings()
     rng = random.Random(seed)
-    rows: list[Row] = []
-    for processes in process_counts or (1, settings.processes):
+    rows = []
+    for point in points:
         for client in clients:
-            row = run_scenario(client, processes, settings, rng)
+            row = run_point(client, point, rng)
             rows.append(row)
             if progress is not None:
                 progress(row)
     return rows
 
 
-def format_table(rows: Sequence[Row], settings: Settings) -> str:
-    """The rows as a text table."""
-    header = (
-        f"{'scenario':<11} | {'client':<27} | {'utilisation':>11} | {'full windows':>19} | "
-        f"{'429s':>5} | {'max/window':>10} | {'sent/window':>11} | {'any align':>9} | "
-        f"{'accepted':>13}"
-    )
-    lines = [header, "-" * len(header)]
+# --- The ceiling and the non-binding row ------------------------------------------------------
+
+
+def ceiling(requests: int = 5000) -> dict[float, float]:
+    """Requests per second bare aiohttp + msgspec reaches with no limit, by latency."""
+    result = {}
+    for latency, concurrency in ((0.0, 64), (0.2, 512)):
+        with fake_server(rate_limit=UNLIMITED, latency=latency, conversations=requests) as url:
+            anyio.run(e2e.bare_loop, url, range(1, 201), concurrency)  # warm up
+            result[latency] = anyio.run(e2e.bare_loop, url, range(1, requests + 1), concurrency)
+    return result
+
+
+NON_BINDING = {"bare": e2e.bare_loop, "on": e2e.sdk, "off": e2e.sdk_nolimit}
+
+
+def non_binding(requests: int = 2000, rounds: int = 3) -> list[Row]:
+    """Limiter on vs off vs bare aiohttp when the limit never binds, at 1/16/64."""
+    rows = []
+    with fake_server(rate_limit=UNLIMITED, conversations=requests) as url:
+        for concurrency in (1, 16, 64):
+            count = requests // 2 if concurrency == 1 else requests
+            best = dict.fromkeys(NON_BINDING, 0.0)
+            anyio.run(e2e.bare_loop, url, range(1, 201), concurrency)  # warm up
+            for _ in range(rounds):
+                for name, contender in NON_BINDING.items():
+                    rps = anyio.run(contender, url, range(1, count + 1), concurrency)
+                    best[name] = max(best[name], rps)
+            rows.append({"concurrency": concurrency, "requests": count, **best})
+    return rows
+
+
+# --- The table ---------------------------------------------------------------------------------
+
+
+def _rate_text(rate: float) -> str:
+    return f"{rate:,.0f}/s"
+
+
+def format_table(
+    rows: Sequence[Row],
+    *,
+    ceilings: dict[float, float] | None = None,
+    unbound: Sequence[Row] = (),
+    quick: bool = False,
+) -> str:
+    """The grid, the ceiling and the non-binding row as markdown."""
+    lines = [
+        "| allowed rate | limit | latency | processes | client | utilisation | 429s "
+        "| any span / limit | peak in flight | target (>= 97%, 0 429s) |",
+        "|---:|---:|---:|---:|---|---:|---:|---:|---:|---|",
+    ]
     for row in rows:
+        head = (
+            f"| {_rate_text(row['rate'])} | {row['limit']:,} per {row['window']:g} s "
+            f"| {row['latency'] * 1000:.0f} ms | {row['processes']} | {_label(row)} "
+        )
         if "skipped" in row:
-            lines.append(f"{row['scenario']:<11} | {row['client']:<27} | not run: {row['skipped']}")
+            lines.append(head + f"| not run: {row['skipped']} | | | | |")
             continue
-        full = row["full_windows"]
-        full_text = (
-            f"{min(full)}-{max(full)} ({row['full_window_utilisation']:.1%})" if full else "-"
-        )
+        ceiling_rps = (ceilings or {}).get(row["latency"])
+        if row["client"] != SDK:
+            mark = ""
+        elif ceiling_rps is not None and row["rate"] > ceiling_rps:
+            mark = "above the ceiling"
+        elif row["utilisation"] >= 0.97 and row["rate_limited"] == 0:
+            mark = "met"
+        else:
+            mark = "MISSED"
+            bound = (row["limit"] - 1) / row["limit"]
+            if bound < 0.97:
+                mark += f" (L - 1 bound: {bound:.0%})"
         lines.append(
-            f"{row['scenario']:<11} | {row['client']:<27} | {row['utilisation']:>11.1%} | "
-            f"{full_text:>19} | {row['rate_limited']:>5} | {row['max_accepted_in_window']:>10} | "
-            f"{row['max_sent_in_window']:>11} | {row['max_sent_any_alignment']:>9} | "
-            f"{row['accepted']:>5} / {row['allowed']:>5.0f}"
+            head + f"| {row['utilisation']:.1%} | {row['rate_limited']:,} "
+            f"| {row['max_sent_any_span']:,} / {row['limit']:,} | {row['peak_in_flight']:,} "
+            f"| {mark} |"
         )
-    lines.append(
-        f"\nLimit {settings.limit} per {settings.window:g} s fixed window, runs of "
-        f"{settings.windows} windows ({settings.windows * settings.window:g} s) starting at a "
-        f"random offset into a window, {settings.tasks} tasks in all. utilisation = accepted / "
-        f"(limit x duration / window); full windows = accepted per window entirely inside the run "
-        f"(min-max, mean/limit); 429s = sent by the server; max/window = most accepted in one "
-        f"server window; sent/window = most sent (429s included) in one server window; any "
-        f"align = most sent in any {settings.window:g} s span."
-    )
-    mismatched = [r for r in rows if "skipped" not in r and r["client_429s"] != r["rate_limited"]]
-    for row in mismatched:
-        lines.append(
-            f"note: {row['scenario']} {row['client']}: clients counted {row['client_429s']} "
-            f"429s, the server {row['rate_limited']}"
+    notes = [
+        "",
+        "utilisation = accepted / (limit x duration / window); 429s = sent by the server; any "
+        "span = most sent (429s included) in any window-length span; peak in flight = the most "
+        "requests in flight at once (each process's peak, summed). wemasy-async runs "
+        "`fetch_conversations(ids)` with no concurrency given (4 processes: one RedisStore); "
+        "aiolimiter (the limit split evenly between processes) and naive (retry after "
+        "Retry-After on 429) get `ceil(rate x (latency + 2 ms) x 1.5) + 4` tasks (at least "
+        "16). "
+        + (
+            "Quick run: 2 windows per point, 1-2 s windows; 1/s is 2 per 2 s."
+            if quick
+            else "4 windows per point (3 at 1/s, where the limit is 5 per 5 s)."
+        )
+        + " A limit of L allows at most L - 1 sends in any window span: at 5 per 5 s the most "
+        "utilisation without risking a 429 is 80%.",
+    ]
+    if ceilings:
+        notes += [
+            "",
+            "Ceiling (bare aiohttp + msgspec, no limit, one process): "
+            + ", ".join(
+                f"{rps:,.0f} req/s at {latency * 1000:.0f} ms ({64 if latency == 0 else 512}"
+                " in flight)"
+                for latency, rps in ceilings.items()
+            )
+            + ".",
+        ]
+    if unbound:
+        notes += [
+            "",
+            "| concurrency | requests | bare aiohttp | limiter on | limiter off "
+            "| on / off (target >= 0.95x) | on / bare | off / bare |",
+            "|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for row in unbound:
+            ratio = row["on"] / row["off"]
+            mark = "met" if ratio >= 0.95 else "MISSED"
+            notes.append(
+                f"| {row['concurrency']} | {row['requests']:,} | {row['bare']:,.0f} req/s "
+                f"| {row['on']:,.0f} req/s | {row['off']:,.0f} req/s | {ratio:.2f}x ({mark}) "
+                f"| {row['on'] / row['bare']:.2f}x | {row['off'] / row['bare']:.2f}x |"
+            )
+        notes.append(
+            "\nLimit not binding (the fake announces 10M a minute, 0 ms): "
+            "`Client.get_conversation` with the limiter on and off vs a bare aiohttp + msgspec "
+            "loop, best of 3 alternating rounds."
         )
     for row in rows:
         if "skipped" not in row and (row["failed"] or row["gave_up"]):
-            lines.append(
-                f"note: {row['scenario']} {row['client']}: {row['failed']} failures, "
+            notes.append(
+                f"\nnote: {_rate_text(row['rate'])}, {row['latency'] * 1000:.0f} ms, "
+                f"{row['processes']} processes, {row['client']}: {row['failed']} failures, "
                 f"{row['gave_up']} RateLimitErrors raised after retries"
             )
-    return "\n".join(lines)
+    return "\n".join(lines + notes)
+
+
+def _label(row: Row) -> str:
+    client = row["client"]
+    if client == SDK:
+        return "wemasy-async + Redis" if row["processes"] > 1 else "wemasy-async"
+    if client == AIOLIMITER:
+        return "aiolimiter" + (" (split)" if row["processes"] > 1 else "")
+    return "naive (retry on 429)"

@@ -502,9 +502,11 @@ async def test_chat_accepts_boundary_values(
 BATCH_CASES: list[tuple[str, object]] = [
     *[("ids", value) for value in [5, None, "27", b"27", 2.5, OPAQUE]],
     *[
-        ("concurrency", value)
-        for value in [0, -1, 1001, 2**64, HUGE, True, False, 1.5, math.nan, "16", None, [16]]
+        (name, value)
+        for name in ["concurrency", "max_concurrency"]
+        for value in [0, -1, 1001, 2**64, HUGE, True, False, 1.5, math.nan, "16", [16]]
     ],
+    ("max_concurrency", None),  # None means "tuned" for concurrency only
     *[("progress", value) for value in [5, "print", b"x", OPAQUE, BAD_REPR, [print]]],
 ]
 

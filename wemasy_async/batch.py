@@ -1,13 +1,17 @@
-"""Batch fetching: many ids through a fixed pool of workers, results as they complete.
+"""Batch fetching: many ids through a pool of workers, results as they complete.
 
 :meth:`Client.fetch_conversations <wemasy_async.Client.fetch_conversations>` and
 ``fetch_messages`` return a :class:`BatchFetch`: an async iterator of :class:`FetchResult`,
 one per id, each holding the value or the typed error, so one bad id never fails the batch.
 
-- The ids (any iterable or async iterable) are consumed lazily by ``concurrency`` workers,
-  and at most ``concurrency`` finished results wait for the consumer: memory stays flat for a
-  million ids, and a slow consumer slows the fetching down instead of piling results up.
+- The ids (any iterable or async iterable) are consumed lazily by the workers, and at most
+  as many finished results as there may be workers wait for the consumer: memory stays flat
+  for a million ids, and a slow consumer slows the fetching down instead of piling results up.
 - Every request goes through the client's engine, so the rate limiter and retries apply.
+- ``concurrency=N`` runs exactly ``N`` workers. Without it the pool tunes itself (see
+  :class:`Tuner`): by Little's law, the requests in flight that the key's allowed rate needs
+  at the observed latency, plus headroom; with no limit known, as many as still raise the
+  throughput. Never more than ``max_concurrency`` nor the session's connection pool.
 - Stopping early (``break``, an exception, cancellation of the consumer) stops the workers
   promptly: use ``async with`` (or call :meth:`BatchFetch.aclose`) to wait until they have
   stopped; dropping the iterator cancels them too. Nothing the caller owns is closed.
@@ -16,6 +20,7 @@ one per id, each holding the value or the typed error, so one bad id never fails
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from types import TracebackType
@@ -27,11 +32,23 @@ from wemasy_async.errors import InvalidRequestError, WemasyAsyncError
 from wemasy_async.protocols import ConversationId
 from wemasy_async.validation import short_repr
 
-__all__ = ["MAX_CONCURRENCY", "BatchFetch", "FetchProgress", "FetchResult"]
+__all__ = [
+    "DEFAULT_MAX_CONCURRENCY",
+    "MAX_CONCURRENCY",
+    "BatchFetch",
+    "FetchProgress",
+    "FetchResult",
+    "Tuner",
+]
 
 T = TypeVar("T")
 
 MAX_CONCURRENCY = 1000
+"""The most workers a batch may run, whether fixed or tuned."""
+
+DEFAULT_MAX_CONCURRENCY = 512
+"""The most workers a self-tuning batch runs unless told otherwise: what 2,000 requests a
+second at 200 ms need (400 in flight), with room to spare."""
 
 
 class FetchResult(msgspec.Struct, Generic[T], frozen=True, kw_only=True):
@@ -81,11 +98,144 @@ class FetchProgress(msgspec.Struct, frozen=True, kw_only=True):
         return self.done / self.elapsed if self.elapsed > 0 else 0.0
 
 
+class Tuner:
+    """How many workers a self-tuning batch runs: a pure computation over the ``now`` passed in.
+
+    The batch calls :meth:`due` after every finished fetch (cheap) and, when it says so,
+    :meth:`update` with the key's allowed rate and the observed latency of one exchange.
+    Each decision ends a period: at least ``PERIOD`` seconds, and with no rate known, at least
+    twice as many completions as workers, so that it measures a steady state.
+
+    - A rate ``R`` is known (the limiter has learned a limit): ``ceil(R x latency x HEADROOM)
+      + SPARE`` workers, Little's law with room for the spread of latencies. It follows a
+      change of rate or latency either way, in one period. More workers than the rate needs
+      only wait in the limiter, so erring high costs little; erring low leaves rate unused.
+      One guard: while the throughput is short of ``R / GAIN``, it grows only if its last
+      growth raised the throughput by ``GAIN``, since on a saturated machine (or server)
+      the latency rises with every request in flight and Little's law would chase it.
+    - No rate is known (no limit learned yet, an unpaced server, or no limiter): a hill climb
+      on the measured throughput. From ``INITIAL`` workers, double while a doubling raises the
+      throughput by at least ``GAIN``; when one does not, go back to the best count and hold.
+      Every ``PROBE_EVERY`` periods of holding, probe once: alternately 1.5x the workers (a
+      gain resumes the doubling) and 0.75x (kept if the throughput stays within ``GAIN``), so
+      the pool follows a server that got faster or slower.
+
+    The first period after the start only learns whether a rate is known; it decides nothing.
+    """
+
+    INITIAL = 4
+    HEADROOM = 1.5
+    SPARE = 4
+    PERIOD = 0.1
+    GAIN = 1.1
+    PROBE_EVERY = 4
+
+    def __init__(self, cap: int, now: float) -> None:
+        self.cap = cap
+        self.workers = min(cap, self.INITIAL)
+        self._start = now
+        self._done = 0  # completions this period
+        self._need = 1  # completions that end a period
+        self._grown_at: float | None = None  # the throughput before the last paced growth
+        self._warm = False  # the first period is over
+        self._best = 0.0  # hill climb: the best throughput, at _best_workers
+        self._best_workers = self.workers
+        self._growing = True
+        self._holds = 0
+        self._probe: str | None = None  # "up" or "down" while a probe is measured
+        self._probe_up = True
+
+    def due(self, now: float) -> bool:
+        """Count one completion; whether the period is over (then call :meth:`update`)."""
+        self._done += 1
+        return self._done >= self._need and now - self._start >= self.PERIOD
+
+    def update(self, now: float, rate: float | None, latency: float | None) -> int:
+        """End the period; the workers to run from now on.
+
+        Args:
+            now: The clock (seconds, monotonic).
+            rate: Sends per second the key may make, or ``None`` when no limit is known.
+            latency: Seconds one exchange takes (a running average), or ``None`` if unknown.
+        """
+        throughput = self._done / max(now - self._start, 1e-9)
+        self._start, self._done = now, 0
+        if rate is not None and latency is not None:
+            self._restart_climb()  # should the limit vanish, climb from here
+            workers = self._paced(rate, latency, throughput)
+            self._need = 1
+        elif not self._warm:
+            workers = self.workers
+        else:
+            workers = self._climb(throughput)
+        self._warm = True
+        self.workers = max(1, min(self.cap, workers))
+        if rate is None or latency is None:
+            self._need = 2 * self.workers
+        return self.workers
+
+    def _paced(self, rate: float, latency: float, throughput: float) -> int:
+        workers = math.ceil(rate * latency * self.HEADROOM) + self.SPARE
+        if workers <= self.workers:
+            self._grown_at = None
+            return workers
+        grown_at = self._grown_at
+        if (
+            grown_at is not None
+            and throughput < grown_at * self.GAIN
+            and throughput < rate / self.GAIN
+        ):
+            # Short of the rate, and the last growth bought no throughput: the bottleneck is
+            # elsewhere (CPU, the server), and the latency grows with every request queued
+            # there. More workers would only grow it further.
+            return self.workers
+        self._grown_at = throughput
+        return workers
+
+    def _restart_climb(self) -> None:
+        self._best, self._growing, self._probe, self._holds = 0.0, True, None, 0
+
+    def _climb(self, throughput: float) -> int:
+        workers = self.workers
+        probe, self._probe = self._probe, None
+        if probe == "up" and throughput >= self._best * self.GAIN:
+            self._growing = True  # the server takes more now: resume doubling
+        elif probe == "down" and throughput * self.GAIN >= self._best:
+            self._best, self._best_workers = throughput, workers  # as fast with fewer
+            return workers
+        elif probe is not None:
+            return self._best_workers  # the probe lost throughput: back
+        if self._growing:
+            if throughput >= self._best * self.GAIN:
+                self._best, self._best_workers = throughput, workers
+                if workers < self.cap:
+                    return workers * 2
+            self._growing, self._holds = False, 0
+            return self._best_workers
+        self._best = throughput  # holding: measure the present, the server may have changed
+        self._holds += 1
+        if self._holds < self.PROBE_EVERY:
+            return workers
+        self._holds = 0
+        up, self._probe_up = self._probe_up, not self._probe_up
+        if up and workers < self.cap:
+            self._probe = "up"
+            return math.ceil(workers * 1.5)
+        if not up and workers > 1:
+            self._probe = "down"
+            return max(1, math.floor(workers * 0.75))
+        return workers
+
+
 class _End:
-    """Marks a worker that ran out of ids."""
+    """Marks the end of the ids (put once, by the last worker to stop)."""
 
 
 _END = _End()
+
+
+def _no_rate() -> float | None:
+    return None
 
 
 class _Shared(Generic[T]):
@@ -98,8 +248,13 @@ class _Shared(Generic[T]):
         fetch: Callable[[ConversationId], Awaitable[T]],
         sync_ids: Iterator[ConversationId] | None,
         async_ids: AsyncIterator[ConversationId] | None,
-        concurrency: int,
         progress: Callable[[FetchProgress], object] | None,
+        *,
+        workers: int,
+        queue_size: int,
+        tuner: Tuner | None,
+        rate: Callable[[], float | None],
+        latency: Callable[[], float | None],
     ) -> None:
         self.fetch = fetch
         self.sync_ids = sync_ids
@@ -107,12 +262,19 @@ class _Shared(Generic[T]):
         self.progress = progress
         # Bounded: a slow consumer makes the workers wait, so memory stays flat.
         self.results: asyncio.Queue[FetchResult[T] | _End | Exception] = asyncio.Queue(
-            maxsize=concurrency
+            maxsize=queue_size
         )
         self.ids_lock = asyncio.Lock()
         self.started_at = 0.0
         self.succeeded = 0
         self.failed = 0
+        self.target = workers  # workers wanted; a surplus one stops after its fetch
+        self.active = 0  # workers running
+        self.exhausted = False
+        self.tasks: list[asyncio.Task[None]] = []
+        self.tuner = tuner
+        self.rate = rate
+        self.latency = latency
 
     def snapshot(self) -> FetchProgress:
         return FetchProgress(
@@ -121,6 +283,23 @@ class _Shared(Generic[T]):
             failed=self.failed,
             elapsed=time.monotonic() - self.started_at if self.started_at else 0.0,
         )
+
+    def spawn(self) -> None:
+        """Start workers up to the target."""
+        if self.active >= self.target or self.exhausted:
+            return
+        self.tasks = [task for task in self.tasks if not task.done()]
+        while self.active < self.target:
+            self.active += 1
+            self.tasks.append(asyncio.create_task(_work(self)))
+
+    def tune(self) -> None:
+        tuner = self.tuner
+        assert tuner is not None
+        now = time.monotonic()
+        if tuner.due(now):
+            self.target = tuner.update(now, self.rate(), self.latency())
+            self.spawn()
 
     async def next_id(self) -> ConversationId | _End:
         if self.sync_ids is not None:
@@ -136,9 +315,10 @@ class _Shared(Generic[T]):
 
 async def _work(shared: _Shared[T]) -> None:
     try:
-        while True:
+        while shared.active <= shared.target:  # a surplus worker stops here
             conversation_id = await shared.next_id()
             if isinstance(conversation_id, _End):
+                shared.exhausted = True
                 break
             try:
                 value = await shared.fetch(conversation_id)
@@ -148,20 +328,43 @@ async def _work(shared: _Shared[T]) -> None:
             else:
                 shared.succeeded += 1
                 result = FetchResult(id=conversation_id, value=value)
+            if shared.tuner is not None:
+                shared.tune()
             if shared.progress is not None:
                 shared.progress(shared.snapshot())
             await shared.results.put(result)
     except Exception as bug:  # a bug, not a fetch failure: handed to the consumer, raised there
         await shared.results.put(bug)
         return
-    await shared.results.put(_END)
+    shared.active -= 1
+    if shared.active == 0 and shared.exhausted:
+        await shared.results.put(_END)
+
+
+def _check_workers(value: object, argument: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_CONCURRENCY:
+        raise InvalidRequestError(
+            f"{argument} must be an integer from 1 to {MAX_CONCURRENCY}, got {short_repr(value)}",
+            argument=argument,
+        )
+    return value
 
 
 class BatchFetch(Generic[T]):
-    """Fetches ``ids`` with a fixed pool of workers; iterate it for results as they complete.
+    """Fetches ``ids`` with a pool of workers; iterate it for results as they complete.
 
     Created by the client's ``fetch_*`` methods; see the module docstring. Order of results
     is completion order, not the order of the ids.
+
+    Args:
+        fetch: Fetches one id.
+        ids: The ids.
+        concurrency: Workers to run, fixed; ``None`` tunes them (see :class:`Tuner`).
+        max_concurrency: The most workers a tuned pool runs.
+        pool: The connection pool's size, another bound of a tuned pool (``None``: unlimited).
+        rate: The key's allowed rate now (sends per second), ``None`` when not known.
+        latency: Seconds one exchange takes now (a running average), ``None`` when not known.
+        progress: Called with a :class:`FetchProgress` after every result.
     """
 
     def __init__(
@@ -169,20 +372,18 @@ class BatchFetch(Generic[T]):
         fetch: Callable[[ConversationId], Awaitable[T]],
         ids: Iterable[ConversationId] | AsyncIterable[ConversationId],
         *,
-        concurrency: int,
+        concurrency: int | None,
+        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+        pool: int | None = None,
+        rate: Callable[[], float | None] = _no_rate,
+        latency: Callable[[], float | None] = _no_rate,
         progress: Callable[[FetchProgress], object] | None,
     ) -> None:
-        workers: object = concurrency  # checked at run time too: callers may ignore types
-        if (
-            not isinstance(workers, int)
-            or isinstance(workers, bool)
-            or not 1 <= workers <= MAX_CONCURRENCY
-        ):
-            raise InvalidRequestError(
-                f"concurrency must be an integer from 1 to {MAX_CONCURRENCY},"
-                f" got {short_repr(workers)}",
-                argument="concurrency",
-            )
+        cap = _check_workers(max_concurrency, "max_concurrency")
+        if concurrency is not None:
+            cap = _check_workers(concurrency, "concurrency")
+        elif pool is not None:
+            cap = max(1, min(cap, pool))
         if progress is not None and not callable(progress):
             raise InvalidRequestError("progress must be callable", argument="progress")
         sync_ids: Iterator[ConversationId] | None = None
@@ -197,16 +398,34 @@ class BatchFetch(Generic[T]):
                 f"ids must be an iterable or async iterable of ids, got {type(ids).__name__}",
                 argument="ids",
             )
-        self._shared: _Shared[T] = _Shared(fetch, sync_ids, async_ids, concurrency, progress)
-        self._concurrency = concurrency
-        self._workers: list[asyncio.Task[None]] = []
-        self._running = 0
+        tuner = None if concurrency is not None else Tuner(cap, time.monotonic())
+        self._shared: _Shared[T] = _Shared(
+            fetch,
+            sync_ids,
+            async_ids,
+            progress,
+            workers=cap if tuner is None else tuner.workers,
+            queue_size=cap,
+            tuner=tuner,
+            rate=rate,
+            latency=latency,
+        )
+        self._started = False
         self._closed = False
 
     @property
     def progress(self) -> FetchProgress:
         """The counters so far."""
         return self._shared.snapshot()
+
+    @property
+    def workers(self) -> int:
+        """Workers running now (for diagnostics and tests); fixed unless the pool is tuned."""
+        return self._shared.active
+
+    @property
+    def _workers(self) -> list[asyncio.Task[None]]:
+        return self._shared.tasks
 
     # --- Iteration ------------------------------------------------------------------------
 
@@ -216,40 +435,34 @@ class BatchFetch(Generic[T]):
     async def __anext__(self) -> FetchResult[T]:
         if self._closed:
             raise StopAsyncIteration
-        if not self._workers:
-            self._start()
+        if not self._started:
+            self._started = True
+            self._shared.started_at = time.monotonic()
+            self._shared.spawn()
         try:
-            while self._running:
-                item = await self._shared.results.get()
-                if isinstance(item, _End):
-                    self._running -= 1
-                    continue
-                if isinstance(item, Exception):
-                    raise item  # a bug, not a fetch failure: stop the batch
-                return item
+            item = await self._shared.results.get()
+            if isinstance(item, Exception):
+                raise item  # a bug, not a fetch failure: stop the batch
         except BaseException:
             self._cancel()  # cancelled consumer or a worker's bug: stop everything now
             raise
-        self._closed = True
-        raise StopAsyncIteration
-
-    def _start(self) -> None:
-        self._shared.started_at = time.monotonic()
-        self._running = self._concurrency
-        self._workers = [asyncio.create_task(_work(self._shared)) for _ in range(self._concurrency)]
+        if isinstance(item, _End):
+            self._closed = True
+            raise StopAsyncIteration
+        return item
 
     # --- Closing --------------------------------------------------------------------------
 
     def _cancel(self) -> None:
         self._closed = True
-        for task in self._workers:
+        for task in self._shared.tasks:
             task.cancel()
 
     async def aclose(self) -> None:
         """Stop the workers and wait until they have stopped. Idempotent."""
         self._cancel()
-        if self._workers:
-            await asyncio.gather(*self._workers, return_exceptions=True)
+        if self._shared.tasks:
+            await asyncio.gather(*self._shared.tasks, return_exceptions=True)
 
     async def __aenter__(self) -> BatchFetch[T]:
         return self
@@ -264,6 +477,7 @@ class BatchFetch(Generic[T]):
 
     def __del__(self) -> None:
         # Dropped while workers run (a `break` without aclose): stop them at their next await.
-        for task in getattr(self, "_workers", ()):
+        shared = getattr(self, "_shared", None)
+        for task in shared.tasks if shared is not None else ():
             if not task.done():
                 task.cancel()

@@ -6,7 +6,8 @@ from the provider's environment variable, and print JSON. ``fetch`` downloads ma
 conversations (or their messages) to a JSONL file, resumably. Every failure prints one line
 to stderr and exits non-zero (2 for usage errors); no traceback.
 
-``fetch --ids-file FILE --out OUT.jsonl [--errors ERR.jsonl] [--messages]``:
+``fetch --ids-file FILE --out OUT.jsonl [--errors ERR.jsonl] [--messages] [--shard K/N]
+[--redis URL] [--rate-window SECONDS] [--concurrency N]``:
 
 - The ids file holds one id per line; blank lines and lines starting with ``#`` are
   skipped. It is read twice, both times streamed: once to count the work (for the progress
@@ -24,6 +25,15 @@ to stderr and exits non-zero (2 for usage errors); no traceback.
   would fail the same way.
 - On a terminal, stderr shows a progress bar (done/total, rate, ETA, errors), then the
   summary; otherwise just the one-line summary. stdout stays empty.
+- Concurrency: without ``--concurrency`` the batch tunes it (``fetch_conversations(ids)``).
+  ``--rate-window`` is the server's rate-limit window if it is not the documented minute.
+- Many hosts, one token: ``--shard K/N`` (K from 1 to N) fetches only the ids whose shard
+  is K: shard = ``int.from_bytes(sha256(id)[:8], "big") % N + 1``, over the id's text as it
+  stands in the ids file (UTF-8), so every host given the same file and N agrees without
+  talking, and every id is in exactly one shard. Each shard has its own OUT and resumes on
+  its own; the total and ``skipped`` count its ids only. ``--redis URL`` shares one rate
+  limit between them all (a :class:`~wemasy_async.redis.RedisStore`): run the N commands
+  with the same token and ``--redis`` and they stay within the server's limit together.
 - Exit status: 0 when every id was fetched, 1 when some failed (the summary says where they
   are), 2 for usage errors, 130 on Ctrl-C (what was fetched is kept; rerun to resume).
 """
@@ -32,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import os
 import sys
 import tempfile
@@ -39,7 +50,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, TextIO
+from typing import IO, TYPE_CHECKING, Any, TextIO, TypeVar
 
 import anyio
 import msgspec
@@ -57,8 +68,15 @@ from wemasy_async.models import Conversation
 from wemasy_async.progress import ProgressBar, format_summary
 from wemasy_async.protocols import ConversationStore
 from wemasy_async.providers.registry import provider_names
+from wemasy_async.ratelimit import RateLimit
+from wemasy_async.validation import MAX_SECONDS
+
+if TYPE_CHECKING:
+    from wemasy_async.redis import RedisStore
 
 __all__ = ["main"]
+
+Value = TypeVar("Value")
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -78,9 +96,13 @@ def _print_json(value: object) -> None:
     print(msgspec.json.format(msgspec.json.encode(value), indent=2).decode())
 
 
-def _client(args: argparse.Namespace) -> Client:
+def _client(args: argparse.Namespace, rate_limit: RateLimit | bool = True) -> Client:
     return Client(
-        args.provider, base_url=args.base_url, timeout=args.timeout, allow_http=args.allow_http
+        args.provider,
+        base_url=args.base_url,
+        timeout=args.timeout,
+        allow_http=args.allow_http,
+        rate_limit=rate_limit,
     )
 
 
@@ -183,12 +205,32 @@ def default_errors_path(out: Path) -> Path:
     return out.with_name(f"{stem}.errors.jsonl")
 
 
-def _iter_ids(path: Path) -> Iterator[str]:
-    """The ids in ``path``, one per line, streamed; blank lines and ``#`` comments skipped."""
+@dataclass(frozen=True)
+class Shard:
+    """Shard ``index`` of ``count`` (``--shard K/N``: index K from 1 to N)."""
+
+    index: int
+    count: int
+
+    def holds(self, conversation_id: str) -> bool:
+        """Whether the id (its text, as in the ids file) belongs to this shard."""
+        return shard_of(conversation_id, self.count) == self.index
+
+
+def shard_of(conversation_id: str, count: int) -> int:
+    """The shard (1 to ``count``) of an id: a stable hash of its text, the same on every host
+    and Python version (not ``hash()``, which is salted per process)."""
+    digest = hashlib.sha256(conversation_id.encode("utf-8", "surrogatepass")).digest()
+    return int.from_bytes(digest[:8], "big") % count + 1
+
+
+def _iter_ids(path: Path, shard: Shard | None = None) -> Iterator[str]:
+    """The ids in ``path``, one per line, streamed; blank lines and ``#`` comments skipped,
+    and with ``shard`` the ids of other shards too."""
     with path.open(encoding="utf-8-sig") as lines:
         for line in lines:
             text = line.strip()
-            if text and not text.startswith("#"):
+            if text and not text.startswith("#") and (shard is None or shard.holds(text)):
                 yield text
 
 
@@ -243,7 +285,9 @@ def _error_record(result: FetchResult[Any]) -> bytes:
     )
 
 
-def _prepare(ids_file: Path, out: Path, errors: Path) -> tuple[set[str], FetchReport]:
+def _prepare(
+    ids_file: Path, out: Path, errors: Path, shard: Shard | None
+) -> tuple[set[str], FetchReport]:
     """Check the paths, repair OUT, count the work; the ids in OUT and the counts."""
     if not ids_file.is_file():
         raise CommandError(f"ids file not found: {ids_file}", EXIT_USAGE)
@@ -257,7 +301,7 @@ def _prepare(ids_file: Path, out: Path, errors: Path) -> tuple[set[str], FetchRe
         raise CommandError(f"cannot read {out}: {exc.strerror}") from None
     report = FetchReport()
     try:
-        for conversation_id in _iter_ids(ids_file):
+        for conversation_id in _iter_ids(ids_file, shard):
             if conversation_id in done:
                 report.skipped += 1
             else:
@@ -321,28 +365,30 @@ async def run_fetch(
     out: Path,
     errors: Path | None = None,
     messages: bool = False,
-    concurrency: int = 16,
+    concurrency: int | None = None,
+    shard: Shard | None = None,
     summary: Callable[[str], object],
     bar: TextIO | None = None,
 ) -> FetchReport:
     """Fetch the ids in ``ids_file`` into ``out`` (resuming), failures into ``errors``.
 
     The engine of the ``fetch`` command (and of the demo's step 7); see the module
-    docstring for the file formats. ``summary`` gets the one-line summary at the end (also
-    after Ctrl-C); ``bar``, when given, shows a progress bar first.
+    docstring for the file formats. ``concurrency`` ``None`` lets the batch tune it;
+    ``shard`` restricts the run to that shard's ids. ``summary`` gets the one-line summary
+    at the end (also after Ctrl-C); ``bar``, when given, shows a progress bar first.
 
     Raises:
         CommandError: A file problem (status 2 for usage errors).
         AuthenticationError: The token was rejected; the run stops.
     """
     errors = errors if errors is not None else default_errors_path(out)
-    if not 1 <= concurrency <= MAX_CONCURRENCY:
+    if concurrency is not None and not 1 <= concurrency <= MAX_CONCURRENCY:
         raise CommandError(f"concurrency must be from 1 to {MAX_CONCURRENCY}", EXIT_USAGE)
-    done, report = _prepare(ids_file, out, errors)
+    done, report = _prepare(ids_file, out, errors, shard)
     seen: set[str] = set()
 
     def pending() -> Iterator[str]:
-        for conversation_id in _iter_ids(ids_file):
+        for conversation_id in _iter_ids(ids_file, shard):
             if conversation_id in done:
                 continue
             if conversation_id in seen:  # a repeated id: counted in the total, fetched once
@@ -418,17 +464,30 @@ def _encode_result(result: FetchResult[Any], messages: bool) -> bytes:
 
 
 async def _fetch(args: argparse.Namespace) -> int:
-    async with _client(args) as client:
-        report = await run_fetch(
-            client,
-            ids_file=Path(args.ids_file),
-            out=Path(args.out),
-            errors=Path(args.errors) if args.errors else None,
-            messages=args.messages,
-            concurrency=args.concurrency,
-            summary=lambda line: print(line, file=sys.stderr),
-            bar=sys.stderr if sys.stderr.isatty() else None,
-        )
+    store: RedisStore | None = None
+    if args.redis is not None:
+        from wemasy_async.redis import RedisStore  # optional: needs the redis extra
+
+        # While Redis is down, each of the N shards keeps to 1/N of the limit.
+        share = 1.0 if args.shard is None else 1.0 / args.shard.count
+        store = RedisStore(args.redis, fallback_share=share)
+    try:
+        rate_limit = RateLimit(window=args.rate_window, store=store)
+        async with _client(args, rate_limit) as client:
+            report = await run_fetch(
+                client,
+                ids_file=Path(args.ids_file),
+                out=Path(args.out),
+                errors=Path(args.errors) if args.errors else None,
+                messages=args.messages,
+                concurrency=args.concurrency,
+                shard=args.shard,
+                summary=lambda line: print(line, file=sys.stderr),
+                bar=sys.stderr if sys.stderr.isatty() else None,
+            )
+    finally:
+        if store is not None:
+            await store.aclose()
     return EXIT_ERROR if report.failed else 0
 
 
@@ -626,19 +685,67 @@ def _parser() -> argparse.ArgumentParser:
     )
     fetch.add_argument("--messages", action="store_true", help="fetch messages instead")
     fetch.add_argument(
-        "--concurrency", type=_concurrency, default=16, help="requests in flight (1-1000)"
+        "--concurrency",
+        type=_concurrency,
+        default=None,
+        help="requests in flight, fixed (1-1000; default: tuned to the rate limit)",
+    )
+    fetch.add_argument(
+        "--shard",
+        type=_shard,
+        default=None,
+        metavar="K/N",
+        help="fetch only shard K of N (a stable hash of each id); run one per host",
+    )
+    fetch.add_argument(
+        "--redis",
+        default=None,
+        metavar="URL",
+        help="share the rate limit with other processes through this Redis (redis://...)",
+    )
+    fetch.add_argument(
+        "--rate-window",
+        type=_seconds,
+        default=60.0,
+        metavar="SECONDS",
+        help="the server's rate-limit window (default 60, as the providers document)",
     )
     return parser
 
 
-def _concurrency(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if not 1 <= value <= MAX_CONCURRENCY:
-        raise argparse.ArgumentTypeError(f"must be an integer from 1 to {MAX_CONCURRENCY}")
-    return value
+def _argument(
+    parse: Callable[[str], Value], ok: Callable[[Value], bool], message: str
+) -> Callable[[str], Value]:
+    """An argparse ``type``: ``parse`` the text, then check it; ``message`` says what is wrong."""
+
+    def convert(text: str) -> Value:
+        try:
+            value = parse(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(message) from None
+        if not ok(value):
+            raise argparse.ArgumentTypeError(message)
+        return value
+
+    return convert
+
+
+def _parse_shard(text: str) -> Shard:
+    index, slash, count = text.partition("/")
+    if not slash:
+        raise ValueError(text)
+    return Shard(int(index), int(count))
+
+
+_shard = _argument(
+    _parse_shard, lambda s: 1 <= s.index <= s.count, "must be K/N with 1 <= K <= N, e.g. 1/3"
+)
+_seconds = _argument(
+    float, lambda s: 0 < s <= MAX_SECONDS, "must be a number of seconds, more than 0, at most a day"
+)
+_concurrency = _argument(
+    int, lambda n: 1 <= n <= MAX_CONCURRENCY, f"must be an integer from 1 to {MAX_CONCURRENCY}"
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

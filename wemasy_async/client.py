@@ -22,7 +22,12 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from wemasy_async.batch import BatchFetch, FetchProgress
+from wemasy_async.batch import (
+    DEFAULT_MAX_CONCURRENCY,
+    MAX_CONCURRENCY,
+    BatchFetch,
+    FetchProgress,
+)
 from wemasy_async.engine import Engine, Options
 from wemasy_async.errors import (
     AsyncioRequiredError,
@@ -85,7 +90,8 @@ class Client:
         base_url: The API base URL; defaults to the provider's documented one.
         session: An ``aiohttp.ClientSession`` owned by the caller. The client uses it and
             never closes it. Without one, the client creates its own on first use, inside the
-            running event loop, and closes it in :meth:`aclose`.
+            running event loop, and closes it in :meth:`aclose`; its connection pool holds up
+            to 1,000 connections, as many as a batch may keep in flight.
         timeout: Total seconds per attempt (connect, send, wait, read); ``None`` for none.
             Time spent waiting for the rate limiter does not count.
         rate_limit: How to pace requests (:class:`RateLimit`); ``True`` for the defaults,
@@ -139,6 +145,8 @@ class Client:
         self._transport = AiohttpTransport(
             provider=name,
             session=session,
+            # aiohttp's default of 100 would cap a batch that wants more in flight.
+            max_connections=MAX_CONCURRENCY,
             max_response_bytes=check_int(max_response_bytes, "max_response_bytes", minimum=1),
         )
         self._engine = Engine(
@@ -329,14 +337,15 @@ class Client:
         self,
         ids: Iterable[ConversationId] | AsyncIterable[ConversationId],
         *,
-        concurrency: int = 16,
+        concurrency: int | None = None,
+        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
         progress: Callable[[FetchProgress], object] | None = None,
     ) -> BatchFetch[Conversation]:
         """Fetch many conversations; iterate the result for each one as it completes.
 
         ::
 
-            async with client.fetch_conversations(ids, concurrency=32) as results:
+            async with client.fetch_conversations(ids) as results:
                 async for result in results:
                     if result.ok:
                         save(result.value)
@@ -346,8 +355,12 @@ class Client:
         Args:
             ids: Any iterable or async iterable of ids, consumed lazily (a generator over a
                 million ids is fine).
-            concurrency: Workers, i.e. requests in flight at most (1 to 1000). The rate
-                limiter still paces them.
+            concurrency: Workers, i.e. requests in flight at most (1 to 1000), fixed. The
+                rate limiter still paces them. ``None`` (the default) tunes them: as many
+                as the allowed rate needs at the latency observed (Little's law), plus
+                headroom; with no limit known, as many as still raise the throughput.
+            max_concurrency: The most workers a tuned pool runs (1 to 1000, default 512),
+                also bounded by the connection pool of a session you gave the client.
             progress: Called with a :class:`FetchProgress` after every result.
 
         Returns:
@@ -355,27 +368,34 @@ class Client:
             order; a failed id holds its typed error instead of failing the batch.
 
         Raises:
-            InvalidRequestError: ``concurrency``, ``ids`` or ``progress`` is invalid (now).
+            InvalidRequestError: ``concurrency``, ``max_concurrency``, ``ids`` or
+                ``progress`` is invalid (now).
             UnsupportedOperationError: The provider cannot get conversations (now).
         """
-        return self._batch("get_conversation", self.get_conversation, ids, concurrency, progress)
+        return self._batch(
+            "get_conversation", self.get_conversation, ids, concurrency, max_concurrency, progress
+        )
 
     def fetch_messages(
         self,
         ids: Iterable[ConversationId] | AsyncIterable[ConversationId],
         *,
-        concurrency: int = 16,
+        concurrency: int | None = None,
+        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
         progress: Callable[[FetchProgress], object] | None = None,
     ) -> BatchFetch[list[Message]]:
         """Fetch the messages of many conversations; like :meth:`fetch_conversations`."""
-        return self._batch("list_messages", self.list_messages, ids, concurrency, progress)
+        return self._batch(
+            "list_messages", self.list_messages, ids, concurrency, max_concurrency, progress
+        )
 
     def _batch(
         self,
         operation: Operation,
         fetch: Callable[[ConversationId], Awaitable[T]],
         ids: Iterable[ConversationId] | AsyncIterable[ConversationId],
-        concurrency: int,
+        concurrency: int | None,
+        max_concurrency: int,
         progress: Callable[[FetchProgress], object] | None,
     ) -> BatchFetch[T]:
         if operation not in self._provider.capabilities:
@@ -383,7 +403,19 @@ class Client:
         if self._closed:
             raise ClientClosedError("this client is closed; create a new one")
         _require_asyncio()
-        return BatchFetch(fetch, ids, concurrency=concurrency, progress=progress)
+        engine = self._engine
+        limiter = engine.options.limiter
+        pool: int | None = getattr(engine.transport, "pool_size", None)
+        return BatchFetch(
+            fetch,
+            ids,
+            concurrency=concurrency,
+            max_concurrency=max_concurrency,
+            pool=pool,
+            rate=(lambda: None) if limiter is None else (lambda: limiter.allowed_rate),
+            latency=engine.latency,
+            progress=progress,
+        )
 
     # --- ChatService ---------------------------------------------------------------------
 

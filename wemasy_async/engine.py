@@ -29,13 +29,37 @@ from wemasy_async.ratelimit import Limiter, PauseTooLong
 from wemasy_async.retry import RetryPolicy, retry_delay
 from wemasy_async.transport import Transport
 
-__all__ = ["Engine", "Options"]
+__all__ = ["Engine", "Latency", "Options"]
 
 T = TypeVar("T")
 
 logger = logging.getLogger("wemasy_async")
 
 _DEFAULT_RETRY = RetryPolicy()
+
+
+class Latency:
+    """A running average of how long one exchange takes, from sending the request to having
+    read the whole response (what a self-tuning batch sizes its pool by).
+
+    Exponentially weighted (each new sample weighs ``WEIGHT``), so it follows a server that
+    gets slower or faster within a few dozen requests. Shared by an engine and its
+    ``with_options`` copies.
+    """
+
+    __slots__ = ("seconds",)
+
+    WEIGHT = 0.1
+
+    def __init__(self) -> None:
+        self.seconds: float | None = None  # None until the first response
+
+    def observe(self, seconds: float) -> None:
+        mean = self.seconds
+        self.seconds = seconds if mean is None else mean + self.WEIGHT * (seconds - mean)
+
+    def __call__(self) -> float | None:
+        return self.seconds
 
 
 @dataclass(frozen=True)
@@ -71,6 +95,7 @@ class Engine:
         "_headers",
         "_provider",
         "_secret",
+        "latency",
         "options",
         "transport",
     )
@@ -96,6 +121,7 @@ class Engine:
         }
         self._body_headers = {**self._headers, "Content-Type": "application/json"}
         self._secret = token
+        self.latency = Latency()
 
     def __repr__(self) -> str:
         return f"<Engine {self._provider} {self._base_url}>"
@@ -109,6 +135,7 @@ class Engine:
         copy._body_headers = self._body_headers
         copy._secret = self._secret
         copy.transport = self.transport
+        copy.latency = self.latency
         copy.options = options
         return copy
 
@@ -220,13 +247,11 @@ class Engine:
         except APIConnectionError as error:
             logger.debug("%s %s failed: %s", request.method, url, type(error).__name__)
             raise
+        elapsed = time.perf_counter() - started
+        self.latency.observe(elapsed)
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug(
-                "%s %s -> %d in %.1f ms",
-                request.method,
-                url,
-                response.status,
-                (time.perf_counter() - started) * 1000,
+                "%s %s -> %d in %.1f ms", request.method, url, response.status, elapsed * 1000
             )
         return response
 

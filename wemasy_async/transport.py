@@ -102,6 +102,17 @@ class AiohttpTransport:
         self._loop: weakref.ref[asyncio.AbstractEventLoop] | None = None
 
     @property
+    def pool_size(self) -> int | None:
+        """The most connections the session may hold open at once (``None``: no limit)."""
+        if self._given is None:
+            return self._max_connections
+        connector = self._given.connector
+        if connector is None:
+            return None
+        limits = [n for n in (connector.limit, connector.limit_per_host) if n > 0]
+        return min(limits) if limits else None
+
+    @property
     def owns_open_session(self) -> bool:
         """Whether this transport created a session that is still open."""
         return self._owned is not None and not self._owned.closed

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
         RecordedRequest,
         Route,
         ServerStats,
+        most_in_any_span,
     )
     from wemasy_async.testing.loop import FakeLoop
     from wemasy_async.testing.siteassist import FakeSiteAssist
@@ -40,6 +41,7 @@ __all__ = [
     "RecordedRequest",
     "Route",
     "ServerStats",
+    "most_in_any_span",
 ]
 
 _LOCATIONS = {
@@ -48,6 +50,7 @@ _LOCATIONS = {
     "RecordedRequest": "wemasy_async.testing._server",
     "Route": "wemasy_async.testing._server",
     "ServerStats": "wemasy_async.testing._server",
+    "most_in_any_span": "wemasy_async.testing._server",
     "FakeWemasy": "wemasy_async.testing.wemasy",
     "FakeSiteAssist": "wemasy_async.testing.siteassist",
     "FakeLoop": "wemasy_async.testing.loop",

@@ -2,7 +2,7 @@
 
 ``python -m wemasy_async.testing serve [--provider wemasy] [--host 127.0.0.1] [--port 0]
 [--seed 0] [--conversations N] [--rate-limit N] [--window S] [--window-offset S]
-[--token T] [--fault-rate P [--fault-seed N] [--fault-kinds K,K,...]]``
+[--token T] [--latency S] [--fault-rate P [--fault-seed N] [--fault-kinds K,K,...]]``
 
 Prints exactly one line, ``URL <base url>``, to stdout once the server is listening, then
 serves until SIGTERM or SIGINT and exits 0 after a clean shutdown. ``--fault-rate`` breaks
@@ -50,6 +50,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--token", default=None, help="required bearer token (default: any)")
     serve.add_argument(
+        "--latency", type=float, default=0.0, help="seconds each admitted request waits"
+    )
+    serve.add_argument(
         "--fault-rate", type=float, default=0.0, help="share of requests to break (0 to 1)"
     )
     serve.add_argument("--fault-seed", type=int, default=None, help="seed of the fault draws")
@@ -74,6 +77,7 @@ async def _serve(args: argparse.Namespace) -> None:
         host=args.host,
         port=args.port,
         record_requests=False,
+        latency=args.latency,
     )
     if args.fault_rate > 0:
         server.inject_faults(args.fault_rate, args.fault_kinds.split(","), seed=args.fault_seed)

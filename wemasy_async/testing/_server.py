@@ -266,6 +266,7 @@ class FakeServer:
         record_requests: bool = True,
         clock: Callable[[], float] = time.monotonic,
         fault_seed: int | None = 0,
+        latency: float = 0.0,
     ) -> None:
         """Configure the server; nothing is bound until `start`.
 
@@ -282,6 +283,8 @@ class FakeServer:
             clock: Monotonic clock in seconds; injectable for deterministic tests.
             fault_seed: Seed of this server's own `random.Random` for random fault choices
                 (`inject_faults`, the status of ``error_5xx``); None seeds from the OS.
+            latency: Seconds every admitted request waits before it is handled, as a
+                distant server would; an attribute, so a test may change it while serving.
         """
         if rate_limit is not None and rate_limit < 1:
             raise ValueError("rate_limit must be >= 1 or None")
@@ -297,6 +300,7 @@ class FakeServer:
         self.requests: list[RecordedRequest] = []
         self.stats = ServerStats()
         self._clock = clock
+        self.latency = float(latency)
         self._limit_header = str(rate_limit) if rate_limit is not None else ""
         self._faults: list[_Fault] = []
         self._fault_rng = random.Random(fault_seed)
@@ -806,6 +810,8 @@ class FakeServer:
             admitted, remaining = self._admit()
             if not admitted:
                 return self._throttled_response()
+        if self.latency > 0:
+            await asyncio.sleep(self.latency)
 
         fault = (
             self._take_fault(record.endpoint, self._route_template(request))
@@ -1015,6 +1021,21 @@ class FakeServer:
 
     async def _admin_stats(self, request: web.Request) -> web.Response:
         return self.json_response(self.stats.as_dict())
+
+
+def most_in_any_span(times: Iterable[float], span: float) -> int:
+    """The most of ``times`` within any half-open interval of length ``span``.
+
+    With the moments requests were sent, and ``span`` a fixed window's length: the most a
+    server's window could have seen, over every alignment of its windows.
+    """
+    ordered = sorted(times)
+    best = lo = 0
+    for hi, t in enumerate(ordered):
+        while t - ordered[lo] >= span:
+            lo += 1
+        best = max(best, hi - lo + 1)
+    return best
 
 
 def _head(status: int, reason: str, headers: Mapping[str, str]) -> bytes:

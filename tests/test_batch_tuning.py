@@ -1,0 +1,248 @@
+"""The self-tuning batch pool (``fetch_conversations(ids)`` with no ``concurrency``).
+
+The :class:`Tuner` is tested on its own with an injected clock and a model server; the pool
+as a whole against the bundled fakes on 127.0.0.1, with their ``latency`` (every admitted
+request waits that long) and fixed-window limits. Requests in flight are counted at the
+server: with a fixed latency, the most requests received within any span of that latency.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import aiohttp
+import pytest
+
+from wemasy_async import Client, RateLimit
+from wemasy_async.batch import DEFAULT_MAX_CONCURRENCY, MAX_CONCURRENCY, BatchFetch, Tuner
+from wemasy_async.engine import Latency
+from wemasy_async.testing import FakeWemasy, most_in_any_span
+from wemasy_async.transport import AiohttpTransport
+
+TOKEN = "tuning-token"
+LATENCY = 0.2
+
+
+def _server_in_flight(fake: FakeWemasy) -> int:
+    # Received within less than one latency of each other = in flight together (a margin
+    # of 10% keeps requests that were merely adjacent apart).
+    return most_in_any_span((r.received_at for r in fake.requests), LATENCY * 0.9)
+
+
+def _ids() -> Iterator[int]:
+    return (i % 200 + 1 for i in itertools.count())
+
+
+async def _drain(batch: BatchFetch[Any], count: int) -> list[int]:
+    """Take ``count`` results (all must be ok); the worker counts seen after each one."""
+    seen: list[int] = []
+    async with batch:
+        async for result in batch:
+            assert result.ok, result.error
+            seen.append(batch.workers)
+            if len(seen) == count:
+                break
+    return seen
+
+
+@pytest.fixture
+async def distant() -> AsyncIterator[FakeWemasy]:
+    """200 ms away, with a limit far above what the test sends (100,000 a minute)."""
+    async with FakeWemasy(conversations=200, token=TOKEN, latency=LATENCY) as server:
+        yield server
+
+
+# --- Against the fakes --------------------------------------------------------------------
+
+
+async def test_a_high_limit_at_200_ms_fills_far_more_than_16_in_flight(
+    distant: FakeWemasy,
+) -> None:
+    async with Client("wemasy", base_url=distant.url, token=TOKEN) as client:
+        seen = await _drain(client.fetch_conversations(_ids()), 1500)
+    # 100,000 a minute is ~1,600/s: at 200 ms that is ~325 in flight, plus headroom. Above
+    # 100 also shows that the client's own connection pool no longer caps it there.
+    assert max(seen) > 150
+    assert max(seen) <= DEFAULT_MAX_CONCURRENCY
+    assert _server_in_flight(distant) > 150
+    assert distant.stats.rate_limited == 0
+
+
+async def test_a_low_limit_keeps_the_pool_small() -> None:
+    async with (
+        FakeWemasy(
+            conversations=200, token=TOKEN, latency=LATENCY, rate_limit=20, window=1.0
+        ) as fake,
+        Client(
+            "wemasy", base_url=fake.url, token=TOKEN, rate_limit=RateLimit(window=1.0)
+        ) as client,
+    ):
+        seen = await _drain(client.fetch_conversations(_ids()), 40)
+        # 19 sends a second at 200 ms: ~4 in flight; 1.5x that plus 4 spare is 10 (16
+        # leaves room for a loaded machine's slower responses).
+        assert max(seen) <= 16
+        assert _server_in_flight(fake) <= 16
+        assert fake.stats.rate_limited == 0
+
+
+async def test_explicit_concurrency_stays_fixed(distant: FakeWemasy) -> None:
+    async with Client("wemasy", base_url=distant.url, token=TOKEN) as client:
+        await client.get_conversation(1)  # the limiter learns the limit: no probe below
+        distant.reset_log()
+        seen = await _drain(client.fetch_conversations(_ids(), concurrency=8), 80)
+    assert set(seen) == {8}
+    assert _server_in_flight(distant) == 8
+
+
+async def test_an_unpaced_server_grows_the_pool_to_max_concurrency() -> None:
+    async with (
+        FakeWemasy(conversations=200, token=TOKEN, latency=LATENCY, rate_limit=None) as fake,
+        Client("wemasy", base_url=fake.url, token=TOKEN) as client,
+    ):
+        # No rate-limit headers: nothing paces, throughput rises with every doubling.
+        seen = await _drain(client.fetch_conversations(_ids(), max_concurrency=64), 600)
+        assert max(seen) == 64
+        assert _server_in_flight(fake) >= 60
+
+
+async def test_the_pool_shrinks_when_the_latency_drops(distant: FakeWemasy) -> None:
+    distant.record_requests = False
+    async with Client("wemasy", base_url=distant.url, token=TOKEN) as client:
+        batch = client.fetch_conversations(_ids())
+        async with batch:
+            done = 0
+            async for result in batch:
+                assert result.ok
+                done += 1
+                if done == 1000:
+                    grown = batch.workers
+                    distant.latency = 0.0
+                if done == 6000:
+                    break
+            shrunk = batch.workers
+    assert grown > 150
+    # At loopback latency (a millisecond or a few) 1,600/s needs a handful in flight.
+    assert shrunk < 60
+
+
+async def test_the_pool_stays_within_a_given_sessions_connection_pool(
+    distant: FakeWemasy,
+) -> None:
+    async with (
+        aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=10)) as session,
+        Client("wemasy", base_url=distant.url, token=TOKEN, session=session) as client,
+    ):
+        seen = await _drain(client.fetch_messages(_ids()), 200)
+    assert max(seen) == 10
+
+
+# --- The tuner on its own ---------------------------------------------------------------------
+
+
+def _serve(tuner: Tuner, now: float, periods: int, throughput: Callable[[int], float]) -> float:
+    """Feed ``tuner`` completions at ``throughput(workers)`` per second for ``periods``
+    decisions (a model server); the new now."""
+    while periods:
+        now += 1 / throughput(tuner.workers)
+        if tuner.due(now):
+            tuner.update(now, None, None)
+            periods -= 1
+    return now
+
+
+def _period(tuner: Tuner, now: float, throughput: float, seconds: float = 0.2) -> float:
+    """Feed ``tuner`` one period of completions at ``throughput`` per second; the new now."""
+    count = max(1, int(throughput * seconds))
+    for _ in range(count):
+        now += seconds / count
+        tuner.due(now)
+    return now
+
+
+def test_tuner_follows_littles_law_when_the_rate_is_known() -> None:
+    tuner = Tuner(cap=512, now=0.0)
+    assert tuner.workers == Tuner.INITIAL
+    now = _period(tuner, 0.0, 5)  # the limiter's probe
+    assert tuner.update(now, 500.0, 0.2) == math.ceil(500 * 0.2 * 1.5) + 4  # 154
+    now = _period(tuner, now, 480)  # the growth paid: the rate is reached
+    assert tuner.update(now, 2000.0, 0.2) == 512  # a higher limit, up to the cap
+    now = _period(tuner, now, 1900)
+    assert tuner.update(now, 25.0, 0.2) == 12  # the rate dropped
+    now = _period(tuner, now, 25)
+    assert tuner.update(now, 500.0, 0.001) == 5  # the latency dropped
+
+
+def test_tuner_waits_for_a_period_to_pass() -> None:
+    tuner = Tuner(cap=512, now=0.0)
+    assert not tuner.due(0.05)  # one completion, but not PERIOD seconds yet
+    assert tuner.due(0.1)
+
+
+def test_tuner_climbs_while_throughput_rises_then_holds_at_the_best() -> None:
+    # A server that serves at most 100 requests at once, each in 200 ms.
+    tuner = Tuner(cap=1000, now=0.0)
+    _serve(tuner, 0.0, 60, lambda workers: min(workers, 100) / 0.2)
+    # 4, 8, ..., 256 (no gain over 128): back to 128, then probes down to what the server
+    # takes, or within GAIN of it (96 serve 96% of the most).
+    assert 100 / Tuner.GAIN <= tuner.workers <= 128
+
+
+def test_tuner_climbs_to_the_cap_when_throughput_keeps_rising() -> None:
+    tuner = Tuner(cap=64, now=0.0)
+    _serve(tuner, 0.0, 8, lambda workers: workers / 0.2)
+    assert tuner.workers == 64
+
+
+def test_tuner_sheds_workers_that_add_no_throughput() -> None:
+    # The server got fast: 8 in flight already reach its most (2,000/s).
+    tuner = Tuner(cap=64, now=0.0)
+    now = _serve(tuner, 0.0, 8, lambda workers: workers / 0.2)
+    assert tuner.workers == 64
+    _serve(tuner, now, 60, lambda workers: min(workers, 8) * 250)
+    assert tuner.workers < 32
+
+
+# --- What the tuner is fed ----------------------------------------------------------------------
+
+
+def test_latency_is_a_running_average_that_follows_a_change() -> None:
+    latency = Latency()
+    assert latency() is None
+    latency.observe(0.2)
+    assert latency() == 0.2
+    for _ in range(60):
+        latency.observe(0.001)
+    seconds = latency()
+    assert seconds is not None
+    assert seconds < 0.002
+
+
+async def test_the_pool_size_bounds_come_from_the_session() -> None:
+    own = AiohttpTransport(provider="wemasy", max_connections=MAX_CONCURRENCY)
+    assert own.pool_size == MAX_CONCURRENCY
+    for connector, size in (
+        (aiohttp.TCPConnector(limit=10), 10),
+        (aiohttp.TCPConnector(limit=0), None),
+        (aiohttp.TCPConnector(limit=50, limit_per_host=8), 8),
+    ):
+        async with aiohttp.ClientSession(connector=connector) as session:
+            assert AiohttpTransport(provider="wemasy", session=session).pool_size == size
+
+
+def test_tuner_stops_growing_when_growth_buys_no_throughput() -> None:
+    # A rate the machine cannot reach: it serves 1,000/s at most, 1 ms each when idle, and
+    # every request beyond that waits its turn, so the latency grows with the workers.
+    tuner = Tuner(cap=1000, now=0.0)
+    now = 0.0
+    for _ in range(50):
+        throughput = min(tuner.workers / 0.001, 1000.0)
+        latency = tuner.workers / throughput  # Little's law
+        for _ in range(int(throughput * 0.1) + 1):
+            now += 1 / throughput
+            tuner.due(now)
+        tuner.update(now, 2000.0, latency)
+    # Little's law alone would chase the latency to the cap (1000).
+    assert tuner.workers < 100
