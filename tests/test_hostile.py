@@ -545,6 +545,32 @@ async def test_a_10_mb_chat_message_is_sent_once_without_a_warning() -> None:
         assert ticks > 10
 
 
+@pytest.mark.parametrize("after", [0, 1, 3, 10, 30])
+async def test_a_large_chat_cancelled_while_it_goes_out_leaves_the_client_usable(
+    after: int,
+) -> None:
+    # Cancelled after `after` turns of the loop: connecting, writing the body in chunks,
+    # waiting for the reply.
+    message = "y" * (4 * 1024 * 1024)
+    async with (
+        FakeWemasy(token=TOKEN, conversations=1) as fake,
+        Client("wemasy", token=TOKEN, base_url=fake.url) as client,
+    ):
+        task = asyncio.create_task(client.chat(message))
+        for _ in range(after):
+            await asyncio.sleep(0)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError) as info:
+            await task
+        assert_clean(info.value)
+        reply = await client.chat("after the cancel")
+        assert reply.content
+        await asyncio.sleep(0.05)  # let a cut-off upload reach the fake's handler, if at all
+        delivered = [d["message"] for d in fake.chat_deliveries]
+    assert delivered.count(message) <= 1
+    assert "after the cancel" in delivered
+
+
 # ---------------------------------------------------------------------------- careless callers
 
 
