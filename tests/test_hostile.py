@@ -315,6 +315,26 @@ async def test_a_cancelled_call_never_shows_the_token(case: ProviderCase, how: s
             assert (await client.get_conversation(conversation)).id == str(conversation)
 
 
+async def test_a_too_large_body_with_an_echoed_token_never_shows_it() -> None:
+    # ResponseTooLargeError is raised while aiohttp's response (its headers echo the token)
+    # is a local of the reading frame: those frames must not be in the traceback.
+    def reply(head: bytes) -> bytes:
+        return (
+            b"HTTP/1.1 200 OK\r\nX-Echo: " + _authorization(head) + b"\r\n"
+            b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"400\r\n" + b"x" * 1024 + b"\r\n0\r\n\r\n"
+        )
+
+    async with raw_server(reply) as port:
+        base_url = f"http://127.0.0.1:{port}/api"
+        async with Client(
+            "wemasy", token=TOKEN, base_url=base_url, retry=False, max_response_bytes=100
+        ) as client:
+            error = await failure(lambda: client.get_conversation(1))
+    assert type(error).__name__ == "ResponseTooLargeError"
+    assert_clean(error)
+
+
 async def test_an_echoed_token_is_blanked_in_status_errors() -> None:
     # The fake echoes nothing itself; a queued 500 quoting the token in body and header.
     async with FakeWemasy(token=TOKEN, conversations=2) as fake:
