@@ -335,6 +335,23 @@ async def test_a_too_large_body_with_an_echoed_token_never_shows_it() -> None:
     assert_clean(error)
 
 
+@pytest.mark.parametrize("offset", [60, 80, 85, 90, 95, 99])
+async def test_a_token_cut_short_in_an_over_long_line_is_blanked_too(offset: int) -> None:
+    # aiohttp quotes the first 100 bytes of a line that is too long: the token may straddle
+    # that cut, so only its start is shown.
+    def reply(head: bytes) -> bytes:
+        line = b"X-Echo: " + b"a" * (offset - 8) + _authorization(head)
+        return b"HTTP/1.1 200 OK\r\n" + line + b"z" * 10_000 + b"\r\n\r\n"
+
+    async with raw_server(reply) as port:
+        base_url = f"http://127.0.0.1:{port}/api"
+        async with Client("wemasy", token=TOKEN, base_url=base_url, retry=False) as client:
+            error = await failure(lambda: client.get_conversation(1))
+    assert isinstance(error, APIConnectionError)
+    for shown in renderings(error).values():
+        assert not any(TOKEN[:n] in shown for n in range(8, len(TOKEN) + 1)), shown[:400]
+
+
 async def test_an_echoed_token_is_blanked_in_status_errors() -> None:
     # The fake echoes nothing itself; a queued 500 quoting the token in body and header.
     async with FakeWemasy(token=TOKEN, conversations=2) as fake:

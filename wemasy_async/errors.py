@@ -199,8 +199,9 @@ class APIConnectionError(APIError):
 
     Attributes:
         request_sent: ``False`` only when the request certainly never reached the server
-            (the connection was refused or could not be established); then even a
-            non-idempotent request is safe to send again.
+            (the connection was refused or could not be established, or the request was
+            still waiting for a connection from the pool); then even a non-idempotent
+            request is safe to send again.
     """
 
     def __init__(

@@ -362,6 +362,12 @@ def _clean(text: str, headers: Mapping[str, str], url: str) -> str:
     credential = credential_of(headers)
     if credential:
         text = Redactor(credential).text(text)
+        # aiohttp quotes an over-long line cut after 100 bytes and marked "...": the token
+        # may be cut there too. Any start of it (8 characters and more) before the mark goes.
+        for length in range(len(credential) - 1, 7, -1):
+            cut = credential[:length] + "..."
+            if cut in text:
+                text = text.replace(cut, REDACTED + "...")
     _, mark, query = url.partition("?")
     if mark and query:
         text = text.replace(query, REDACTED)
