@@ -305,6 +305,9 @@ class APIStatusError(APIError):
         retry_after: Seconds the provider asked us to wait before retrying, when it said
             (``Retry-After``, or a provider's own hint such as SiteAssist's
             ``details.retryAfter``); set on 429s and on 503s that carry a hint.
+        hint: What the SDK makes of the response beyond the provider's message, e.g. that
+            a 404 without the provider's documented body suggests a wrong ``base_url``;
+            shown in ``str(error)``.
     """
 
     def __init__(
@@ -318,9 +321,11 @@ class APIStatusError(APIError):
         code: str | None = None,
         details: Mapping[str, Any] | None = None,
         retry_after: float | None = None,
+        hint: str | None = None,
     ) -> None:
         super().__init__(message, provider=provider)
         self.retry_after = retry_after
+        self.hint = hint
         self.status = status
         # Case-insensitive like the response's own headers (and, unlike aiohttp's proxy,
         # picklable): err.headers["retry-after"] must find "Retry-After".
@@ -333,7 +338,8 @@ class APIStatusError(APIError):
         code = f", code {self.code}" if self.code else ""
         where = self.request_line
         at = f", {where}" if where is not None else ""
-        return f"{self.message} (HTTP {self.status} from {self.provider}{code}{at})"
+        hint = f"; {self.hint}" if self.hint else ""
+        return f"{self.message} (HTTP {self.status} from {self.provider}{code}{at}){hint}"
 
     def __repr__(self) -> str:
         return (
@@ -437,9 +443,9 @@ def status_error(
             # SDK did not follow it (that would carry the token to wherever it points).
             message = f"{message} (redirect to {location}, not followed)"
     if status == 404 and not documented:
-        message = (
-            f"{message}; the body is not {provider}'s documented error body, so this URL may"
-            " not be the provider's API: check base_url"
+        common["hint"] = (
+            f"the body is not {provider}'s documented error body, so this URL may not be"
+            " the provider's API: check base_url"
         )
     cls = _BY_STATUS.get(status)
     if cls is UnprocessableEntityError:

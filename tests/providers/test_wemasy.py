@@ -413,7 +413,11 @@ def test_chat_malformed_tools_rejected(
     assert info.value.argument == argument
 
 
-@pytest.mark.parametrize("value", [object(), complex(1, 2), types.SimpleNamespace(a=1)], ids=repr)
+@pytest.mark.parametrize(
+    "value",
+    [object(), complex(1, 2), types.SimpleNamespace(a=1)],
+    ids=lambda value: type(value).__name__,  # no address: xdist workers collect the same ids
+)
 def test_chat_tools_with_values_json_cannot_hold_rejected(
     wemasy: WemasyProvider, value: object
 ) -> None:
