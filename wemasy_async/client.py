@@ -313,14 +313,16 @@ class Client:
         self, params: ListConversationsParams, call: Call[Page[Conversation]]
     ) -> AsyncIterator[Conversation]:
         # A server that ignores "page" (answering page 1 again and again) or serves a page
-        # twice would make this loop forever, yielding duplicates: each page must be the one
-        # asked for, and hold other conversations than the page before it.
+        # twice would make this loop forever, yielding duplicates: each page with items must
+        # be the one asked for, and hold other conversations than the page before it. (An
+        # empty page ends the iteration whatever its number: the docs' own example is an
+        # empty "current_page": 0.)
         wanted = params.page
         previous: list[str] | None = None
         while True:
             page = await self._send(call)
             ids = [conversation.id for conversation in page.items]
-            if page.page != wanted:
+            if ids and page.page != wanted:
                 raise PaginationError(
                     provider=self.provider,
                     page=wanted,
