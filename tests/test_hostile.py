@@ -419,11 +419,25 @@ async def test_waiting_for_a_pooled_connection_is_not_sent() -> None:
 
 
 async def test_pool_waits_of_the_clients_own_session_are_not_sent() -> None:
+    # The session the client creates tells pool waits from sends in its connector.
     async with FakeWemasy(token=TOKEN, conversations=1) as fake:
         errors, received = await _chat_storm(fake, None)
     for text, error in errors.items():
         assert isinstance(error, APITimeoutError)
         assert error.request_sent == (text in received), text
+
+
+async def test_without_tracing_a_callers_session_counts_pool_waits_as_sent() -> None:
+    # Nothing observes the pool of a plain session: the safe side, chat is not resent.
+    connector = aiohttp.TCPConnector(limit=10)
+    async with (
+        FakeWemasy(token=TOKEN, conversations=1) as fake,
+        aiohttp.ClientSession(connector=connector) as session,
+    ):
+        errors, received = await _chat_storm(fake, session)
+    assert len(errors) > 300
+    assert all(isinstance(e, APITimeoutError) and e.request_sent for e in errors.values())
+    assert len(received) < 100  # most of them never reached the server
 
 
 async def test_a_chat_that_only_waited_for_the_pool_is_retried_once_delivered() -> None:

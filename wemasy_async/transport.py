@@ -10,10 +10,13 @@ keeps its type name and its message, with the token and the URL's query blanked 
 raised with neither ``__cause__`` nor ``__context__``. A cancellation leaves ``send`` as a fresh
 ``CancelledError`` (same arguments) for the same reason.
 
-Whether a failed request may have reached the server (``request_sent``) is told from
-aiohttp's tracing hooks (:data:`TRACE_CONFIG`, installed on the sessions the transport
-creates): a request that was still waiting for a connection from the pool, or for a new one
-to be established, was not sent.
+Whether a failed request may have reached the server (``request_sent``) is told from the
+moment it got a connection: a request that was still waiting for a free connection of the
+pool, or for a new one to be established, was not sent. The session the transport creates
+observes that in its connector (:class:`_ObservingConnector`, at no cost per request); a
+caller's session does with aiohttp's tracing hooks, if it was built with
+:data:`TRACE_CONFIG` (tracing costs some CPU per request); otherwise nothing is known and a
+timeout counts as sent.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import asyncio
 import io
 import weakref
 from collections.abc import Mapping
+from contextvars import ContextVar
 from types import SimpleNamespace
 from typing import Protocol
 
@@ -57,16 +61,36 @@ _MESSAGE_CHARS = 300
 
 
 class _Progress:
-    """How far one request got, as aiohttp's tracing hooks report it (``trace_request_ctx``).
+    """How far one request got: whether it is observed at all, and whether it got a
+    connection (from then on its bytes may reach the server)."""
 
-    ``traced`` stays False on a session without :data:`TRACE_CONFIG`: then nothing is known.
-    """
+    __slots__ = ("connected", "observed")
 
-    __slots__ = ("connected", "traced")
-
-    def __init__(self) -> None:
-        self.traced = False
+    def __init__(self, observed: bool) -> None:
+        self.observed = observed
         self.connected = False
+
+
+# The request the current task is sending, for the connector (which aiohttp calls from that
+# task) to mark as connected.
+_CURRENT: ContextVar[_Progress | None] = ContextVar("wemasy_async_request", default=None)
+
+
+class _ObservingConnector(aiohttp.TCPConnector):
+    """A ``TCPConnector`` that marks the current request connected once it has a connection
+    (from the pool or new); a timeout before that means nothing was sent."""
+
+    async def connect(
+        self,
+        req: aiohttp.ClientRequest,
+        traces: list[aiohttp.tracing.Trace],
+        timeout: aiohttp.ClientTimeout,
+    ) -> aiohttp.connector.Connection:
+        connection = await super().connect(req, traces, timeout)
+        progress = _CURRENT.get()
+        if progress is not None:
+            progress.connected = True
+        return connection
 
 
 async def _on_request_start(
@@ -74,7 +98,7 @@ async def _on_request_start(
 ) -> None:
     progress = getattr(context, "trace_request_ctx", None)
     if isinstance(progress, _Progress):
-        progress.traced = True
+        progress.observed = True
 
 
 async def _on_connection(
@@ -89,9 +113,9 @@ async def _on_connection(
 
 
 TRACE_CONFIG = aiohttp.TraceConfig()
-"""The tracing hooks that tell "waiting for a connection" from "sent".
+"""The tracing hooks that tell "waiting for a connection" from "sent" on a caller's session.
 
-Sessions the client creates have them. Add them to a session of your own
+The session the client creates needs none. Add them to a session of your own
 (``aiohttp.ClientSession(trace_configs=[TRACE_CONFIG])``) to get the same precision; without
 them, a timeout while waiting for a pooled connection counts as ``request_sent=True`` (the
 safe side: ``chat`` is then not retried)."""
@@ -197,10 +221,9 @@ class AiohttpTransport:
         session = self._given or self._owned
         if session is None:
             session = self._owned = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=self._max_connections),
+                connector=_ObservingConnector(limit=self._max_connections),
                 # An API client has no use for cookies; a shared jar would mix callers' state.
                 cookie_jar=aiohttp.DummyCookieJar(),
-                trace_configs=[TRACE_CONFIG],
             )
         elif session.closed:
             raise ClientClosedError("the aiohttp.ClientSession is closed")
@@ -234,7 +257,7 @@ class AiohttpTransport:
         being read to the end (the connection is then closed, not reused).
         """
         session = self._session()
-        progress = _Progress()
+        progress = _Progress(isinstance(session.connector, _ObservingConnector))
         failure: BaseException
         try:
             return await self._exchange(session, method, url, headers, body, timeout, progress)
@@ -263,22 +286,26 @@ class AiohttpTransport:
         data: bytes | io.BytesIO | None = body
         if body is not None and len(body) > _LARGE_BODY:
             data = io.BytesIO(body)
-        async with session.request(
-            method,
-            # encoded=True: the adapters percent-encoded every id already; letting yarl
-            # re-quote would turn %40 %3B %26 back into @ ; & on the wire.
-            URL(url, encoded=True),
-            data=data,
-            headers=headers,
-            timeout=self._timeout(timeout),
-            allow_redirects=False,
-            # A caller's session may be built with raise_for_status=True; its
-            # ClientResponseError would turn every 4xx/5xx into an APIConnectionError
-            # (and a retried one). Error statuses are the providers' to map.
-            raise_for_status=False,
-            trace_request_ctx=progress,
-        ) as response:
-            return Response(response.status, response.headers, await self._read(response))
+        observing = _CURRENT.set(progress)
+        try:
+            async with session.request(
+                method,
+                # encoded=True: the adapters percent-encoded every id already; letting yarl
+                # re-quote would turn %40 %3B %26 back into @ ; & on the wire.
+                URL(url, encoded=True),
+                data=data,
+                headers=headers,
+                timeout=self._timeout(timeout),
+                allow_redirects=False,
+                # A caller's session may be built with raise_for_status=True; its
+                # ClientResponseError would turn every 4xx/5xx into an APIConnectionError
+                # (and a retried one). Error statuses are the providers' to map.
+                raise_for_status=False,
+                trace_request_ctx=progress,
+            ) as response:
+                return Response(response.status, response.headers, await self._read(response))
+        finally:
+            _CURRENT.reset(observing)
 
     def _translate(
         self,
@@ -302,7 +329,7 @@ class AiohttpTransport:
         connector_failed = isinstance(exc, (aiohttp.ClientConnectorError, _CONNECT_TIMEOUT))
         # Without tracing hooks, only a connection that was never established proves
         # nothing was sent; with them, so does a request that never got a connection.
-        sent = not connector_failed and (progress.connected or not progress.traced)
+        sent = not connector_failed and (progress.connected or not progress.observed)
         if isinstance(exc, asyncio.TimeoutError):  # also aiohttp's ServerTimeoutError
             waiting = "" if sent else " before a connection was available (not sent)"
             return APITimeoutError(
