@@ -90,8 +90,10 @@ class Engine:
         self._provider = provider
         # Normalised (and percent-encoded) once, since request URLs are sent as built.
         self._base_url = str(URL(base_url)).rstrip("/")
-        # Errors name the request by its path (no host, no query): base path + call path.
-        self._base_path = URL(self._base_url).raw_path.rstrip("/")
+        self._redactor = Redactor(token)
+        # Errors name the request by its path (no host, no query): base path + call path;
+        # a token pasted into base_url's path is blanked there too.
+        self._base_path = self._redactor.text(URL(self._base_url).raw_path.rstrip("/"))
         self.options = options
         self.transport = transport
         self._headers = SecretHeaders(
@@ -102,7 +104,6 @@ class Engine:
             }
         )
         self._body_headers = self._headers.merged({"Content-Type": "application/json"})
-        self._redactor = Redactor(token)
 
     def __repr__(self) -> str:
         return f"<Engine {self._provider} {self._base_url}>"
