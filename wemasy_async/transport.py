@@ -327,8 +327,9 @@ class AiohttpTransport:
                     f" {_clean(text, headers, url)}"
                 )
         connector_failed = isinstance(exc, (aiohttp.ClientConnectorError, _CONNECT_TIMEOUT))
-        # Without tracing hooks, only a connection that was never established proves
-        # nothing was sent; with them, so does a request that never got a connection.
+        # Where nothing observes the connection (a caller's session without TRACE_CONFIG),
+        # only one that was never established proves nothing was sent; where something
+        # does, so does a request that never got one (it waited for the pool).
         sent = not connector_failed and (progress.connected or not progress.observed)
         if isinstance(exc, asyncio.TimeoutError):  # also aiohttp's ServerTimeoutError
             waiting = "" if sent else " before a connection was available (not sent)"
