@@ -99,7 +99,7 @@ def test_chat_prints_reply(server_url: str, capsys: pytest.CaptureFixture[str]) 
 @pytest.mark.parametrize(
     ("argv", "expected"),
     [
-        (["get", "999"], "error: Conversation not found. (HTTP 404 from wemasy)"),
+        (["get", "999"], "error: Conversation not found. (HTTP 404 from wemasy, POST /api/"),
         (["get", "abc"], "error: conversation_id must be a positive integer"),
         (["list", "--per-page", "500"], "error: per_page must be between 1 and 100"),
         (["chat"], "error: chat needs a message"),
@@ -130,7 +130,7 @@ def test_wrong_token_is_reported_without_the_token(
     monkeypatch.setenv("WEMASY_API_TOKEN", "wrong-SECRET-value")
     assert main(["get", "1", "--base-url", server_url]) == 1
     err = capsys.readouterr().err
-    assert err.startswith("error: Unauthenticated. (HTTP 401 from wemasy)")
+    assert err.startswith("error: Unauthenticated. (HTTP 401 from wemasy, POST /api/")
     assert "SECRET" not in err
 
 

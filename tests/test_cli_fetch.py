@@ -309,7 +309,7 @@ def test_rejected_token_stops_the_run_with_one_line(
     out = tmp_path / "out.jsonl"
     assert fetch(server_url, ids_file, out) == 1
     err = capsys.readouterr().err
-    assert err.startswith("error: Unauthenticated. (HTTP 401 from wemasy)")
+    assert err.startswith("error: Unauthenticated. (HTTP 401 from wemasy, POST /api/")
     assert err.count("\n") == 1
     assert "SECRET" not in err
     assert out.read_bytes() == b""

@@ -67,7 +67,8 @@ async def reference_body(fake: FakeWemasy, conversation_id: int = 3) -> bytes:
 async def raw_exchange(fake: FakeWemasy, endpoint: str, body: bytes) -> tuple[bytes, bytes]:
     """POST over a bare socket; return (head, body bytes received before EOF or reset)."""
     host, port = fake.host, fake.port
-    reader, writer = await asyncio.open_connection(host, port)
+    # A large read limit: some faults send heads far beyond asyncio's 64 KiB default.
+    reader, writer = await asyncio.open_connection(host, port, limit=1 << 20)
     try:
         writer.write(
             f"POST {fake.url_prefix}{endpoint} HTTP/1.1\r\nHost: {host}:{port}\r\n"
@@ -125,6 +126,11 @@ def test_fault_kinds_are_exported_and_exact() -> None:
         "rate_limited",
         "process_then_drop",
         "huge_body",
+        "huge_header",
+        "bad_status_line",
+        "many_headers",
+        "slow_trickle",
+        "short_body",
     )
     documented = FakeWemasy.queue_fault.__doc__ or ""
     for kind in FAULT_KINDS:
@@ -420,6 +426,86 @@ async def test_huge_body_ends_as_valid_json_at_its_cap(
     assert msgspec.json.decode(body) == {"data": "x" * (3 * 1024 * 1024)}
 
 
+async def test_huge_header_sends_one_100_kb_header_line(fake: FakeWemasy) -> None:
+    fake.queue_fault("huge_header", path=CHAT)
+    head, received = await raw_exchange(fake, CHAT, b'{"message": "never"}')
+    assert head.startswith(b"HTTP/1.1 200 OK\r\n")
+    padding = header(head, "X-Padding")
+    assert padding is not None
+    assert len(padding) == server_module.HUGE_HEADER_BYTES
+    assert received == b"{}"  # then the connection is closed
+    assert fake.chat_deliveries == []  # the handler did not run
+    assert fake.requests[-1].status == 200
+
+
+async def test_bad_status_line_echoes_the_authorization_header(fake: FakeWemasy) -> None:
+    fake.queue_fault("bad_status_line")
+    head, _ = await raw_exchange(fake, GET, b'{"conversation_id": 1}')
+    assert head.startswith(b"HTTP/1.1 2x0 Bearer t\r\n")
+    assert fake.requests[-1].status == 0  # no status a client can read
+
+
+async def test_many_headers_sends_5000_header_lines(fake: FakeWemasy) -> None:
+    fake.queue_fault("many_headers")
+    head, received = await raw_exchange(fake, GET, b'{"conversation_id": 1}')
+    lines = head.split(b"\r\n")
+    assert lines[0] == b"HTTP/1.1 200 OK"
+    assert sum(1 for line in lines if line.startswith(b"X-Header-")) == 5000
+    assert server_module.MANY_HEADERS == 5000
+    assert received == b"{}"
+
+
+async def test_short_body_promises_100_bytes_more_than_it_sends(fake: FakeWemasy) -> None:
+    full = await reference_body(fake)
+    fake.queue_fault("short_body")
+    head, received = await raw_exchange(fake, GET, b'{"conversation_id": 3}')
+    assert head.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert header(head, "Content-Length") == str(len(full) + 100)
+    assert received == full  # the whole real body, then a FIN (not a reset)
+    fake.queue_fault("short_body", path=CHAT)
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(fake.url + CHAT, json={"message": "short"}, headers=AUTH) as r,
+    ):
+        with pytest.raises(aiohttp.ClientPayloadError):
+            await r.read()
+    assert [d["message"] for d in fake.chat_deliveries] == ["short"]  # the handler ran
+
+
+async def test_slow_trickle_sends_the_whole_response_one_byte_at_a_time(
+    fake: FakeWemasy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(server_module, "TRICKLE_INTERVAL", 0.0)  # fast, to see all of it
+    full = await reference_body(fake)
+    fake.queue_fault("slow_trickle")
+    head, received = await raw_exchange(fake, GET, b'{"conversation_id": 3}')
+    assert head.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert header(head, "Content-Length") == str(len(full))
+    assert received == full
+    assert await released(fake)
+
+
+async def test_slow_trickle_never_stalls_long_and_ends_when_the_client_leaves(
+    fake: FakeWemasy,
+) -> None:
+    fake.queue_fault("slow_trickle")
+    reader, writer = await asyncio.open_connection(fake.host, fake.port)
+    body = b'{"conversation_id": 3}'
+    writer.write(
+        f"POST /api{GET} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer t\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n".encode()
+        + body
+    )
+    received = b""
+    for _ in range(20):  # every byte comes well within a read timeout of 0.5 s
+        received += await asyncio.wait_for(reader.read(1), timeout=0.5)
+    assert received == b"HTTP/1.1 200 OK\r\nCon"
+    assert fake.held_connections == 1
+    writer.close()
+    await writer.wait_closed()
+    assert await released(fake)
+
+
 # ---------------------------------------------------------------------------- bookkeeping
 
 
@@ -563,8 +649,10 @@ async def test_every_kind_at_random_under_64_connections_leaks_nothing() -> None
         assert 0.15 * requests < stats.faults_served < 0.25 * requests
         assert stats.requests_total == requests  # POSTs: aiohttp never resends them
         # Each dropped request (disconnect, process_then_drop, the request after a
-        # keepalive_close) is exactly one ServerDisconnectedError for the client.
-        assert outcomes.get("ServerDisconnectedError", 0) == stats.status_counts[0]
+        # keepalive_close) is exactly one ServerDisconnectedError for the client; the other
+        # status 0 is a bad status line.
+        bad_status = stats.fault_counts["bad_status_line"]
+        assert outcomes.get("ServerDisconnectedError", 0) == stats.status_counts[0] - bad_status
         with anyio.fail_after(PROOF):
             await fake.close()
         assert fake.held_connections == 0

@@ -156,6 +156,11 @@ NO_RETRY: dict[str, tuple[Expected, Expected]] = {
     "rate_limited": (RateLimitError, RateLimitError),
     "process_then_drop": (APIConnectionError, None),
     "huge_body": (ResponseTooLargeError, ResponseTooLargeError),
+    "huge_header": (APIConnectionError, APIConnectionError),
+    "bad_status_line": (APIConnectionError, APIConnectionError),
+    "many_headers": (APIConnectionError, APIConnectionError),
+    "slow_trickle": (APITimeoutError, APITimeoutError),
+    "short_body": (APIConnectionError, APIConnectionError),
 }
 # Faults the default policy does not retry, because the same request would get the same
 # body: what the server sent cannot be read as the documented response.
@@ -168,6 +173,8 @@ HANDLER_RUNS = {
     "stall",
     "keepalive_close",
     "process_then_drop",
+    "slow_trickle",
+    "short_body",
 }
 
 

@@ -33,6 +33,7 @@ from wemasy_async.errors import (
     AsyncioRequiredError,
     ClientClosedError,
     InvalidRequestError,
+    PaginationError,
     UnsupportedOperationError,
 )
 from wemasy_async.models import ChatReply, Conversation, Message, Page
@@ -89,9 +90,11 @@ class Client:
             (``$WEMASY_API_TOKEN`` for Wemasy). Never shown in reprs, logs or errors.
         base_url: The API base URL; defaults to the provider's documented one.
         session: An ``aiohttp.ClientSession`` owned by the caller. The client uses it and
-            never closes it. Without one, the client creates its own on first use, inside the
-            running event loop, and closes it in :meth:`aclose`; its connection pool holds up
-            to 1,000 connections, as many as a batch may keep in flight.
+            never closes it. It must not carry ``auth=`` (the token is the client's
+            authentication), and it must belong to the running event loop. Without one,
+            the client creates its own on first use, inside the running event loop, and
+            closes it in :meth:`aclose`; its connection pool holds up to 1,000 connections,
+            as many as a batch may keep in flight.
         timeout: Total seconds per attempt (connect, send, wait, read); ``None`` for none.
             Time spent waiting for the rate limiter does not count.
         rate_limit: How to pace requests (:class:`RateLimit`); ``True`` for the defaults,
@@ -135,11 +138,8 @@ class Client:
             self._provider.default_base_url if base_url is None else base_url,
             check_bool(allow_http, "allow_http"),
         )
-        if session is not None and not isinstance(session, aiohttp.ClientSession):
-            raise InvalidRequestError(
-                f"session must be an aiohttp.ClientSession, got {type(session).__name__}",
-                argument="session",
-            )
+        if session is not None:
+            _check_session(session)
         token = _check_token(token, self._provider.token_env)
         limiter_config = _check_option(rate_limit, RateLimit, "rate_limit")
         self._transport = AiohttpTransport(
@@ -307,6 +307,9 @@ class Client:
         Raises:
             InvalidRequestError: An argument is out of range (at call time).
             UnsupportedOperationError: The provider cannot list conversations (at call time).
+            PaginationError: The server answered another page than the one asked for, or
+                the same conversations as the page before (while iterating): it would
+                otherwise never end.
         """
         if "iter_conversations" not in self._provider.capabilities:
             raise UnsupportedOperationError(self.provider, "iter_conversations")
@@ -317,17 +320,42 @@ class Client:
     async def _pages(
         self, params: ListConversationsParams, call: Call[Page[Conversation]]
     ) -> AsyncIterator[Conversation]:
+        # A server that ignores "page" (answering page 1 again and again) or serves a page
+        # twice would make this loop forever, yielding duplicates: each page with items must
+        # be the one asked for, and hold other conversations than the page before it. (An
+        # empty page ends the iteration whatever its number: the docs' own example is an
+        # empty "current_page": 0.)
+        wanted = params.page
+        previous: list[str] | None = None
         while True:
             page = await self._send(call)
+            ids = [conversation.id for conversation in page.items]
+            if ids and page.page != wanted:
+                raise PaginationError(
+                    provider=self.provider,
+                    page=wanted,
+                    received=page.page,
+                    reason=f"the server answered page {page.page} (of {page.last_page});"
+                    " it does not page through the list as asked",
+                )
+            if ids and ids == previous:
+                raise PaginationError(
+                    provider=self.provider,
+                    page=wanted,
+                    received=page.page,
+                    reason=f"page {wanted} holds the same conversations as page {wanted - 1}",
+                )
             for conversation in page.items:
                 yield conversation
             if not page.items or not page.has_next:
                 return
+            previous = ids
+            wanted = page.page + 1
             params = ListConversationsParams(
                 agent_id=params.agent_id,
                 search=params.search,
                 per_page=params.per_page,
-                page=page.page + 1,
+                page=wanted,
             )
             call = self._provider.list_conversations(params)
 
@@ -470,6 +498,23 @@ class Client:
             tool_result=tool_result,
         )
         return await self._send(self._provider.chat(params))
+
+
+def _check_session(session: object) -> None:
+    if not isinstance(session, aiohttp.ClientSession):
+        raise InvalidRequestError(
+            f"session must be an aiohttp.ClientSession, got {type(session).__name__}",
+            argument="session",
+        )
+    if session.auth is not None:
+        # aiohttp refuses to send both its auth= and our Authorization header, with a bare
+        # ValueError on every request; the token is how the client authenticates.
+        raise InvalidRequestError(
+            "the session was created with auth=... (HTTP basic auth), which conflicts with"
+            " the client's token (its 'Authorization: Bearer' header); give the client a"
+            " session without auth=",
+            argument="session",
+        )
 
 
 def _check_token(token: object, env: str) -> str:

@@ -10,7 +10,6 @@ gets the same rate limiting and retries because they live only here.
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from wemasy_async.errors import APIConnectionError, APIError, RateLimitError
 from wemasy_async.headers import RateLimitInfo
 from wemasy_async.providers.base import Call, Response
 from wemasy_async.ratelimit import Limiter, PauseTooLong
+from wemasy_async.redaction import Redactor, SecretHeaders
 from wemasy_async.retry import RetryPolicy, retry_delay
 from wemasy_async.transport import Transport
 
@@ -83,18 +83,21 @@ class Engine:
     Args:
         provider: The provider name, for logs.
         base_url: The base URL without a trailing slash.
-        token: The API token, sent as ``Authorization: Bearer``; kept only inside the header
-            dicts, never in a repr, log record or error.
+        token: The API token, sent as ``Authorization: Bearer``; kept only inside
+            :class:`~wemasy_async.redaction.SecretHeaders` and a
+            :class:`~wemasy_async.redaction.Redactor`, never in a repr, log record, error or
+            a plain local of a frame an error's traceback shows.
         transport: What does the I/O.
         options: Timeout, retry policy and limiter.
     """
 
     __slots__ = (
+        "_base_path",
         "_base_url",
         "_body_headers",
         "_headers",
         "_provider",
-        "_secret",
+        "_redactor",
         "latency",
         "options",
         "transport",
@@ -112,15 +115,20 @@ class Engine:
         self._provider = provider
         # Normalised (and percent-encoded) once, since request URLs are sent as built.
         self._base_url = str(URL(base_url)).rstrip("/")
+        self._redactor = Redactor(token)
+        # Errors name the request by its path (no host, no query): base path + call path;
+        # a token pasted into base_url's path is blanked there too.
+        self._base_path = self._redactor.text(URL(self._base_url).raw_path.rstrip("/"))
         self.options = options
         self.transport = transport
-        self._headers = {
-            "Authorization": f"Bearer {token}",
-            "Accept": "application/json",
-            "User-Agent": f"wemasy-async/{__version__}",
-        }
-        self._body_headers = {**self._headers, "Content-Type": "application/json"}
-        self._secret = token
+        self._headers = SecretHeaders(
+            {
+                "Authorization": f"Bearer {token}",
+                "Accept": "application/json",
+                "User-Agent": f"wemasy-async/{__version__}",
+            }
+        )
+        self._body_headers = self._headers.merged({"Content-Type": "application/json"})
         self.latency = Latency()
 
     def __repr__(self) -> str:
@@ -131,9 +139,10 @@ class Engine:
         copy = Engine.__new__(Engine)
         copy._provider = self._provider
         copy._base_url = self._base_url
+        copy._base_path = self._base_path
         copy._headers = self._headers
         copy._body_headers = self._body_headers
-        copy._secret = self._secret
+        copy._redactor = self._redactor
         copy.transport = self.transport
         copy.latency = self.latency
         copy.options = options
@@ -162,6 +171,8 @@ class Engine:
             try:
                 return await self._attempt(call, options)
             except APIError as error:
+                # Every error of a request names it (method and path, never the query).
+                error.locate(call.request.method, self._base_path + call.request.path)
                 if options.retry is None:
                     raise
                 delay = retry_delay(
@@ -222,7 +233,7 @@ class Engine:
             # Errors quote the body and keep the headers. A server (or a proxy) that echoes
             # the token back would put it into messages, logs and tracebacks: read the
             # response again with the token blanked out, so the error raised is clean.
-            redacted = _redacted(response, self._secret)
+            redacted = _redacted(response, self._redactor)
             if redacted is None:
                 raise
         try:
@@ -256,42 +267,17 @@ class Engine:
         return response
 
 
-_REDACTED = "[REDACTED]"
-# A token this long cannot occur in ordinary text by accident; a shorter one (a test's "t")
-# is redacted only where it stands alone, so "Not found" keeps its letters.
-_DISTINCTIVE = 16
-
-
-def _redacted(response: Response, secret: str) -> Response | None:
-    """``response`` with ``secret`` blanked out of body and headers, or None if it has none."""
-    if len(secret) >= _DISTINCTIVE:
-
-        def scrub_text(text: str) -> str:
-            return text.replace(secret, _REDACTED)
-
-        def scrub_body(body: bytes) -> bytes:
-            return body.replace(secret.encode(), _REDACTED.encode())
-
-    else:
-        escaped = re.escape(secret)
-        alone = re.compile(f"(?<![A-Za-z0-9]){escaped}(?![A-Za-z0-9])")
-        alone_bytes = re.compile(alone.pattern.encode())
-
-        def scrub_text(text: str) -> str:
-            return alone.sub(_REDACTED, text)
-
-        def scrub_body(body: bytes) -> bytes:
-            return alone_bytes.sub(_REDACTED.encode(), body)
-
-    body = scrub_body(response.body) if secret.encode() in response.body else response.body
-    leaked = {name for name, value in response.headers.items() if scrub_text(value) != value}
+def _redacted(response: Response, redactor: Redactor) -> Response | None:
+    """``response`` with the secret blanked out of body and headers, or None if it has none."""
+    body = redactor.bytes(response.body)
+    leaked = {name for name, value in response.headers.items() if redactor.text(value) != value}
     if body == response.body and not leaked:
         return None
     headers: Mapping[str, str] = response.headers
     if leaked:
         clean = CIMultiDict(response.headers)
         for name in leaked:
-            values = [scrub_text(v) for v in clean.getall(name)]
+            values = [redactor.text(v) for v in clean.getall(name)]
             del clean[name]
             for value in values:
                 clean.add(name, value)

@@ -13,6 +13,7 @@ where an error resembles one (``TimeoutError``, ``ValueError``)::
         ├── APIConnectionError                could not connect, or the connection broke
         │   └── APITimeoutError (TimeoutError) the request took longer than its timeout
         ├── ResponseDecodeError               a body that is not what the provider documents
+        │   └── PaginationError                   pages that do not advance (a loop)
         ├── ResponseTooLargeError             a body larger than ``max_response_bytes``
         └── APIStatusError                    the provider answered with an error status
             ├── BadRequestError               400
@@ -25,9 +26,15 @@ where an error resembles one (``TimeoutError``, ``ValueError``)::
             ├── RateLimitError                429 (``retry_after``)
             └── InternalServerError           >= 500
 
-Exceptions from aiohttp and msgspec are translated at one boundary (the engine and the
-provider adapters) and chained with ``raise ... from exc``. Messages never contain the API
-token: nothing that builds them has access to it.
+Exceptions from msgspec are translated in the provider adapters and chained with
+``raise ... from exc``. Exceptions from aiohttp are translated at the transport boundary into
+an error that keeps their type name and (cleaned) message but not the exception itself: aiohttp's
+exceptions hold the request's headers, token included, so none is reachable from an error we
+raise (neither as ``__cause__`` nor as ``__context__``). Messages, attributes, reprs and pickles
+never contain the API token: what a server echoes back is blanked to ``[REDACTED]``.
+
+Every :class:`APIError` raised for a request names it: ``method`` and ``path`` (the URL path,
+never its query or host), also shown in ``str(error)``.
 """
 
 from __future__ import annotations
@@ -50,6 +57,7 @@ __all__ = [
     "InternalServerError",
     "InvalidRequestError",
     "NotFoundError",
+    "PaginationError",
     "PaymentRequiredError",
     "PermissionDeniedError",
     "RateLimitError",
@@ -139,15 +147,51 @@ class APIError(WemasyAsyncError):
 
     Attributes:
         provider: The provider name the request was for.
+        message: What went wrong, without the request's location.
+        method: The HTTP method of the failed request (``"POST"``), when there was one.
+        path: Its URL path (``"/api/services/ai/v1/chat"``): never the host, the query or
+            the token. ``str(error)`` shows both.
     """
 
-    def __init__(self, message: str, *, provider: str) -> None:
+    def __init__(
+        self, message: str, *, provider: str, method: str | None = None, path: str | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.provider = provider
+        self.method = method
+        self.path = path
+
+    @property
+    def request_line(self) -> str | None:
+        """``"POST /api/services/ai/v1/chat"``, or ``None`` when no request is known."""
+        if self.method is None or self.path is None:
+            return None
+        return f"{self.method} {self.path}"
+
+    def locate(self, method: str, path: str) -> None:
+        """Record the request this error is about, unless one is recorded already.
+
+        The engine calls it for every error of a request, so that adapters (which never see
+        URLs) need not.
+        """
+        if self.method is None:
+            self.method = method
+            self.path = path
+
+    def __str__(self) -> str:
+        where = self.request_line
+        return self.message if where is None else f"{self.message} ({where})"
+
+    def _request_repr(self) -> str:
+        where = self.request_line
+        return "" if where is None else f", request={where!r}"
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(provider={self.provider!r}, message={self.message!r})"
+        return (
+            f"{type(self).__name__}(provider={self.provider!r}, message={self.message!r}"
+            f"{self._request_repr()})"
+        )
 
 
 class APIConnectionError(APIError):
@@ -155,12 +199,21 @@ class APIConnectionError(APIError):
 
     Attributes:
         request_sent: ``False`` only when the request certainly never reached the server
-            (the connection was refused or could not be established); then even a
-            non-idempotent request is safe to send again.
+            (the connection was refused or could not be established, or the request was
+            still waiting for a connection from the pool); then even a non-idempotent
+            request is safe to send again.
     """
 
-    def __init__(self, message: str, *, provider: str, request_sent: bool = True) -> None:
-        super().__init__(message, provider=provider)
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str,
+        request_sent: bool = True,
+        method: str | None = None,
+        path: str | None = None,
+    ) -> None:
+        super().__init__(message, provider=provider, method=method, path=path)
         self.request_sent = request_sent
 
 
@@ -191,8 +244,30 @@ class ResponseDecodeError(APIError):
 
     def __repr__(self) -> str:
         return (
-            f"ResponseDecodeError(provider={self.provider!r}, status={self.status}, "
-            f"expected={self.expected!r})"
+            f"{type(self).__name__}(provider={self.provider!r}, status={self.status}, "
+            f"expected={self.expected!r}{self._request_repr()})"
+        )
+
+
+class PaginationError(ResponseDecodeError):
+    """Listing pages does not advance: the server answered another page than the one asked
+    for (it ignores ``page``), or the same page again. Raised instead of looping forever.
+
+    Attributes:
+        page: The page that was asked for.
+        received: The page number the server said it returned.
+    """
+
+    def __init__(self, *, provider: str, page: int, received: int, reason: str) -> None:
+        self.page = page
+        self.received = received
+        self.status = 200
+        self.expected = f"page {page} of the conversation list"
+        self.excerpt = ""  # the pages themselves were fine; their order is not
+        APIError.__init__(
+            self,
+            f"HTTP 200 response from {provider} is not {self.expected}: {reason}",
+            provider=provider,
         )
 
 
@@ -230,6 +305,9 @@ class APIStatusError(APIError):
         retry_after: Seconds the provider asked us to wait before retrying, when it said
             (``Retry-After``, or a provider's own hint such as SiteAssist's
             ``details.retryAfter``); set on 429s and on 503s that carry a hint.
+        hint: What the SDK makes of the response beyond the provider's message, e.g. that
+            a 404 without the provider's documented body suggests a wrong ``base_url``;
+            shown in ``str(error)``.
     """
 
     def __init__(
@@ -243,9 +321,11 @@ class APIStatusError(APIError):
         code: str | None = None,
         details: Mapping[str, Any] | None = None,
         retry_after: float | None = None,
+        hint: str | None = None,
     ) -> None:
         super().__init__(message, provider=provider)
         self.retry_after = retry_after
+        self.hint = hint
         self.status = status
         # Case-insensitive like the response's own headers (and, unlike aiohttp's proxy,
         # picklable): err.headers["retry-after"] must find "Retry-After".
@@ -256,12 +336,15 @@ class APIStatusError(APIError):
 
     def __str__(self) -> str:
         code = f", code {self.code}" if self.code else ""
-        return f"{self.message} (HTTP {self.status} from {self.provider}{code})"
+        where = self.request_line
+        at = f", {where}" if where is not None else ""
+        hint = f"; {self.hint}" if self.hint else ""
+        return f"{self.message} (HTTP {self.status} from {self.provider}{code}{at}){hint}"
 
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}(provider={self.provider!r}, status={self.status}, "
-            f"code={self.code!r}, message={self.message!r})"
+            f"code={self.code!r}, message={self.message!r}{self._request_repr()})"
         )
 
 
@@ -293,14 +376,15 @@ class UnprocessableEntityError(APIStatusError):
     """HTTP 422: validation failed.
 
     Attributes:
-        errors: Per-field messages, ``{"field": ["message", ...]}``.
+        errors: Per-field messages, ``{"field": ["message", ...]}`` (a bare string is listed
+            as ``["message"]``); a value of any other shape is kept as the server sent it.
     """
 
     def __init__(
-        self, message: str, *, errors: Mapping[str, list[str]] | None = None, **kwargs: Any
+        self, message: str, *, errors: Mapping[str, Any] | None = None, **kwargs: Any
     ) -> None:
         super().__init__(message, **kwargs)
-        self.errors: Mapping[str, list[str]] = dict(errors or {})
+        self.errors: Mapping[str, Any] = dict(errors or {})
 
 
 class RateLimitError(APIStatusError):
@@ -332,13 +416,16 @@ def status_error(
     body: object = None,
     code: str | None = None,
     details: Mapping[str, Any] | None = None,
-    errors: Mapping[str, list[str]] | None = None,
+    errors: Mapping[str, Any] | None = None,
     retry_after: float | None = None,
+    documented: bool = True,
 ) -> APIStatusError:
     """Build the most specific :class:`APIStatusError` subclass for ``status``.
 
     ``errors`` is kept only on :class:`UnprocessableEntityError`. A redirect's message
-    names its ``Location``.
+    names its ``Location``. A 404 whose body is not the provider's documented error body
+    (``documented=False``) most likely came from something that is not the provider's API
+    (a wrong ``base_url``, a proxy): its message says so.
     """
     common: dict[str, Any] = {
         "provider": provider,
@@ -355,6 +442,11 @@ def status_error(
             # Whatever the body says, the user needs to know where it pointed and that the
             # SDK did not follow it (that would carry the token to wherever it points).
             message = f"{message} (redirect to {location}, not followed)"
+    if status == 404 and not documented:
+        common["hint"] = (
+            f"the body is not {provider}'s documented error body, so this URL may not be"
+            " the provider's API: check base_url"
+        )
     cls = _BY_STATUS.get(status)
     if cls is UnprocessableEntityError:
         return UnprocessableEntityError(message, errors=errors, **common)

@@ -3,15 +3,30 @@
 :class:`AiohttpTransport` is the only code in the package that touches aiohttp's request
 API. It translates every aiohttp and socket failure into
 :class:`~wemasy_async.errors.APIConnectionError` or
-:class:`~wemasy_async.errors.APITimeoutError` (chained ``from`` the original), so nothing
-above it ever sees a raw aiohttp exception.
+:class:`~wemasy_async.errors.APITimeoutError`, so nothing above it ever sees a raw aiohttp
+exception. The original is *not* chained: aiohttp's exceptions (and the locals of aiohttp's
+frames in their tracebacks) hold the request headers, token included. The translated error
+keeps its type name and its message, with the token and the URL's query blanked out, and is
+raised with neither ``__cause__`` nor ``__context__``. A cancellation leaves ``send`` as a fresh
+``CancelledError`` (same arguments) for the same reason.
+
+Whether a failed request may have reached the server (``request_sent``) is told from the
+moment it got a connection: a request that was still waiting for a free connection of the
+pool, or for a new one to be established, was not sent. The session the transport creates
+observes that in its connector (:class:`_ObservingConnector`, at no cost per request); a
+caller's session does with aiohttp's tracing hooks, if it was built with
+:data:`TRACE_CONFIG` (tracing costs some CPU per request); otherwise nothing is known and a
+timeout counts as sent.
 """
 
 from __future__ import annotations
 
 import asyncio
+import io
 import weakref
 from collections.abc import Mapping
+from contextvars import ContextVar
+from types import SimpleNamespace
 from typing import Protocol
 
 import aiohttp
@@ -23,18 +38,90 @@ from wemasy_async.errors import (
     APITimeoutError,
     ClientClosedError,
     ResponseTooLargeError,
+    WemasyAsyncError,
 )
 from wemasy_async.providers.base import Response
+from wemasy_async.redaction import REDACTED, Redactor, credential_of
 
-__all__ = ["DEFAULT_MAX_RESPONSE_BYTES", "AiohttpTransport", "Transport"]
+__all__ = ["DEFAULT_MAX_RESPONSE_BYTES", "TRACE_CONFIG", "AiohttpTransport", "Transport"]
 
 DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 """The largest response body read by default: far above any documented response."""
 
-# aiohttp >= 3.10 tells a timeout while connecting (nothing sent) from one while waiting.
-_CONNECT_TIMEOUT: type[BaseException] = getattr(
-    aiohttp, "ConnectionTimeoutError", aiohttp.ClientConnectorError
-)
+# A timeout while connecting (nothing sent), told apart from one while waiting
+# (aiohttp >= 3.10, the lowest version pyproject.toml allows).
+_CONNECT_TIMEOUT: type[BaseException] = aiohttp.ConnectionTimeoutError
+# aiohttp warns ("might lock the event loop") for a bytes body above 1 MiB and writes it in
+# one piece; a BytesIO body is written in chunks, yielding to the loop between them.
+_LARGE_BODY = 1024 * 1024
+# Distinct timeouts (with_options(timeout=...) per call) are common; a few are cached.
+_TIMEOUT_CACHE = 32
+_MESSAGE_CHARS = 300
+
+
+class _Progress:
+    """How far one request got: whether it is observed at all, and whether it got a
+    connection (from then on its bytes may reach the server)."""
+
+    __slots__ = ("connected", "observed")
+
+    def __init__(self, observed: bool) -> None:
+        self.observed = observed
+        self.connected = False
+
+
+# The request the current task is sending, for the connector (which aiohttp calls from that
+# task) to mark as connected.
+_CURRENT: ContextVar[_Progress | None] = ContextVar("wemasy_async_request", default=None)
+
+
+class _ObservingConnector(aiohttp.TCPConnector):
+    """A ``TCPConnector`` that marks the current request connected once it has a connection
+    (from the pool or new); a timeout before that means nothing was sent."""
+
+    async def connect(
+        self,
+        req: aiohttp.ClientRequest,
+        traces: list[aiohttp.tracing.Trace],
+        timeout: aiohttp.ClientTimeout,
+    ) -> aiohttp.connector.Connection:
+        connection = await super().connect(req, traces, timeout)
+        progress = _CURRENT.get()
+        if progress is not None:
+            progress.connected = True
+        return connection
+
+
+async def _on_request_start(
+    session: aiohttp.ClientSession, context: SimpleNamespace, params: object
+) -> None:
+    progress = getattr(context, "trace_request_ctx", None)
+    if isinstance(progress, _Progress):
+        progress.observed = True
+
+
+async def _on_connection(
+    session: aiohttp.ClientSession, context: SimpleNamespace, params: object
+) -> None:
+    # A connection of the pool was handed over, or a new one is established: from here on
+    # the request's bytes may reach the server. Until then (queued for a free connection,
+    # connecting) nothing was sent.
+    progress = getattr(context, "trace_request_ctx", None)
+    if isinstance(progress, _Progress):
+        progress.connected = True
+
+
+TRACE_CONFIG = aiohttp.TraceConfig()
+"""The tracing hooks that tell "waiting for a connection" from "sent" on a caller's session.
+
+The session the client creates needs none. Add them to a session of your own
+(``aiohttp.ClientSession(trace_configs=[TRACE_CONFIG])``) to get the same precision; without
+them, a timeout while waiting for a pooled connection counts as ``request_sent=True`` (the
+safe side: ``chat`` is then not retried)."""
+TRACE_CONFIG.on_request_start.append(_on_request_start)
+TRACE_CONFIG.on_connection_reuseconn.append(_on_connection)
+TRACE_CONFIG.on_connection_create_end.append(_on_connection)
+TRACE_CONFIG.freeze()
 
 
 class Transport(Protocol):
@@ -125,6 +212,15 @@ class AiohttpTransport:
         # is closed" RuntimeError or hangs. Say what is wrong instead.
         loop = asyncio.get_running_loop()
         if self._loop is None:
+            # A caller's session created in an earlier asyncio.run() belongs to that (closed)
+            # loop: aiohttp would fail with a bare "Event loop is closed" RuntimeError.
+            owner = getattr(self._given, "_loop", None)
+            if owner is not None and owner is not loop:
+                raise ClientClosedError(
+                    "the aiohttp.ClientSession given to this client was created in another"
+                    " event loop (e.g. an earlier asyncio.run()) and cannot be used in this"
+                    " one; create the session inside the loop that uses it"
+                )
             self._loop = weakref.ref(loop)
         elif self._loop() is not loop:
             raise ClientClosedError(
@@ -135,7 +231,7 @@ class AiohttpTransport:
         session = self._given or self._owned
         if session is None:
             session = self._owned = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=self._max_connections),
+                connector=_ObservingConnector(limit=self._max_connections),
                 # An API client has no use for cookies; a shared jar would mix callers' state.
                 cookie_jar=aiohttp.DummyCookieJar(),
             )
@@ -144,10 +240,14 @@ class AiohttpTransport:
         return session
 
     def _timeout(self, seconds: float | None) -> aiohttp.ClientTimeout:
-        timeout = self._timeouts.get(seconds)
+        timeouts = self._timeouts
+        timeout = timeouts.get(seconds)
         if timeout is None:
+            if len(timeouts) >= _TIMEOUT_CACHE:
+                # Bounded: a caller giving every call its own timeout must not grow it forever.
+                timeouts.clear()
             # A total deadline only: it bounds connecting, waiting and reading together.
-            timeout = self._timeouts[seconds] = aiohttp.ClientTimeout(total=seconds)
+            timeout = timeouts[seconds] = aiohttp.ClientTimeout(total=seconds)
         return timeout
 
     async def send(
@@ -167,13 +267,43 @@ class AiohttpTransport:
         being read to the end (the connection is then closed, not reused).
         """
         session = self._session()
+        progress = _Progress(isinstance(session.connector, _ObservingConnector))
+        failure: BaseException
+        try:
+            return await self._exchange(session, method, url, headers, body, timeout, progress)
+        except WemasyAsyncError as ours:
+            # Raised below (ResponseTooLargeError): start its traceback here, without the
+            # frames that hold aiohttp's response (its headers may echo the token).
+            failure = ours.with_traceback(None)
+        except asyncio.CancelledError as cancelled:
+            # The same cancellation, without aiohttp's frames (their locals hold the token).
+            failure = asyncio.CancelledError(*cancelled.args)
+        except Exception as exc:  # aiohttp's, the socket's, asyncio's TimeoutError
+            failure = self._translate(exc, url, headers, timeout, progress)
+        # Raised outside the handlers, so that the original is not its __context__.
+        raise failure
+
+    async def _exchange(
+        self,
+        session: aiohttp.ClientSession,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        body: bytes | None,
+        timeout: float | None,
+        progress: _Progress,
+    ) -> Response:
+        data: bytes | io.BytesIO | None = body
+        if body is not None and len(body) > _LARGE_BODY:
+            data = io.BytesIO(body)
+        observing = _CURRENT.set(progress)
         try:
             async with session.request(
                 method,
                 # encoded=True: the adapters percent-encoded every id already; letting yarl
                 # re-quote would turn %40 %3B %26 back into @ ; & on the wire.
                 URL(url, encoded=True),
-                data=body,
+                data=data,
                 headers=headers,
                 timeout=self._timeout(timeout),
                 allow_redirects=False,
@@ -181,21 +311,53 @@ class AiohttpTransport:
                 # ClientResponseError would turn every 4xx/5xx into an APIConnectionError
                 # (and a retried one). Error statuses are the providers' to map.
                 raise_for_status=False,
+                trace_request_ctx=progress,
             ) as response:
                 return Response(response.status, response.headers, await self._read(response))
-        except asyncio.TimeoutError as exc:  # also aiohttp's ServerTimeoutError
-            raise APITimeoutError(
-                f"request to {self._provider} timed out after {timeout} s",
-                provider=self._provider,
-                request_sent=not isinstance(exc, _CONNECT_TIMEOUT),
-            ) from exc
-        except (aiohttp.ClientError, OSError) as exc:
-            raise APIConnectionError(
-                f"connection to {self._provider} failed: {type(exc).__name__}: {exc}",
-                provider=self._provider,
-                # Only a connection that was never established proves nothing was sent.
-                request_sent=not isinstance(exc, aiohttp.ClientConnectorError),
-            ) from exc
+        finally:
+            _CURRENT.reset(observing)
+
+    def _translate(
+        self,
+        exc: Exception,
+        url: str,
+        headers: Mapping[str, str],
+        timeout: float | None,
+        progress: _Progress,
+    ) -> WemasyAsyncError:
+        """Our error for a failure of aiohttp, the socket or the loop; never holds ``exc``."""
+        provider = self._provider
+        if isinstance(exc, RuntimeError) and not isinstance(exc, aiohttp.ClientError):
+            text = str(exc)
+            if "closed" in text or "loop" in text:
+                # "Session is closed", "Event loop is closed", "... attached to a different
+                # loop": the session cannot be used here.
+                return ClientClosedError(
+                    f"the aiohttp.ClientSession cannot be used: {type(exc).__name__}:"
+                    f" {_clean(text, headers, url)}"
+                )
+        connector_failed = isinstance(exc, (aiohttp.ClientConnectorError, _CONNECT_TIMEOUT))
+        # Where nothing observes the connection (a caller's session without TRACE_CONFIG),
+        # only one that was never established proves nothing was sent; where something
+        # does, so does a request that never got one (it waited for the pool).
+        sent = not connector_failed and (progress.connected or not progress.observed)
+        if isinstance(exc, asyncio.TimeoutError):  # also aiohttp's ServerTimeoutError
+            waiting = "" if sent else " before a connection was available (not sent)"
+            return APITimeoutError(
+                f"request to {provider} timed out after {timeout} s{waiting}",
+                provider=provider,
+                request_sent=sent,
+            )
+        # A ClientResponseError's str() adds the URL, query included; its message is what
+        # went wrong.
+        text = exc.message if isinstance(exc, aiohttp.ClientResponseError) else str(exc)
+        cleaned = _clean(text, headers, url)
+        return APIConnectionError(
+            f"connection to {provider} failed: {type(exc).__name__}"
+            + (f": {cleaned}" if cleaned else ""),
+            provider=provider,
+            request_sent=sent,
+        )
 
     async def _read(self, response: aiohttp.ClientResponse) -> bytes:
         limit = self._max_body
@@ -230,3 +392,22 @@ class AiohttpTransport:
             # Shielded so that a cancelled caller still releases every socket.
             with anyio.CancelScope(shield=True):
                 await owned.close()
+
+
+def _clean(text: str, headers: Mapping[str, str], url: str) -> str:
+    """``text`` (an aiohttp message, which may quote what the server sent) made fit for an
+    error message: token and query blanked, on one line, cut short."""
+    credential = credential_of(headers)
+    if credential:
+        text = Redactor(credential).text(text)
+        # aiohttp quotes an over-long line cut after 100 bytes and marked "...": the token
+        # may be cut there too. Any start of it (8 characters and more) before the mark goes.
+        for length in range(len(credential) - 1, 7, -1):
+            cut = credential[:length] + "..."
+            if cut in text:
+                text = text.replace(cut, REDACTED + "...")
+    _, mark, query = url.partition("?")
+    if mark and query:
+        text = text.replace(query, REDACTED)
+    text = " ".join(text.split())
+    return text if len(text) <= _MESSAGE_CHARS else text[: _MESSAGE_CHARS - 1] + "…"

@@ -186,7 +186,9 @@ def check_tools(value: object, argument: str = "tools") -> list[dict[str, Any]]:
     """Accept a sequence of OpenAI-style function tools; return them as plain dicts.
 
     Each tool must look like ``{"type": "function", "function": {"name": "...", ...}}``;
-    what else a tool holds (description, JSON-schema parameters) is passed on untouched.
+    what else a tool holds (description, JSON-schema parameters) is passed on untouched,
+    except that it may hold no ``NaN`` or infinity anywhere: JSON has none, and the encoder
+    would silently send ``null`` instead.
     """
     if not isinstance(value, Sequence) or isinstance(value, (str, bytes)):
         raise _fail(argument, "a list of tool definitions", value)
@@ -204,8 +206,29 @@ def check_tools(value: object, argument: str = "tools") -> list[dict[str, Any]]:
         parameters = function.get("parameters")
         if parameters is not None and not isinstance(parameters, Mapping):
             raise _fail(f"{where}['function']['parameters']", "a JSON-schema mapping", parameters)
+        _check_finite(tool, where)
         tools.append({**tool, "function": dict(function)})
     return tools
+
+
+def _check_finite(value: object, where: str) -> None:
+    """Refuse a ``NaN`` or an infinity anywhere inside ``value`` (mappings and sequences)."""
+    stack: list[tuple[object, str]] = [(value, where)]
+    seen: set[int] = set()  # a structure that contains itself is the encoder's to refuse
+    while stack:
+        current, path = stack.pop()
+        if isinstance(current, float):
+            if not math.isfinite(current):
+                raise _fail(path, "a finite number (JSON has no NaN or Infinity)", current)
+            continue
+        if isinstance(current, (str, bytes, bytearray)) or id(current) in seen:
+            continue
+        if isinstance(current, Mapping):
+            seen.add(id(current))
+            stack.extend((item, f"{path}[{key!r}]") for key, item in current.items())
+        elif isinstance(current, Sequence):
+            seen.add(id(current))
+            stack.extend((item, f"{path}[{index}]") for index, item in enumerate(current))
 
 
 def _range_words(minimum: float | None, maximum: float | None) -> str:

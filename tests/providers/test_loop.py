@@ -304,7 +304,7 @@ def test_hostile_ids_are_encoded_into_one_segment(
         ["a"],
         object(),
     ],
-    # repr, but no memory address: pytest-xdist needs the same ids in every worker.
+    # No address in a test id: xdist workers must collect the same ids.
     ids=lambda value: "object()" if type(value) is object else repr(value),
 )
 @pytest.mark.parametrize("operation", ["get_conversation", "list_messages"])

@@ -149,7 +149,8 @@ def test_requests_are_immutable_descriptions(siteassist: SiteAssistProvider) -> 
         "00000000-0000-0000-0000-000000000000",  # the nil UUID is still a UUID
         "ffffffff-ffff-ffff-ffff-ffffffffffff",
         str(uuid.UUID(int=5, version=4)),
-        uuid.NAMESPACE_DNS,  # a version-1 UUID object (fixed: test ids must not vary per run)
+        # A version-1 UUID, fixed: xdist workers must collect the same ids.
+        uuid.UUID("d6f30fea-ed6c-11f1-8001-000000000001"),
     ],
     ids=repr,
 )

@@ -10,7 +10,7 @@ nothing about any provider, and the adapters know nothing about sockets.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import ClassVar, Generic, Literal, TypeVar
+from typing import Any, ClassVar, Generic, Literal, TypeVar
 
 import msgspec
 
@@ -63,11 +63,24 @@ class Request(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class Response(msgspec.Struct, frozen=True):
-    """A complete response: status, headers (case-insensitive in the engine) and body."""
+    """A complete response: status, headers (case-insensitive in the engine) and body.
+
+    Its ``repr`` shows the status and sizes only: a server may echo the token in a header or
+    the body, and a response is a local of frames that tracebacks render.
+    """
 
     status: int
     headers: Mapping[str, str]
     body: bytes
+
+    def __repr__(self) -> str:
+        return (
+            f"Response(status={self.status}, headers=<{len(self.headers)} headers>,"
+            f" body=<{len(self.body)} bytes>)"
+        )
+
+    def __rich_repr__(self) -> list[tuple[str, Any]]:
+        return [("status", self.status)]
 
 
 class Call(msgspec.Struct, Generic[T], frozen=True):

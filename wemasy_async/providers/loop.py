@@ -268,7 +268,10 @@ def error_from_response(response: Response) -> APIStatusError:
     body = body_of(response)
     code: str | None = None
     message: str | None = None
+    documented = False
     if isinstance(body, dict):
+        # The documented body is {error: string, message: string}.
+        documented = isinstance(body.get("error"), str) and isinstance(body.get("message"), str)
         error = body.get("error")
         if isinstance(error, dict):
             code, message = _text(error.get("code")), _text(error.get("message"))
@@ -285,6 +288,7 @@ def error_from_response(response: Response) -> APIStatusError:
         retry_after=parse_retry_after(
             response.headers.get("Retry-After"), date=response.headers.get("Date")
         ),
+        documented=documented,
     )
 
 

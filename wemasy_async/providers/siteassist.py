@@ -314,6 +314,8 @@ def error_from_response(response: Response) -> APIStatusError:
         details=details,
         errors=_field_errors(details, message),
         retry_after=retry_after,
+        # The documented envelope is {error: {message, code, ...}}.
+        documented=isinstance(body, dict) and isinstance(body.get("error"), dict),
     )
 
 

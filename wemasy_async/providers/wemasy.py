@@ -167,11 +167,6 @@ class _ListEnvelope(msgspec.Struct, frozen=True, kw_only=True):
     pagination: WemasyPagination | None = None
 
 
-class _ErrorBody(msgspec.Struct, frozen=True, kw_only=True):
-    message: str | None = None
-    errors: dict[str, list[str] | str] | None = None
-
-
 class _GetBody(msgspec.Struct, frozen=True):
     conversation_id: int
 
@@ -203,7 +198,6 @@ class _ChatBody(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
 _CONVERSATION = msgspec.json.Decoder(_Envelope[WemasyConversation], strict=False)
 _LIST = msgspec.json.Decoder(_ListEnvelope, strict=False)
 _CHAT = msgspec.json.Decoder(_Envelope[WemasyChatData], strict=False)
-_ERROR = msgspec.json.Decoder(_ErrorBody, strict=False)
 _MESSAGES = msgspec.json.Decoder(list[WemasyMessage], strict=False)
 _TOOL_CALLS = msgspec.json.Decoder(list[OpenAIToolCall] | OpenAIToolCall | None, strict=False)
 _USAGE = msgspec.json.Decoder(WemasyUsage | int | None, strict=False)
@@ -354,28 +348,36 @@ def _chat_reply(data: WemasyChatData) -> ChatReply:
 
 
 def error_from_response(response: Response) -> APIStatusError:
-    """Translate a non-2xx Wemasy response into the most specific error of the tree."""
+    """Translate a non-2xx Wemasy response into the most specific error of the tree.
+
+    ``message`` and ``errors`` are read from any JSON object: the docs type ``errors`` only as
+    "object", so per-field values that are not strings or lists of strings are kept as sent
+    rather than costing the message.
+    """
+    body = body_of(response)
     message: str | None = None
-    errors: dict[str, list[str]] | None = None
-    try:
-        decoded = _ERROR.decode(response.body)
-    except DECODE_ERRORS:
-        decoded = None
-    if decoded is not None:
+    errors: dict[str, Any] | None = None
+    documented = False
+    if isinstance(body, dict):
+        text = body.get("message")
         # A blank message says nothing: fall back to the reason phrase, as for none.
-        message = decoded.message if decoded.message and decoded.message.strip() else None
-        if decoded.errors:
-            errors = {k: [v] if isinstance(v, str) else v for k, v in decoded.errors.items()}
+        message = text if isinstance(text, str) and text.strip() else None
+        fields = body.get("errors")
+        if isinstance(fields, dict):
+            errors = {k: [v] if isinstance(v, str) else v for k, v in fields.items()}
+        # The documented 404 is {success: false, message}.
+        documented = body.get("success") is False and isinstance(text, str)
     return status_error(
         response.status,
         message or fallback_message(response),
         provider=NAME,
         headers=response.headers,
-        body=body_of(response),
+        body=body,
         errors=errors,
         retry_after=parse_retry_after(
             response.headers.get("Retry-After"), date=response.headers.get("Date")
         ),
+        documented=documented,
     )
 
 

@@ -70,12 +70,26 @@ FAULT_KINDS: Final[tuple[str, ...]] = (
     "rate_limited",
     "process_then_drop",
     "huge_body",
+    "huge_header",
+    "bad_status_line",
+    "many_headers",
+    "slow_trickle",
+    "short_body",
 )
 _FAULT_SET: Final = frozenset(FAULT_KINDS)
 
 #: The body size at which ``huge_body`` gives up on a client that never stops reading.
 HUGE_BODY_CAP: Final = 256 * 1024 * 1024
 _HUGE_CHUNK: Final = b"x" * (1024 * 1024)
+#: The header line of ``huge_header`` (over 12 times aiohttp's 8,190-byte limit) and the
+#: header count of ``many_headers`` (aiohttp accepts 128).
+HUGE_HEADER_BYTES: Final = 100_000
+MANY_HEADERS: Final = 5_000
+#: ``slow_trickle`` sends one byte of its response every this many seconds.
+TRICKLE_INTERVAL: Final = 0.01
+#: The largest request body the fakes accept (aiohttp's default is 1 MiB; a chat message
+#: may be larger).
+MAX_REQUEST_BYTES: Final = 64 * 1024 * 1024
 #: How often a held connection (``stall``) looks whether its client or the server is gone.
 _HOLD_POLL: Final = 0.02
 _HTML: Final = "text/html"
@@ -134,8 +148,10 @@ class RecordedRequest:
         status: Status of the response sent, filled in once the response is produced;
             0 when no status line was sent: the connection was dropped (the ``disconnect``,
             ``process_then_drop`` and ``keepalive_close`` faults) or the client gave up
-            during a delay. Faults that break a response after its status line
-            (``reset_*``, ``stall``, ``huge_body``) record that status line's status.
+            during a delay, or the status line was unreadable (``bad_status_line``). Faults
+            that break a response after its status line (``reset_*``, ``stall``,
+            ``huge_body``, ``huge_header``, ``many_headers``, ``slow_trickle``,
+            ``short_body``) record that status line's status.
         connection: Sequence number of the TCP connection the request arrived on (1 for
             the first connection the server saw), to tell reused connections from new ones.
     """
@@ -315,7 +331,7 @@ class FakeServer:
             weakref.WeakKeyDictionary()
         )
         self._doomed: weakref.WeakSet[asyncio.BaseTransport] = weakref.WeakSet()
-        # Connections held open by a fault (stall, huge_body): aborted on close().
+        # Connections held open by a fault (stall, huge_body, slow_trickle): aborted on close().
         self._held: set[asyncio.BaseTransport] = set()
         self._closing = False
         self._connection_count = 0
@@ -333,7 +349,7 @@ class FakeServer:
         if self._runner is not None:
             raise RuntimeError(f"{type(self).__name__} is already started")
         self._closing = False
-        app = web.Application(middlewares=[self._middleware])
+        app = web.Application(middlewares=[self._middleware], client_max_size=MAX_REQUEST_BYTES)
         for route in self.routes():
             app.router.add_route(route.method, self.url_prefix + route.path, route.handler)
         app.router.add_get(ADMIN_PREFIX + "/stats", self._admin_stats)
@@ -583,9 +599,23 @@ class FakeServer:
           (``{"data":"xxx…``) streamed in 1 MiB chunks until the client goes away, or up to
           `HUGE_BODY_CAP` (then the JSON is closed), so a client without a body size
           cap still ends; the handler does not run.
+        - ``"huge_header"``: a ``200`` whose head holds one header line of
+          `HUGE_HEADER_BYTES` bytes, then the connection is closed; the handler does not run.
+        - ``"bad_status_line"``: the status line ``HTTP/1.1 2x0 <the request's
+          Authorization header>``, echoing the token as a broken proxy might, then the
+          connection is closed; the handler does not run.
+        - ``"many_headers"``: a ``200`` with `MANY_HEADERS` header lines, then the connection
+          is closed; the handler does not run.
+        - ``"slow_trickle"``: the handler runs; its whole response (head and body) is sent
+          one byte every `TRICKLE_INTERVAL` seconds, until it is all sent or the client goes
+          away: a response that never stalls for long but takes far longer than any timeout.
+        - ``"short_body"``: the handler runs; its response is sent with a ``Content-Length``
+          100 bytes longer than its body, then the connection is closed (a FIN, not a reset).
 
-        The proxy pages (``html_502``, ``html_200``) carry no ``X-RateLimit-*`` headers;
-        every other fault that sends headers carries them like a normal response.
+        The proxy pages (``html_502``, ``html_200``) and the malformed heads (``huge_header``,
+        ``bad_status_line``, ``many_headers``) carry no ``X-RateLimit-*`` headers; every other
+        fault that sends headers carries them like a normal response. Faults that hold a
+        connection (``stall``, ``huge_body``, ``slow_trickle``) count in `held_connections`.
 
         Args:
             kind: One of `FAULT_KINDS`.
@@ -654,7 +684,7 @@ class FakeServer:
 
     @property
     def held_connections(self) -> int:
-        """Connections a ``stall`` or ``huge_body`` fault is holding open right now."""
+        """Connections a ``stall``, ``huge_body`` or ``slow_trickle`` fault holds open now."""
         return len(self._held)
 
     def _take_fault(self, endpoint: str, template: str) -> _Fault | None:
@@ -887,6 +917,10 @@ class FakeServer:
             return self._reset_after(request, record, 200, _head(200, "OK", headers))
         if kind == "huge_body":
             return await self._huge_body(request, record, remaining)
+        if kind in _MALFORMED_HEADS:
+            # huge_header and many_headers send a 200 status line; "2x0" is no status.
+            record.status = 0 if kind == "bad_status_line" else 200
+            return self._close_after(request, _malformed_head(kind, request))
         response: web.StreamResponse
         if kind == "empty_200":
             response = web.Response(body=b"", content_type=_JSON_CONTENT_TYPE)
@@ -935,7 +969,14 @@ class FakeServer:
             for name, value in handled.headers.items()
             if name.lower() not in ("content-length", "transfer-encoding")
         }
+        if kind == "short_body":
+            headers["Content-Length"] = str(len(body) + 100)
+            record.status = handled.status
+            return self._close_after(request, _head(handled.status, handled.reason, headers) + body)
         headers["Content-Length"] = str(len(body))
+        if kind == "slow_trickle":
+            data = _head(handled.status, handled.reason, headers) + body
+            return await self._trickle(request, record, handled.status, data)
         data = _head(handled.status, handled.reason, headers) + half
         if kind == "reset_mid_body":
             return self._reset_after(request, record, handled.status, data)
@@ -967,6 +1008,38 @@ class FakeServer:
         if transport is not None and not transport.is_closing():
             transport.write(data)
             _reset(transport)
+        return web.Response(status=500)  # discarded: the transport is closed
+
+    @staticmethod
+    def _close_after(request: web.Request, data: bytes) -> web.StreamResponse:
+        """Send ``data`` raw, then close the connection (a FIN)."""
+        transport = request.transport
+        if transport is not None and not transport.is_closing():
+            transport.write(data)
+            transport.close()
+        return web.Response(status=500)  # discarded: the transport is closed
+
+    async def _trickle(
+        self, request: web.Request, record: RecordedRequest, status: int, data: bytes
+    ) -> web.StreamResponse:
+        """Send ``data`` one byte at a time until it is sent or the client goes away."""
+        record.status = status
+        transport = request.transport
+        if transport is None or transport.is_closing():
+            return web.Response(status=500)
+        self._held.add(transport)
+        sent = 0
+        try:
+            while sent < len(data) and not transport.is_closing() and not self._closing:
+                transport.write(data[sent : sent + 1])
+                sent += 1
+                await asyncio.sleep(TRICKLE_INTERVAL)
+        finally:
+            self._held.discard(transport)
+            if sent == len(data):
+                transport.close()  # all of it is on its way: a FIN, so none of it is lost
+            else:
+                _reset(transport)
         return web.Response(status=500)  # discarded: the transport is closed
 
     async def _stall(
@@ -1044,6 +1117,22 @@ def _head(status: int, reason: str, headers: Mapping[str, str]) -> bytes:
     lines.extend(f"{name}: {value}\r\n" for name, value in headers.items())
     lines.append("\r\n")
     return "".join(lines).encode("latin-1")
+
+
+_MALFORMED_HEADS: Final = frozenset({"huge_header", "bad_status_line", "many_headers"})
+
+
+def _malformed_head(kind: str, request: web.Request) -> bytes:
+    """The response head of a ``huge_header``, ``bad_status_line`` or ``many_headers`` fault."""
+    tail = b"Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
+    if kind == "huge_header":
+        return b"HTTP/1.1 200 OK\r\nX-Padding: " + b"a" * HUGE_HEADER_BYTES + b"\r\n" + tail
+    if kind == "many_headers":
+        lines = b"".join(b"X-Header-%d: %d\r\n" % (i, i) for i in range(MANY_HEADERS))
+        return b"HTTP/1.1 200 OK\r\n" + lines + tail
+    assert kind == "bad_status_line", kind
+    echoed = request.headers.get("Authorization", "")
+    return f"HTTP/1.1 2x0 {echoed}\r\n".encode("latin-1", "replace") + tail
 
 
 def _body_bytes(response: web.StreamResponse) -> bytes:
