@@ -764,7 +764,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except WemasyAsyncError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        # Ctrl-C cancels the main task; on Python 3.10 (no Task.uncancel) the runner then
+        # lets that CancelledError out instead of turning it into KeyboardInterrupt. Nothing
+        # else cancels the main task, so either one means the user interrupted.
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     return status or 0
