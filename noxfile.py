@@ -61,7 +61,17 @@ def _pytest_args(session: nox.Session) -> list[str]:
 def tests(session: nox.Session) -> None:
     """Run the whole test suite in parallel (Redis tests start their own redis-server)."""
     _sync(session, extras=TEST_EXTRAS)
-    session.run("pytest", *_pytest_args(session))
+    _run_pytest(session, "pytest")
+
+
+def _run_pytest(session: nox.Session, pytest: str) -> None:
+    # Where PYTHONDONTWRITEBYTECODE is set (as on our machines), every xdist worker, and
+    # every Python process a test starts, compiles and assertion-rewrites the suite afresh:
+    # collection took 7.8 s per worker instead of 2.1 s. Allow the caches, and fill them
+    # once before the workers start.
+    env: dict[str, str | None] = {"PYTHONDONTWRITEBYTECODE": None}
+    session.run(pytest, "--collect-only", "-q", "-p", "no:xdist", env=env, silent=True)
+    session.run(pytest, *_pytest_args(session), env=env)
 
 
 @nox.session(python=None)
@@ -118,7 +128,7 @@ def compat(session: nox.Session) -> None:
             "uv", "venv", "--quiet", "--allow-existing", f"--python={interpreter}", str(env_dir)
         )
         _sync(session, extras=TEST_EXTRAS, into=str(env_dir))
-        session.run(str(env_dir / "bin" / "pytest"), "-q", *_pytest_args(session))
+        _run_pytest(session, str(env_dir / "bin" / "pytest"))
         ran.append(version)
     if not ran:
         session.error(f"none of Python {', '.join(SUPPORTED)} is installed here")
@@ -154,7 +164,7 @@ def lowest(session: nox.Session) -> None:
     """
     session.install("--resolution=lowest-direct", "-e", f".[{','.join(TEST_EXTRAS)}]")
     session.run("uv", "pip", "list", silent=False)
-    session.run("pytest", *_pytest_args(session))
+    _run_pytest(session, "pytest")
 
 
 @nox.session(python=None)
@@ -162,7 +172,7 @@ def newest(session: nox.Session) -> None:
     """The tests with the newest versions released today (what a new user installs)."""
     session.install("--upgrade", "--resolution=highest", "-e", f".[{','.join(TEST_EXTRAS)}]")
     session.run("uv", "pip", "list", silent=False)
-    session.run("pytest", *_pytest_args(session))
+    _run_pytest(session, "pytest")
 
 
 @nox.session(python=None, venv_backend="none")
