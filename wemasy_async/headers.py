@@ -3,6 +3,8 @@
 Servers send ``X-RateLimit-Limit`` (requests per window), ``X-RateLimit-Remaining`` and, on a
 429, ``Retry-After`` (delta-seconds or an HTTP-date). A header that is missing or unreadable
 means "no information", never zero: a proxy that strips headers must not stall a client.
+A header sent twice (or folded into one, comma-separated, by a proxy) with different values
+is read as the stricter: the lowest limit and remaining, the longest ``Retry-After``.
 """
 
 from __future__ import annotations
@@ -92,9 +94,34 @@ class RateLimitInfo(msgspec.Struct, frozen=True, kw_only=True):
 
     @classmethod
     def from_headers(cls, headers: Mapping[str, str]) -> RateLimitInfo:
-        """Read the rate-limit headers; ``headers`` should be case-insensitive."""
+        """Read the rate-limit headers; ``headers`` should be case-insensitive.
+
+        Every value of a repeated header is read (with a multidict, as aiohttp gives), and
+        the stricter wins: see the module docstring. Unreadable values among readable ones
+        are ignored.
+        """
+        date = headers.get("Date")
+        waits = [parse_retry_after(v, date=date) for v in _values(headers, "Retry-After")]
         return cls(
-            limit=_non_negative_int(headers.get("X-RateLimit-Limit")),
-            remaining=_non_negative_int(headers.get("X-RateLimit-Remaining")),
-            retry_after=parse_retry_after(headers.get("Retry-After"), date=headers.get("Date")),
+            limit=_least(headers, "X-RateLimit-Limit"),
+            remaining=_least(headers, "X-RateLimit-Remaining"),
+            retry_after=max((w for w in waits if w is not None), default=None),
         )
+
+
+def _values(headers: Mapping[str, str], name: str) -> list[str]:
+    getall = getattr(headers, "getall", None)
+    if getall is not None:
+        values: list[str] = getall(name, [])
+        return values
+    value = headers.get(name)
+    return [] if value is None else [value]
+
+
+def _least(headers: Mapping[str, str], name: str) -> int | None:
+    """The lowest readable count among the values of ``name``, comma-separated ones too."""
+    values = _values(headers, name)
+    if len(values) == 1 and "," not in values[0]:  # the usual case, kept quick
+        return _non_negative_int(values[0])
+    counts = [_non_negative_int(part) for value in values for part in value.split(",")]
+    return min((c for c in counts if c is not None), default=None)
