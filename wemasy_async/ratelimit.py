@@ -348,10 +348,9 @@ class Limiter:
             return await asyncio.shield(task)
         except asyncio.CancelledError:
             # The call goes on; a send it reserves for a caller that is gone goes back.
+            self._keep(task)
             if isinstance(event, Acquire):
                 task.add_done_callback(self._undo)
-            else:
-                self._keep(task)
             raise
 
     def _undo(self, task: asyncio.Future[Decision]) -> None:
