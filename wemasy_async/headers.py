@@ -13,7 +13,7 @@ import contextlib
 import email.utils
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import msgspec
 
@@ -100,28 +100,30 @@ class RateLimitInfo(msgspec.Struct, frozen=True, kw_only=True):
         the stricter wins: see the module docstring. Unreadable values among readable ones
         are ignored.
         """
-        date = headers.get("Date")
-        waits = [parse_retry_after(v, date=date) for v in _values(headers, "Retry-After")]
+        getall = getattr(headers, "getall", None)
+        wait = None
+        retry_after = headers.get("Retry-After")
+        if retry_after is not None:  # mostly absent: kept quick
+            date = headers.get("Date")
+            values = [retry_after] if getall is None else getall("Retry-After")
+            waits = [parse_retry_after(v, date=date) for v in values]
+            wait = max((w for w in waits if w is not None), default=None)
         return cls(
-            limit=_least(headers, "X-RateLimit-Limit"),
-            remaining=_least(headers, "X-RateLimit-Remaining"),
-            retry_after=max((w for w in waits if w is not None), default=None),
+            limit=_least(headers, "X-RateLimit-Limit", getall),
+            remaining=_least(headers, "X-RateLimit-Remaining", getall),
+            retry_after=wait,
         )
 
 
-def _values(headers: Mapping[str, str], name: str) -> list[str]:
-    getall = getattr(headers, "getall", None)
-    if getall is not None:
-        values: list[str] = getall(name, [])
-        return values
-    value = headers.get(name)
-    return [] if value is None else [value]
-
-
-def _least(headers: Mapping[str, str], name: str) -> int | None:
+def _least(
+    headers: Mapping[str, str], name: str, getall: Callable[[str], list[str]] | None
+) -> int | None:
     """The lowest readable count among the values of ``name``, comma-separated ones too."""
-    values = _values(headers, name)
-    if len(values) == 1 and "," not in values[0]:  # the usual case, kept quick
-        return _non_negative_int(values[0])
-    counts = [_non_negative_int(part) for value in values for part in value.split(",")]
+    value = headers.get(name)
+    if value is None:
+        return None
+    values = [value] if getall is None else getall(name)
+    if len(values) == 1 and "," not in value:  # the usual case, kept quick
+        return _non_negative_int(value)
+    counts = [_non_negative_int(part) for item in values for part in item.split(",")]
     return min((c for c in counts if c is not None), default=None)

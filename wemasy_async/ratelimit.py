@@ -186,8 +186,10 @@ class LocalStore:
 
     def apply_now(self, key: str, pacing: Pacing, event: Event) -> Decision:
         """:meth:`apply`, synchronously (what :class:`Limiter` calls: it never suspends)."""
-        state, decision = schedule.apply(self._states.get(key), pacing, event, self._clock())
-        self._states[key] = state
+        state = self._states.get(key)
+        new, decision = schedule.apply(state, pacing, event, self._clock())
+        if new is not state:
+            self._states[key] = new
         return decision
 
     async def apply(self, key: str, pacing: Pacing, event: Event) -> Decision:
@@ -268,7 +270,8 @@ class Limiter:
 
         Cancelled at any point, it gives back whatever it had reserved.
         """
-        self._check_pause(max_pause)
+        if self._paused_until:
+            self._check_pause(max_pause)
         local = self._local
         if local is not None:
             decision = local.apply_now(self.key, self._pacing, _ACQUIRE)

@@ -228,23 +228,25 @@ def _paused(state: State, now: float) -> float:
 
 def _expire(state: State, pacing: Pacing, now: float) -> None:
     buckets = state.buckets
-    span = pacing.window + pacing.margin
-    if buckets and buckets[-1].latest > now + _reach(state, pacing):
-        # Further ahead than any reservation can be: the clock went back.
-        buckets.clear()
-        state.sent = state.in_flight = 0
-        state.probe_until = min(state.probe_until, now + PROBE_LEASE)
-    horizon = now - span
-    drop = 0
-    while drop < len(buckets) and buckets[drop].latest <= horizon:
-        state.sent -= buckets[drop].sent
-        state.in_flight -= buckets[drop].in_flight
-        drop += 1
-    if drop:
-        del buckets[:drop]
+    if buckets:
+        span = pacing.window + pacing.margin
+        if buckets[-1].latest > now + span and buckets[-1].latest > now + _reach(state, pacing):
+            # Further ahead than any reservation can be: the clock went back.
+            buckets.clear()
+            state.sent = state.in_flight = 0
+            state.probe_until = min(state.probe_until, now + PROBE_LEASE)
+        else:
+            horizon = now - span
+            if buckets[0].latest <= horizon:
+                drop = 0
+                while drop < len(buckets) and buckets[drop].latest <= horizon:
+                    state.sent -= buckets[drop].sent
+                    state.in_flight -= buckets[drop].in_flight
+                    drop += 1
+                del buckets[:drop]
     if state.paused_until > now + 86_400.0:  # a pause is at most a day (headers.py)
         state.paused_until = now
-    if state.credit_until > now + 2 * span + 86_400.0:
+    if state.credit_until > now + 2 * 86_400.0:
         state.credit, state.credit_until = None, 0.0
 
 
