@@ -324,8 +324,34 @@ def test_a_pause_holds_the_key_and_nothing_is_reserved_meanwhile() -> None:
     key.now += 12.0
     assert key.acquire().paused == pytest.approx(18.0)
     key.now += 18.0
-    # Afterwards the log paces the resumption: limit - 1 in the window, the probe included.
-    assert key.reserve(3) == [key.now] * 3
+    # Then one goes first; the others follow once it is answered (not with a 429).
+    first = key.acquire()
+    assert first.ticket is not None
+    assert (first.ticket.probe, first.delay) == (True, 0.0)
+    assert key.acquire().ticket is None
+    key.release(first.ticket, info(limit=5))
+    assert key.reserve(3) == [key.now] * 3  # limit - 1 in the window, the first included
+
+
+def test_a_429_storm_meets_one_request_per_pause() -> None:
+    key = Key()
+    key.learn(limit=1000)
+    key.release(None, info(), paused=1.0)
+    for _ in range(3):  # the server keeps refusing
+        key.now += 1.0
+        first = key.acquire()
+        assert first.ticket is not None
+        assert first.ticket.probe
+        assert all(key.acquire().ticket is None for _ in range(10))
+        key.release(first.ticket, info(), paused=1.0)
+    key.now += 1.0
+    first = key.acquire()
+    key.release(first.ticket, None)  # no answer at all: the next one probes again
+    second = key.acquire()
+    assert second.ticket is not None
+    assert second.ticket.probe
+    key.release(second.ticket, info())
+    assert len(key.reserve(50)) == 50
 
 
 def test_a_shorter_pause_does_not_shorten_a_longer_one() -> None:

@@ -42,6 +42,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import msgspec
+
 from wemasy_async import schedule
 from wemasy_async.errors import InvalidRequestError
 from wemasy_async.headers import RateLimitInfo
@@ -231,11 +233,13 @@ class Limiter:
         self.config = config
         self.store = store
         self._pacing = Pacing(config.window, config.pacing_margin, config.ceiling)
-        self._local = store if isinstance(store, LocalStore) else None
+        # Called synchronously: it never suspends (a subclass may, so it goes the async way).
+        self._local = store if type(store) is LocalStore else None
         self._limit: int | None = config.ceiling
         self._paused_until = 0.0  # the latest 429 pause this process saw (monotonic clock)
         self._waiting = 0
         self._changed: asyncio.Future[None] | None = None  # set by the next release
+        self._paused: asyncio.Future[None] | None = None  # set by the next 429
         self._background: set[asyncio.Task[Decision]] = set()
 
     @property
@@ -295,8 +299,16 @@ class Limiter:
                     decision = await self._apply(_ACQUIRE)
                     continue
                 if decision.delay > 0.0:
-                    await asyncio.sleep(decision.delay)
+                    loop = asyncio.get_running_loop()
+                    due = loop.time() + decision.delay
+                    await self._sleep_unless_paused(decision.delay)
                     decision = await self._apply(Confirm(held))
+                    early = due - loop.time()
+                    if decision.ticket is not None and early > 0.0:
+                        # Woken by a pause that has not voided it (a shared store's view):
+                        # still good, so wait out the rest.
+                        decision = msgspec.structs.replace(decision, delay=early)
+                        continue
                     if decision.ticket is None:  # a pause or a lower limit came meanwhile
                         void, held = held, None
                         await self._apply(Release(void, sent=False))
@@ -328,12 +340,20 @@ class Limiter:
         else:
             decision = await self._apply(event)
         self._limit = decision.limit
-        changed = self._changed
-        if changed is not None:
+        if paused > 0:
+            # Waiters holding reservations look again now: a long pause fails them at once.
+            _wake(self._paused)
+            self._paused = None
+        if self._changed is not None:
             # Waiters looking again (a probe's answer, a credit) need not wait out the poll.
+            _wake(self._changed)
             self._changed = None
-            if not changed.done():
-                changed.set_result(None)
+
+    async def _sleep_unless_paused(self, delay: float) -> None:
+        paused = self._paused
+        if paused is None:
+            paused = self._paused = asyncio.get_running_loop().create_future()
+        await asyncio.wait((paused,), timeout=delay)
 
     async def _look_again(self, delay: float) -> None:
         changed = self._changed
@@ -392,6 +412,11 @@ class Limiter:
         """Wait for store calls still finishing for cancelled callers (tests, shutdown)."""
         while self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
+
+
+def _wake(future: asyncio.Future[None] | None) -> None:
+    if future is not None and not future.done():
+        future.set_result(None)
 
 
 class LimiterRegistry:

@@ -30,7 +30,9 @@ configured ceiling), window ``W`` and margin ``m``:
 - **Credit.** ``X-RateLimit-Remaining`` less our sends still unanswered is what may be sent
   before a window has passed; once it is spent, further sends are reserved from then on.
 - **Pauses.** A 429 holds the whole key until its ``Retry-After``; nothing is reserved
-  during a pause, and afterwards the log paces the resumption.
+  during a pause. Then one request goes first, as a probe: the others follow once it is
+  answered other than 429, so a server still refusing (a 429 storm) meets one request per
+  pause, not every waiter.
 
 A clock that jumps forward expires what it passed; one that jumps back by more than a few
 windows (a Redis failover to a host with another clock) drops the log instead of stalling.
@@ -96,6 +98,7 @@ class State(msgspec.Struct, array_like=True):
 
     learned: bool = False
     limit: int | None = None  # the server's, as last told
+    resuming: bool = False  # after a 429: probe before the others go
     probe_until: float = 0.0
     paused_until: float = 0.0
     credit: int | None = None
@@ -280,9 +283,10 @@ def _acquire(state: State, pacing: Pacing, now: float) -> Decision:
     paused = _paused(state, now)
     if paused > 0:
         return Decision(None, paused, paused, limit)
+    probing = not state.learned or state.resuming
+    if probing and state.probe_until > now:
+        return Decision(None, min(state.probe_until - now, PROBE_POLL), 0.0, limit)
     if not state.learned:
-        if state.probe_until > now:
-            return Decision(None, min(state.probe_until - now, PROBE_POLL), 0.0, None)
         state.probe_until = now + min(pacing.window, PROBE_LEASE)
         return Decision(_log(state, pacing, now, probe=True, limit=None), 0.0)
     at = max(now, state.buckets[-1].latest) if state.buckets else now
@@ -293,7 +297,9 @@ def _acquire(state: State, pacing: Pacing, now: float) -> Decision:
             state.credit -= 1
         else:
             at = state.credit_until  # spent: the server's window has passed by then
-    return Decision(_log(state, pacing, at, probe=False, limit=limit), at - now, 0.0, limit)
+    if probing:
+        state.probe_until = at + min(pacing.window, PROBE_LEASE)
+    return Decision(_log(state, pacing, at, probe=probing, limit=limit), at - now, 0.0, limit)
 
 
 def _log(state: State, pacing: Pacing, at: float, *, probe: bool, limit: int | None) -> Ticket:
@@ -344,6 +350,8 @@ def _release(state: State, pacing: Pacing, event: Release, now: float) -> None:
                 state.sent -= 1
         if ticket.probe:
             state.probe_until = 0.0
+            if event.info is not None and not event.paused > 0:
+                state.resuming = False  # answered, and not with a 429: everyone may go
     info = event.info
     if info is not None:
         state.learned = True
@@ -363,5 +371,6 @@ def _release(state: State, pacing: Pacing, event: Release, now: float) -> None:
     if paused > 0 and math.isfinite(paused):  # an endless pause would stall the key
         until = now + min(paused, 86_400.0)
         state.paused_until = max(state.paused_until, until)
+        state.resuming = True
         # Whatever the server said remains, it holds nothing until the pause ends.
         state.credit, state.credit_until = 0, state.paused_until
