@@ -279,7 +279,8 @@ def test_a_release_that_never_comes_expires_with_its_lease() -> None:
     assert key.in_flight == 1  # the new one only
     # And phantom sends no longer shrink the credit: 2 remain, 1 unanswered.
     key.release(None, info(remaining=2))
-    assert [d.delay for d in (key.acquire(), key.acquire())] == [0.0, pytest.approx(10.0)]
+    assert key.acquire().delay == 0.0
+    assert key.acquire().ticket is None
 
 
 # --- Credit --------------------------------------------------------------------------------------
@@ -288,12 +289,29 @@ def test_a_release_that_never_comes_expires_with_its_lease() -> None:
 def test_remaining_is_a_credit_for_a_window() -> None:
     key = Key()
     key.learn(remaining=2)  # unpaced, so that only the credit holds sends back
-    assert key.reserve(2) == [T0, T0]
+    tickets = [key.acquire().ticket for _ in range(2)]
+    # Spent, with sends unanswered: look again shortly, as their answers will refresh it.
+    spent = key.acquire()
+    assert (spent.ticket, spent.delay) == (None, schedule.PROBE_POLL)
+    for ticket in tickets:
+        key.release(ticket, info())  # answered without a new figure
     key.now += 1.0
-    # Spent: the next is reserved for when the window that gave the credit has passed.
-    assert key.acquire().delay == pytest.approx(9.0)
+    # Nothing unanswered: wait until the window that gave the credit has passed.
+    spent = key.acquire()
+    assert (spent.ticket, spent.delay) == (None, pytest.approx(9.0))
     key.now += 9.0
     assert key.reserve(5) == [key.now] * 5
+
+
+def test_a_fresh_remaining_refreshes_a_spent_credit() -> None:
+    # A 429 that pauses nothing (Retry-After: 0) but says 0 remain, while others are out.
+    key = Key()
+    key.learn(limit=10_000_000)
+    tickets = [key.acquire().ticket for _ in range(5)]
+    key.release(tickets[0], info(remaining=0))
+    assert key.acquire().ticket is None
+    key.release(tickets[1], info(remaining=9_000))  # the next answer
+    assert key.acquire().delay == 0.0
 
 
 def test_the_credit_counts_sends_still_unanswered() -> None:
@@ -303,7 +321,7 @@ def test_the_credit_counts_sends_still_unanswered() -> None:
     # One comes back saying 3 remain; the 2 still out may not be counted in that yet.
     key.release(tickets[0], info(remaining=3))
     assert key.acquire().delay == 0.0
-    assert key.acquire().delay == pytest.approx(PACING.window)
+    assert key.acquire().ticket is None
 
 
 def test_remaining_zero_waits_a_window() -> None:

@@ -28,7 +28,9 @@ configured ceiling), window ``W`` and margin ``m``:
   at a time; a response without rate-limit headers means "not paced" (no information is
   not zero), although its sends are still logged (for the in-flight count).
 - **Credit.** ``X-RateLimit-Remaining`` less our sends still unanswered is what may be sent
-  before a window has passed; once it is spent, further sends are reserved from then on.
+  before a window has passed. Once it is spent nothing is reserved: a waiter looks again
+  shortly while sends are unanswered (their answers will likely refresh it), else when the
+  window has passed.
 - **Pauses.** A 429 holds the whole key until its ``Retry-After``; nothing is reserved
   during a pause. Then one request goes first, as a probe: the others follow once it is
   answered other than 429, so a server still refusing (a 429 storm) meets one request per
@@ -293,10 +295,14 @@ def _acquire(state: State, pacing: Pacing, now: float) -> Decision:
     if limit is not None:
         at = _earliest(state, limit, pacing, at)
     if state.credit is not None and state.credit_until > at:
-        if state.credit > 0:
-            state.credit -= 1
-        else:
-            at = state.credit_until  # spent: the server's window has passed by then
+        if state.credit <= 0:
+            # Spent. A send still unanswered will likely refresh it (its answer also wakes
+            # this process's waiters): look again shortly; else when the window has passed.
+            wait = state.credit_until - now
+            if _unanswered(state, now) > 0:
+                wait = min(wait, PROBE_POLL)
+            return Decision(None, wait, 0.0, limit)
+        state.credit -= 1
     if probing:
         state.probe_until = at + min(pacing.window, PROBE_LEASE)
     return Decision(_log(state, pacing, at, probe=probing, limit=limit), at - now, 0.0, limit)
@@ -338,6 +344,16 @@ def _confirm(state: State, pacing: Pacing, ticket: Ticket, now: float) -> Decisi
     return Decision(ticket, 0.0, 0.0, limit)
 
 
+def _unanswered(state: State, now: float) -> int:
+    """Sends in flight that have gone out (reservations for later have not)."""
+    unanswered = state.in_flight
+    for bucket in reversed(state.buckets):
+        if bucket.latest <= now:
+            break
+        unanswered -= bucket.in_flight
+    return unanswered
+
+
 def _release(state: State, pacing: Pacing, event: Release, now: float) -> None:
     ticket = event.ticket
     if ticket is not None:
@@ -360,12 +376,7 @@ def _release(state: State, pacing: Pacing, event: Release, now: float) -> None:
         if info.remaining is not None:
             # Sends not yet answered may not be counted in this figure; reservations for
             # later were made by the log, which already keeps within the limit.
-            unanswered = state.in_flight
-            for bucket in reversed(state.buckets):
-                if bucket.latest <= now:
-                    break
-                unanswered -= bucket.in_flight
-            state.credit = min(info.remaining, MAX_INT64) - unanswered
+            state.credit = min(info.remaining, MAX_INT64) - _unanswered(state, now)
             state.credit_until = now + pacing.window
     paused = event.paused
     if paused > 0 and math.isfinite(paused):  # an endless pause would stall the key
