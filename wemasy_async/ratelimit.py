@@ -11,7 +11,9 @@ log of our sends keeps at most ``limit - 1`` of them in any span of one window (
 ``limit`` in a window plus the margin), so a burst goes out at once while the limit is far
 away and the sustained rate is exact when it binds; until a response has told the limit,
 one request (the probe) goes out at a time; ``X-RateLimit-Remaining`` is a credit; a 429
-pauses the whole key until its ``Retry-After``.
+pauses the whole key until its ``Retry-After``, and then one request probes before the rest
+go (a 429 storm meets one request per pause). Waiters holding a reservation wake when a 429
+arrives, so a pause longer than the caller's ``max_pause`` fails them at once.
 
 How a request waits, and why a cancellation cannot break it:
 
@@ -27,7 +29,8 @@ How a request waits, and why a cancellation cannot break it:
   caller awaits through :func:`asyncio.shield`: ``Task.cancel()``, ``asyncio.timeout``,
   ``wait_for`` and task groups cancel the caller at once, while the store call completes
   (and whatever it reserved is given back). A client library that swallows a cancellation
-  (redis-py does, mid-command) therefore cannot swallow ours.
+  (redis-py does, mid-command) therefore cannot swallow ours. Nothing here needs Python
+  3.11's ``Task.cancelling()``: it works the same on 3.10.
 """
 
 from __future__ import annotations
