@@ -79,7 +79,7 @@ def _seconds_until_http_date(value: str, date: str | None) -> float | None:
     return max(0.0, target.timestamp() - now)
 
 
-class RateLimitInfo(msgspec.Struct, frozen=True, kw_only=True):
+class RateLimitInfo(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """What a response's headers say about the rate limit; ``None`` means not said.
 
     Attributes:
