@@ -26,6 +26,7 @@ from matrix import ProviderCase
 
 from wemasy_async import Client, InternalServerError, RateLimit, RetryPolicy
 from wemasy_async.ratelimit import Limiter, LocalStore, Pacing
+from wemasy_async.schedule import Decision, Event
 from wemasy_async.testing import FakeServer
 
 TOKEN = "cancel-token"
@@ -159,10 +160,10 @@ method_param = pytest.mark.parametrize("cancel", METHODS.values(), ids=METHODS)
 
 
 async def test_cancelled_limiter_waiters_leak_nothing(case: ProviderCase) -> None:
-    # 4 per 2 s: after the probe, sends are paced 2/3 s apart, so the next ones queue.
+    # 2 per 0.5 s: one send per window (the probe's included), so the next ones wait.
     async with (
-        case.start(token=TOKEN, rate_limit=4, window=2.0) as fake,
-        Client(case.name, token=TOKEN, base_url=fake.url, rate_limit=RateLimit(window=2.0)) as c,
+        case.start(token=TOKEN, rate_limit=2, window=0.5) as fake,
+        Client(case.name, token=TOKEN, base_url=fake.url, rate_limit=RateLimit(window=0.5)) as c,
     ):
         ids = case.ids(fake)
         tasks_before = client_tasks()
@@ -176,10 +177,10 @@ async def test_cancelled_limiter_waiters_leak_nothing(case: ProviderCase) -> Non
         assert [type(r).__name__ for r in kept[0::2]] == ["CancelledError"] * 3
         assert [r.id for r in kept[1::2]] == [ids[2], ids[4]]  # type: ignore[union-attr]
         assert_limiter_idle(c)
-        # The three cancelled calls took no send: only the probe and two reached the fake,
-        # and the next call goes out one interval after the last send, not three later.
+        # The three cancelled calls gave their sends back: only the probe and two reached
+        # the fake, and the next call goes out a window after the last send, not three.
         assert len(fake.requests) == 3
-        with anyio.fail_after(2 * 0.67 + 0.5):
+        with anyio.fail_after(0.5 + 0.3):
             assert (await c.get_conversation(ids[6])).id == ids[6]
         assert len(fake.requests) == 4
         assert fake.stats.rate_limited == 0
@@ -209,51 +210,45 @@ async def test_cancelled_probe_waiters_leak_nothing(case: ProviderCase) -> None:
 
 
 class _SuspendingStore(LocalStore):
-    """A LocalStore whose ``acquire`` suspends first, as a shared store's round trip does.
+    """A LocalStore whose ``apply`` suspends first, as a shared store's round trip does.
 
-    The head of the queue, having taken its own send, asks again for each follower; when
-    ``trap`` is that head, the store cancels it during that second call.
+    When ``trap`` is the task calling, it is cancelled during the call that reserves its send.
     """
 
     def __init__(self) -> None:
         super().__init__()
         self.trap: asyncio.Task[Any] | None = None
-        self.took: set[asyncio.Task[Any] | None] = set()
 
-    async def acquire(self, key: str, pacing: Pacing) -> float | None:
-        task = asyncio.current_task()
-        if task is self.trap and task in self.took:
-            task.cancel()  # type: ignore[union-attr]
+    async def apply(self, key: str, pacing: Pacing, event: Event) -> Decision:
         await anyio.lowlevel.checkpoint()
-        delay = await super().acquire(key, pacing)
-        if delay == 0.0:
-            self.took.add(task)
-        return delay
+        decision = self.apply_now(key, pacing, event)
+        if self.trap is not None and decision.ticket is not None:
+            self.trap.cancel()
+            self.trap = None
+        return decision
 
 
-async def test_a_head_cancelled_while_granting_followers_gives_its_send_back() -> None:
+async def test_a_caller_cancelled_in_the_call_that_reserves_gives_its_send_back() -> None:
     store = _SuspendingStore()
-    limiter = Limiter("grant-cancel", RateLimit(window=1.0, ceiling=10), store)
+    limiter = Limiter("reserve-cancel", RateLimit(window=1.0, ceiling=10), store)
 
     async def request() -> None:
-        counted = await limiter.acquire()
+        ticket = await limiter.acquire()
         try:
             await asyncio.sleep(0.01)
         finally:
-            await limiter.release(counted, None)
+            await limiter.release(ticket, None)
 
-    await request()  # due at once; the next send is due 0.1 s later, so these queue
-    head = asyncio.ensure_future(request())
-    await wait_until(lambda: limiter.waiting == 1)
-    followers = [asyncio.ensure_future(request()) for _ in range(3)]
-    await wait_until(lambda: limiter.waiting == 4)
-    store.trap = head
+    await request()
+    victim = asyncio.ensure_future(request())
+    store.trap = victim
     with pytest.raises(asyncio.CancelledError):
-        await head
+        await victim
     with anyio.fail_after(5):
-        await asyncio.gather(*followers)
+        await asyncio.gather(*(request() for _ in range(3)))
+        await limiter.settled()
     assert limiter.waiting == 0
-    # Before the fix the head's send stayed counted in flight for ever.
+    # The store call went on after the cancel; what it reserved went back.
     assert store.in_flight(limiter.key) == 0
 
 

@@ -316,9 +316,11 @@ def test_rejected_token_stops_the_run_with_one_line(
 
 
 def test_ctrl_c_keeps_what_was_fetched_and_a_rerun_resumes(tmp_path: Path) -> None:
-    # A rate limit of 600 a minute: the client paces itself to ~10/s (a 4 s run), which
-    # leaves time to interrupt it mid-run.
-    process = _serve("--rate-limit", "600")
+    # A rate limit of 11 a minute: the client sends a burst of 10 and then waits for the
+    # next window, which leaves time to interrupt it mid-run. The rerun goes to a second
+    # server with the same data and no limit in the way (the first one's window is spent).
+    process = _serve("--rate-limit", "11")
+    second = _serve()
     try:
         url = _url(process)
         ids_file = write_ids(tmp_path / "ids.txt", ALL_IDS)
@@ -350,12 +352,14 @@ def test_ctrl_c_keeps_what_was_fetched_and_a_rerun_resumes(tmp_path: Path) -> No
         kept = read_jsonl(out)  # whole lines only
         assert 0 < len(kept) < COUNT
 
+        command[command.index(url)] = _url(second)
         rerun = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
         assert rerun.returncode == 0, rerun.stderr
         assert f"skipped {len(kept)} already in" in rerun.stderr
         assert sorted(r["id"] for r in read_jsonl(out)) == sorted(ALL_IDS)
     finally:
         _stop(process)
+        _stop(second)
 
 
 # --- Rendering: pure functions ----------------------------------------------------------

@@ -205,3 +205,41 @@ def test_rate_limit_info_is_frozen_and_hashable() -> None:
     with pytest.raises(AttributeError):
         info.limit = 2  # type: ignore[misc]
     assert hash(info) == hash(RateLimitInfo(limit=1, remaining=0, retry_after=1.0))
+
+
+# --- Duplicate and conflicting headers: the stricter wins --------------------------------------
+
+
+def _multi(*pairs: tuple[str, str]) -> CIMultiDictProxy[str]:
+    return CIMultiDictProxy(CIMultiDict(pairs))
+
+
+def test_two_limits_the_lower_wins() -> None:
+    # Once the looser won, and a 5/s server answered 429.
+    headers = _multi(("X-RateLimit-Limit", "500"), ("x-ratelimit-limit", "5"))
+    assert RateLimitInfo.from_headers(headers).limit == 5
+    headers = _multi(("X-RateLimit-Limit", "5"), ("X-RateLimit-Limit", "500"))
+    assert RateLimitInfo.from_headers(headers).limit == 5
+
+
+@pytest.mark.parametrize("value", ["500, 5", "5,500", " 500 ,5 "])
+def test_a_folded_list_the_lower_wins(value: str) -> None:
+    # A proxy may fold repeated headers into one, comma-separated (RFC 9110, 5.3).
+    assert RateLimitInfo.from_headers({"X-RateLimit-Limit": value}).limit == 5
+    assert RateLimitInfo.from_headers(_multi(("X-RateLimit-Remaining", value))).remaining == 5
+
+
+def test_two_remainings_the_lower_wins() -> None:
+    headers = _multi(("X-RateLimit-Remaining", "0"), ("X-RateLimit-Remaining", "499"))
+    assert RateLimitInfo.from_headers(headers).remaining == 0
+
+
+def test_two_retry_afters_the_longer_wins() -> None:
+    headers = _multi(("Retry-After", "1"), ("Retry-After", "30"), ("Retry-After", "soon"))
+    assert RateLimitInfo.from_headers(headers).retry_after == 30.0
+
+
+def test_unreadable_values_among_readable_ones_are_ignored() -> None:
+    headers = _multi(("X-RateLimit-Limit", "lots"), ("X-RateLimit-Limit", "50"))
+    assert RateLimitInfo.from_headers(headers).limit == 50
+    assert RateLimitInfo.from_headers({"X-RateLimit-Limit": "lots, -1"}).limit is None

@@ -20,7 +20,6 @@ import math
 import pickle
 import types
 import typing
-from collections.abc import Coroutine
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
@@ -38,7 +37,8 @@ from wemasy_async.headers import RateLimitInfo, parse_retry_after
 from wemasy_async.models import ChatReply, Conversation, Message, Page
 from wemasy_async.providers.base import Call, ChatParams, ListConversationsParams, Response
 from wemasy_async.providers.registry import get_provider
-from wemasy_async.ratelimit import LocalStore, Pacing, RateLimit
+from wemasy_async.ratelimit import LocalStore, Pacing, RateLimit, Ticket
+from wemasy_async.schedule import Acquire, Release
 
 T = TypeVar("T")
 
@@ -810,15 +810,6 @@ def test_parse_retry_after_delta_seconds(value: str, expected: float | None) -> 
 # --- The limiter's in-process store ----------------------------------------------------------
 
 
-def finish(coroutine: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine that never suspends (LocalStore's methods do not await)."""
-    try:
-        coroutine.send(None)
-    except StopIteration as stop:
-        return stop.value  # type: ignore[no-any-return]
-    raise AssertionError("LocalStore suspended")
-
-
 counts = st.none() | st.integers() | st.integers(min_value=-(2**200), max_value=2**200)
 infos = st.none() | st.builds(
     RateLimitInfo,
@@ -855,14 +846,21 @@ def test_local_store_waits_are_never_negative_or_nan(
     now = [1000.0]
     store = LocalStore(clock=lambda: now[0])
     pacing = Pacing(config.window, config.pacing_margin, config.ceiling)
+    held: list[Ticket] = []
     for step in script:
         now[0] += step[1]
         if step[0] == "acquire":
-            wait = finish(store.acquire("key", pacing))
-            assert wait is None or (type(wait) is float and math.isfinite(wait) and wait >= 0), wait
+            decision = store.apply_now("key", pacing, Acquire())
+            if decision.ticket is not None:
+                held.append(decision.ticket)
         else:
             _, _, info, sent, paused = step
-            finish(store.observe("key", pacing, info, sent=sent, paused=paused))
+            ticket = held.pop() if held and sent else None
+            decision = store.apply_now("key", pacing, Release(ticket, True, info, paused))
+        for wait in decision.delay, decision.paused:
+            assert type(wait) is float, decision
+            assert math.isfinite(wait), decision
+            assert wait >= 0, decision
 
 
 @FEW
@@ -876,11 +874,16 @@ def test_local_store_learns_from_any_parsed_headers(
     pacing = Pacing(config.window, config.pacing_margin, config.ceiling)
     info = RateLimitInfo.from_headers(CIMultiDict(headers))
     assume(info != RateLimitInfo() or headers)
-    finish(store.observe("key", pacing, info, sent=False, paused=info.retry_after or 0.0))
+    probe = store.apply_now("key", pacing, Acquire())
+    store.apply_now("key", pacing, Release(probe.ticket, True, info, info.retry_after or 0.0))
     for _ in range(3):
-        wait = finish(store.acquire("key", pacing))
-        assert wait is None or (math.isfinite(wait) and wait >= 0), wait
-        now[0] += wait or 0.0
+        decision = store.apply_now("key", pacing, Acquire())
+        wait = decision.delay
+        assert math.isfinite(wait), wait
+        assert wait >= 0, wait
+        if decision.ticket is not None:
+            store.apply_now("key", pacing, Release(decision.ticket, True, RateLimitInfo()))
+        now[0] += wait
 
 
 # --- The strategies themselves exercise what they should -------------------------------------

@@ -1,35 +1,41 @@
-"""The client-side rate limiter: configuration, keys, the store, the FIFO front, end to end.
+"""The client-side rate limiter: configuration, keys, the store, the front, end to end.
 
-The contract is the module docstring of :mod:`wemasy_async.ratelimit`. ``LocalStore`` is
-tested with an injected clock (deterministic); the ``Limiter`` front and the end-to-end
-tests use real time with short windows, and assert timing only as lower bounds with a
-tolerance. Retries do not sleep in this suite (autouse ``no_backoff``), but the limiter's
-pauses are real: that is what is measured.
+The contract is the module docstring of :mod:`wemasy_async.ratelimit` (the rules themselves:
+``test_schedule.py``). ``LocalStore`` is tested with an injected clock (deterministic); the
+``Limiter`` front and the end-to-end tests use real time with short windows, and assert
+timing only as lower bounds with a tolerance. Retries do not sleep in this suite (autouse
+``no_backoff``), but the limiter's pauses are real: that is what is measured.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
-import itertools
+import random
+import sys
 import time
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from typing import Any
 
 import anyio
 import anyio.lowlevel
 import pytest
 
-from wemasy_async import Client, InvalidRequestError, RateLimitError, RateLimitInfo
+from wemasy_async import Client, InvalidRequestError, RateLimitError, RateLimitInfo, schedule
 from wemasy_async.ratelimit import (
     Limiter,
+    LimiterStore,
     LocalStore,
     Pacing,
+    PauseTooLong,
     RateLimit,
+    Ticket,
     limiter_key,
     shared_limiter,
 )
+from wemasy_async.schedule import Acquire, Decision, Event, Release
 from wemasy_async.testing import FakeSiteAssist, FakeWemasy
 
 TOKEN = "limiter-token"
@@ -127,13 +133,21 @@ def test_clients_with_the_same_key_share_one_limiter() -> None:
     assert "shared-1" not in _limiter(first).key
 
 
-def test_the_first_client_fixes_the_settings_of_a_key() -> None:
+def test_a_second_different_rate_limit_for_a_key_in_use_is_refused() -> None:
+    # Once the second client's settings were silently ignored. One server has one limit.
     url = "https://settings.test/api"
     config = RateLimit(window=2.0)
     first = Client("wemasy", token="settings", base_url=url, rate_limit=config)
-    second = Client("wemasy", token="settings", base_url=url, rate_limit=RateLimit(window=9.0))
-    assert _limiter(second) is _limiter(first)
-    assert _limiter(second).config is config
+    with pytest.raises(InvalidRequestError) as raised:
+        Client("wemasy", token="settings", base_url=url, rate_limit=RateLimit(window=9.0))
+    assert raised.value.argument == "rate_limit"
+    assert "settings" not in str(raised.value).replace("share its settings", "")
+    # Equal settings share; another store is another limiter, whatever its settings.
+    same = Client("wemasy", token="settings", base_url=url, rate_limit=RateLimit(window=2.0))
+    assert _limiter(same) is _limiter(first)
+    elsewhere = RateLimit(window=9.0, store=LocalStore())
+    other = Client("wemasy", token="settings", base_url=url, rate_limit=elsewhere)
+    assert _limiter(other) is not _limiter(first)
 
 
 def test_rate_limit_false_has_no_limiter() -> None:
@@ -161,6 +175,7 @@ def test_a_limiter_is_released_with_its_last_client() -> None:
     assert _limiter(fresh).key == limiter_key("wemasy", url, "released")
     store = _limiter(fresh).store
     assert isinstance(store, LocalStore)
+    assert store.in_flight(_limiter(fresh).key) == 0
     assert store._states == {}
 
 
@@ -177,6 +192,8 @@ def test_shared_limiter_keys_by_store() -> None:
 
 
 # --- LocalStore with an injected clock -----------------------------------------------------------
+#
+# The rules themselves are tested in test_schedule.py; this is the store around them.
 
 
 class Clock:
@@ -191,6 +208,7 @@ class Clock:
 
 
 PACING = Pacing(window=10.0, margin=0.25, ceiling=None)
+ACQUIRE = Acquire()
 
 
 def info(
@@ -199,280 +217,29 @@ def info(
     return RateLimitInfo(limit=limit, remaining=remaining, retry_after=retry_after)
 
 
-async def send_times(store: LocalStore, clock: Clock, count: int, pacing: Pacing) -> list[float]:
-    """Take ``count`` sends as a limiter's head would: sleep exactly the delay, then retry."""
-    times: list[float] = []
-    while len(times) < count:
-        delay = await store.acquire(KEY, pacing)
-        assert delay is not None
-        if delay == 0.0:
-            times.append(clock.now)
-        else:
-            assert delay > 0
-            clock.advance(delay)
-    return times
-
-
-def max_in_any_window(times: list[float], window: float) -> int:
-    """The most ``times`` in any half-open window ``[t, t + window)`` starting at one of them.
-
-    Sends ``window / (limit - 1)`` apart put the ``limit``-th exactly one window after the
-    first; float rounding of the summed intervals may land it a hair earlier, so the window
-    is shortened by a nanosecond (far below any clock or network jitter).
-    """
-    return max(sum(1 for t in times if start <= t < start + window - 1e-9) for start in times)
-
-
-async def test_store_unknown_key_asks_for_a_probe() -> None:
-    store = LocalStore(clock=Clock())
-    assert await store.acquire(KEY, PACING) is None
-    assert await store.acquire(KEY, PACING) is None  # nothing is learned by asking
-
-
-async def test_store_a_probe_without_response_learns_nothing() -> None:
-    store = LocalStore(clock=Clock())
-    await store.observe(KEY, PACING, None, sent=False, paused=0.0)
-    assert await store.acquire(KEY, PACING) is None
-
-
-async def test_store_keys_are_independent() -> None:
+def test_store_keys_are_independent() -> None:
     clock = Clock()
     store = LocalStore(clock=clock)
-    await store.observe(KEY, PACING, info(limit=5), sent=False, paused=0.0)
-    # Limit 5, window 10, margin 0.25: max(10.25 / 5 = 2.05, 10 / 4 = 2.5) = 2.5 after the probe.
-    assert await store.acquire(KEY, PACING) == pytest.approx(2.5)
-    assert await store.acquire("other|key", PACING) is None
-    clock.advance(2.5)
-    assert await store.acquire(KEY, PACING) == 0.0
-    assert await store.acquire("other|key", PACING) is None
+    probe = store.apply_now(KEY, PACING, ACQUIRE).ticket
+    assert probe is not None
+    store.apply_now(KEY, PACING, Release(probe, info=info(limit=2)))
+    other = store.apply_now("other|key", PACING, ACQUIRE).ticket
+    assert other is not None
+    assert other.probe  # a probe of its own
+    # Limit 2: one send per window, the probe counted: the next is due a window on.
+    assert store.apply_now(KEY, PACING, ACQUIRE).delay == pytest.approx(10.0)
+    assert store.in_flight(KEY) == 1
+    assert store.in_flight("other|key") == 1
+    assert store.in_flight("unknown|key") == 0
 
 
-@pytest.mark.parametrize(
-    ("limit", "interval"),
-    [
-        (1, 10.25),  # window + margin = 10 + 0.25
-        (2, 10.0),  # max(10.25 / 2 = 5.125, 10 / 1 = 10)
-        (5, 2.5),  # max(10.25 / 5 = 2.05, 10 / 4 = 2.5)
-        (100, 0.1025),  # max(10.25 / 100 = 0.1025, 10 / 99 = 0.10101): the margin is wider
-    ],
-)
-async def test_store_spaces_sends_leaving_one_request_of_slack(limit: int, interval: float) -> None:
+async def test_store_reads_its_clock_at_each_call() -> None:
     clock = Clock()
     store = LocalStore(clock=clock)
-    await store.observe(KEY, PACING, info(limit=limit), sent=False, paused=0.0)
-    count = 3 * limit + 3
-    times = await send_times(store, clock, count, PACING)
-    assert times[0] == pytest.approx(1000.0 + interval)  # one interval after the probe
-    gaps = [b - a for a, b in itertools.pairwise(times)]
-    assert gaps == pytest.approx([interval] * (count - 1))
-    assert max_in_any_window(times, PACING.window) <= max(1, limit - 1)
-
-
-@pytest.mark.parametrize("limit", [2, 3, 10, 41, 100])
-async def test_store_a_burst_never_fills_a_window(limit: int) -> None:
-    # At most limit - 1 of our sends, the probe included, in any window of the server's
-    # length wherever it starts: X-RateLimit-Remaining never reaches 0 from our own traffic.
-    window = 1.0
-    pacing = Pacing(window=window, margin=0.025, ceiling=None)  # the default margin, 2.5%
-    clock = Clock(1000.3)
-    store = LocalStore(clock=clock)
-    assert await store.acquire(KEY, pacing) is None
-    times = [clock.now]  # the probe
-    clock.advance(0.013)  # its response
-    await store.observe(KEY, pacing, info(limit=limit), sent=False, paused=0.0)
-    times += await send_times(store, clock, 5 * limit, pacing)  # everyone queued at once
-    most = max_in_any_window(times, window)
-    assert most <= limit - 1
-    # And no more conservative than that, up to the margin. It is the wider from limit 42
-    # on (1 / 41 = 0.0244 < 0.025; 41 ties at 1.025 / 41 = 1 / 40 = 0.025): limit 100 is
-    # paced max(1.025 / 100 = 0.01025, 1 / 99 = 0.0101) = 0.01025 apart, 98 in a window.
-    assert most >= limit - 2
-
-
-async def test_store_a_probe_keeps_its_distance() -> None:
-    clock = Clock()
-    store = LocalStore(clock=clock)
-    assert await store.acquire(KEY, PACING) is None
-    clock.advance(0.5)  # the probe's response comes
-    await store.observe(KEY, PACING, info(limit=5), sent=False, paused=0.0)
-    assert store._states[KEY].tat == pytest.approx(1003.0)  # 1000.5 + 2.5 (limit 5, above)
-    assert store._states[KEY].in_flight == 0  # the probe was never counted
-    assert await store.acquire(KEY, PACING) == pytest.approx(2.5)
-    # A later probe's response never pulls a later schedule back: a pause holds.
-    await store.observe(KEY, PACING, info(limit=5), sent=False, paused=30.0)
-    await store.observe(KEY, PACING, info(limit=5), sent=False, paused=0.0)
-    assert await store.acquire(KEY, PACING) == pytest.approx(30.0)
-    # A probe answered without a limit header sets no distance (no information is not zero).
-    other = "unpaced|key"
-    await store.observe(other, PACING, info(remaining=50), sent=False, paused=0.0)
-    assert await store.acquire(other, PACING) == 0.0
-
-
-async def test_store_no_burst_after_idling() -> None:
-    clock = Clock()
-    store = LocalStore(clock=clock)
-    await store.observe(KEY, PACING, info(limit=5), sent=False, paused=0.0)
-    await send_times(store, clock, 3, PACING)
-    clock.advance(3600)
-    assert await store.acquire(KEY, PACING) == 0.0
-    # No burst: the next send waits. Limit 5: interval max(10.25 / 5, 10 / 4) = 2.5, less the
-    # slack a late send absorbs (half of min(margin 0.25, 2.5)) = 2.5 - 0.125 = 2.375.
-    assert await store.acquire(KEY, PACING) == pytest.approx(2.375)
-
-
-async def test_store_follows_a_changed_limit() -> None:
-    clock = Clock()
-    store = LocalStore(clock=clock)
-    await store.observe(KEY, PACING, info(limit=10), sent=False, paused=0.0)
-    # Limit 10: max(10.25 / 10 = 1.025, 10 / 9 = 1.1111) = 10 / 9, after the probe too.
-    assert await store.acquire(KEY, PACING) == pytest.approx(10 / 9)
-    clock.advance(10 / 9)
-    assert await store.acquire(KEY, PACING) == 0.0
-    assert await store.acquire(KEY, PACING) == pytest.approx(10 / 9)
-    # A response lowers the limit to 2: max(10.25 / 2 = 5.125, 10 / 1 = 10) = 10 from the
-    # next send on (the one already scheduled keeps its time).
-    await store.observe(KEY, PACING, info(limit=2), sent=True, paused=0.0)
-    clock.advance(10 / 9)
-    assert await store.acquire(KEY, PACING) == 0.0
-    assert await store.acquire(KEY, PACING) == pytest.approx(10.0)
-    # A response without X-RateLimit-Limit keeps what was learned.
-    await store.observe(KEY, PACING, info(), sent=True, paused=0.0)
-    clock.advance(10.0)
-    assert await store.acquire(KEY, PACING) == 0.0
-    assert await store.acquire(KEY, PACING) == pytest.approx(10.0)
-
-
-async def test_store_ceiling_paces_from_the_start_and_caps_the_rate() -> None:
-    clock = Clock()
-    store = LocalStore(clock=clock)
-    pacing = Pacing(window=10.0, margin=0.25, ceiling=3)
-    # Learned from the start: no probe. Ceiling 3: max(10.25 / 3 = 3.4167, 10 / 2 = 5) = 5;
-    # the first send ever is "late" against an empty schedule, absorbing 0.25 / 2 = 0.125.
-    assert await store.acquire(KEY, pacing) == 0.0
-    assert await store.acquire(KEY, pacing) == pytest.approx(4.875)
-    # A higher server limit does not raise the rate above the ceiling...
-    await store.observe(KEY, pacing, info(limit=100), sent=True, paused=0.0)
-    times = await send_times(store, clock, 5, pacing)
-    assert [b - a for a, b in itertools.pairwise(times)] == pytest.approx([5.0] * 4)
-    # ...and a lower one lowers it: limit 1, window + margin = 10.25.
-    await store.observe(KEY, pacing, info(limit=1), sent=True, paused=0.0)
-    clock.advance(5.0)
-    assert await store.acquire(KEY, pacing) == 0.0
-    assert await store.acquire(KEY, pacing) == pytest.approx(10.25)
-
-
-async def test_store_headers_missing_means_learned_and_unpaced() -> None:
-    store = LocalStore(clock=Clock())
-    await store.observe(KEY, PACING, info(), sent=False, paused=0.0)
-    assert [await store.acquire(KEY, PACING) for _ in range(50)] == [0.0] * 50
-
-
-async def test_store_remaining_is_a_credit_for_a_window() -> None:
-    clock = Clock()
-    store = LocalStore(clock=clock)
-    # Unpaced (no limit header) so that only the credit holds sends back.
-    await store.observe(KEY, PACING, info(remaining=2), sent=False, paused=0.0)
-    assert await store.acquire(KEY, PACING) == 0.0
-    clock.advance(1.0)
-    assert await store.acquire(KEY, PACING) == 0.0
-    # Spent: wait until a full window after the response that gave the credit.
-    assert await store.acquire(KEY, PACING) == pytest.approx(9.0)
-    clock.advance(9.0)
-    assert [await store.acquire(KEY, PACING) for _ in range(5)] == [0.0] * 5
-
-
-async def test_store_remaining_zero_waits_a_window() -> None:
-    clock = Clock()
-    store = LocalStore(clock=clock)
-    await store.observe(KEY, PACING, info(limit=1000, remaining=0), sent=False, paused=0.0)
-    assert await store.acquire(KEY, PACING) == pytest.approx(10.0)
+    await store.apply(KEY, PACING, Release(None, info=info(remaining=0)))
+    assert (await store.apply(KEY, PACING, ACQUIRE)).delay == pytest.approx(10.0)
     clock.advance(4.0)
-    assert await store.acquire(KEY, PACING) == pytest.approx(6.0)
-    clock.advance(6.0)
-    assert await store.acquire(KEY, PACING) == 0.0
-
-
-async def test_store_credit_counts_requests_in_flight() -> None:
-    clock = Clock()
-    store = LocalStore(clock=clock)
-    await store.observe(KEY, PACING, info(), sent=False, paused=0.0)
-    for _ in range(3):
-        assert await store.acquire(KEY, PACING) == 0.0  # three in flight
-    # One comes back saying 3 remain; the 2 still in flight may not be counted in that yet.
-    await store.observe(KEY, PACING, info(remaining=3), sent=True, paused=0.0)
-    assert await store.acquire(KEY, PACING) == 0.0
-    assert await store.acquire(KEY, PACING) == pytest.approx(PACING.window)
-
-
-async def test_store_in_flight_never_goes_negative() -> None:
-    clock = Clock()
-    store = LocalStore(clock=clock)
-    await store.observe(KEY, PACING, info(), sent=False, paused=0.0)
-    for _ in range(3):  # more releases than sends
-        await store.observe(KEY, PACING, None, sent=True, paused=0.0)
-    assert store._states[KEY].in_flight == 0
-    # A negative count would inflate the credit beyond what the server said remains.
-    await store.observe(KEY, PACING, info(remaining=1), sent=False, paused=0.0)
-    assert await store.acquire(KEY, PACING) == 0.0
-    assert await store.acquire(KEY, PACING) == pytest.approx(PACING.window)
-
-
-async def test_store_in_flight_follows_acquire_and_observe() -> None:
-    store = LocalStore(clock=Clock())
-    await store.observe(KEY, PACING, info(), sent=False, paused=0.0)
-    for _ in range(4):
-        await store.acquire(KEY, PACING)
-    assert store._states[KEY].in_flight == 4
-    for _ in range(4):
-        await store.observe(KEY, PACING, info(), sent=True, paused=0.0)
-    assert store._states[KEY].in_flight == 0
-    await store.observe(KEY, PACING, info(), sent=False, paused=0.0)  # a probe: not counted
-    assert store._states[KEY].in_flight == 0
-
-
-async def test_store_pause_holds_the_key_then_paces() -> None:
-    clock = Clock()
-    store = LocalStore(clock=clock)
-    await store.observe(KEY, PACING, info(limit=5), sent=False, paused=0.0)
-    # Limit 5: max(10.25 / 5 = 2.05, 10 / 4 = 2.5) = 2.5, the first send as well (the probe).
-    assert await send_times(store, clock, 1, PACING) == [pytest.approx(1002.5)]
-    await store.observe(KEY, PACING, info(limit=5, remaining=0), sent=True, paused=30.0)
-    state = store._states[KEY]
-    assert state.paused_until == pytest.approx(1032.5)
-    assert state.tat >= 1032.5
-    assert await store.acquire(KEY, PACING) == pytest.approx(30.0)
-    clock.advance(12.0)
-    assert await store.acquire(KEY, PACING) == pytest.approx(18.0)
-    clock.advance(18.0)
-    # After the pause the waiters go out one interval apart, not all at once.
-    times = await send_times(store, clock, 4, PACING)
-    assert times[0] == pytest.approx(1032.5)
-    assert [b - a for a, b in itertools.pairwise(times)] == pytest.approx([2.5] * 3)
-
-
-async def test_store_pause_pushes_tat_but_not_back() -> None:
-    clock = Clock()
-    store = LocalStore(clock=clock)
-    await store.observe(KEY, PACING, info(limit=1), sent=False, paused=0.0)
-    # Limit 1: window + margin = 10.25 apart, from the probe as well.
-    clock.advance(10.25)
-    assert await store.acquire(KEY, PACING) == 0.0  # next due in 10.25
-    await store.observe(KEY, PACING, info(), sent=True, paused=2.0)
-    assert await store.acquire(KEY, PACING) == pytest.approx(10.25)  # the later of the two
-    await store.observe(KEY, PACING, info(), sent=False, paused=20.0)
-    assert await store.acquire(KEY, PACING) == pytest.approx(20.0)
-    await store.observe(KEY, PACING, info(), sent=False, paused=1.0)  # shorter: no effect
-    assert await store.acquire(KEY, PACING) == pytest.approx(20.0)
-
-
-async def test_store_pause_on_an_unpaced_key() -> None:
-    clock = Clock()
-    store = LocalStore(clock=clock)
-    await store.observe(KEY, PACING, info(), sent=False, paused=0.0)
-    await store.observe(KEY, PACING, info(), sent=False, paused=1.5)
-    assert await store.acquire(KEY, PACING) == pytest.approx(1.5)
-    clock.advance(1.5)
-    assert [await store.acquire(KEY, PACING) for _ in range(3)] == [0.0] * 3
+    assert (await store.apply(KEY, PACING, ACQUIRE)).delay == pytest.approx(6.0)
 
 
 # --- The Limiter front (real time) -------------------------------------------------------------
@@ -484,91 +251,122 @@ def pacing_of(limiter: Limiter) -> Pacing:
 
 
 async def pause(limiter: Limiter, seconds: float) -> None:
-    await limiter.store.observe(limiter.key, pacing_of(limiter), None, sent=False, paused=seconds)
+    await limiter.store.apply(limiter.key, pacing_of(limiter), Release(None, paused=seconds))
 
 
 def in_flight(limiter: Limiter) -> int:
-    assert isinstance(limiter.store, LocalStore)
-    return limiter.store._states[limiter.key].in_flight
+    store = limiter.store
+    if isinstance(store, AwaitingStore):
+        store = store.inner
+    assert isinstance(store, LocalStore)
+    return store.in_flight(limiter.key)
 
 
-async def test_limiter_serves_waiters_in_fifo_order() -> None:
-    limiter = Limiter("fifo", RateLimit(window=0.2, ceiling=40), LocalStore())
-    await pause(limiter, 0.1)  # everyone queues before anyone is due
+class AwaitingStore:
+    """A LocalStore behind a round trip, as any store with I/O (Redis) has.
+
+    ``swallow`` makes it drop a cancellation that lands during the round trip and carry on,
+    as redis-py does mid-command.
+    """
+
+    def __init__(self, delay: float = 0.002, *, swallow: bool = False) -> None:
+        self.inner = LocalStore()
+        self.delay = delay
+        self.swallow = swallow
+        self.calls = 0
+
+    async def apply(self, key: str, pacing: Pacing, event: Event) -> Decision:
+        self.calls += 1
+        if self.swallow:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.sleep(self.delay)
+        else:
+            await asyncio.sleep(self.delay)
+        return self.inner.apply_now(key, pacing, event)
+
+
+async def test_far_from_the_limit_acquire_does_not_suspend() -> None:
+    limiter = Limiter("fast", RateLimit(window=60.0, ceiling=10_000), LocalStore())
+    # A coroutine that never suspends finishes on its first step: no event-loop round trip.
+    for _ in range(100):
+        coroutine = limiter.acquire()
+        with pytest.raises(StopIteration) as done:
+            coroutine.send(None)
+        ticket = done.value.value
+        assert isinstance(ticket, Ticket)
+        release = limiter.release(ticket, info(limit=10_000))
+        with pytest.raises(StopIteration):
+            release.send(None)
+    assert in_flight(limiter) == 0
+
+
+async def test_limiter_serves_waiters_in_arrival_order() -> None:
+    # Reservations are first come, first served: nobody overtakes a waiter.
+    limiter = Limiter("fifo", RateLimit(window=0.2, ceiling=3), LocalStore())
     order: list[int] = []
 
     async def waiter(i: int) -> None:
-        counted = await limiter.acquire()
+        ticket = await limiter.acquire()
         order.append(i)
-        await limiter.release(counted, info())
+        await limiter.release(ticket, info())
 
     with anyio.fail_after(5):
         async with anyio.create_task_group() as tg:
-            for i in range(20):
+            for i in range(8):
                 tg.start_soon(waiter, i)
                 await anyio.lowlevel.checkpoint()
-    assert order == list(range(20))
-    assert not limiter._queue
+    assert order == list(range(8))
+    assert limiter.waiting == 0
 
 
-async def test_limiter_only_the_head_consults_the_store() -> None:
-    calls = 0
-    store = LocalStore()
-
-    class CountingStore:
-        async def acquire(self, key: str, pacing: Pacing) -> float | None:
-            nonlocal calls
-            calls += 1
-            return await store.acquire(key, pacing)
-
-        async def observe(
-            self, key: str, pacing: Pacing, info: RateLimitInfo | None, *, sent: bool, paused: float
-        ) -> None:
-            await store.observe(key, pacing, info, sent=sent, paused=paused)
-
-    limiter = Limiter("head", RateLimit(window=0.2, ceiling=40), CountingStore())
-    await pause(limiter, 0.2)
+async def test_each_waiter_costs_a_bounded_number_of_store_calls() -> None:
+    store = AwaitingStore(0.0)
+    limiter = Limiter("calls", RateLimit(window=0.2, ceiling=40), store)
 
     async def waiter() -> None:
         await limiter.release(await limiter.acquire(), info())
 
+    await pause(limiter, 0.1)
+    store.calls = 0
     with anyio.fail_after(5):
         async with anyio.create_task_group() as tg:
-            for _ in range(20):
+            for _ in range(60):
                 tg.start_soon(waiter)
-    # About two look-ups per send (one to learn the delay, one to take the send); waiters
-    # polling behind the head would make this grow with the square of the queue.
-    assert calls <= 3 * 20
+    # Wake-ups after the pause, a reservation, a confirmation and a release each: nobody
+    # polls behind anybody else, so this grows with the waiters, not with their square.
+    assert store.calls <= 5 * 60
 
 
-async def test_limiter_spaces_sends_in_real_time() -> None:
-    limiter = Limiter("spacing", RateLimit(window=0.5, ceiling=10), LocalStore())
+async def test_limiter_bursts_then_keeps_the_window_in_real_time() -> None:
+    limiter = Limiter("spacing", RateLimit(window=0.5, ceiling=5), LocalStore())
     times: list[float] = []
 
     async def waiter() -> None:
-        counted = await limiter.acquire()
+        ticket = await limiter.acquire()
         times.append(time.monotonic())
-        await limiter.release(counted, info())
+        await limiter.release(ticket, info())
 
     async with anyio.create_task_group() as tg:
         for _ in range(10):
             tg.start_soon(waiter)
-    # Ceiling 10, window 0.5, margin 0.0125: max(0.5125 / 10 = 0.05125, 0.5 / 9 = 0.0556).
-    interval = 0.5 / 9
-    assert all(b - a >= interval - TOLERANCE for a, b in itertools.pairwise(times))
-    # At most 9 in any window: the 10th goes out a full window after the first.
-    assert times[-1] - times[0] >= 0.5 - TOLERANCE
+    times.sort()
+    # Ceiling 5: a burst of 4, then at most 4 in any window (and 5 in window + margin).
+    assert times[3] - times[0] < 0.1
+    assert all(
+        later - earlier >= 0.5 - TOLERANCE for earlier, later in zip(times, times[4:], strict=False)
+    )
 
 
 async def test_limiter_sends_one_probe_until_the_limit_is_learned() -> None:
     limiter = Limiter("probe", RateLimit(window=1.0), LocalStore())
-    assert await limiter.acquire() is False  # the probe, not counted in flight
-    results: list[bool] = []
+    probe = await limiter.acquire()
+    assert probe.probe
+    results: list[Ticket] = []
 
     async def waiter() -> None:
-        counted = await limiter.acquire()
-        results.append(counted)
-        await limiter.release(counted, info(limit=1000))
+        ticket = await limiter.acquire()
+        results.append(ticket)
+        await limiter.release(ticket, info(limit=1000))
 
     with anyio.fail_after(5):
         async with anyio.create_task_group() as tg:
@@ -576,173 +374,238 @@ async def test_limiter_sends_one_probe_until_the_limit_is_learned() -> None:
                 tg.start_soon(waiter)
             await anyio.sleep(0.1)
             assert results == []  # all held back while the probe is out
-            await limiter.release(False, info(limit=1000))
-    assert results == [True] * 5
+            started = time.monotonic()
+            await limiter.release(probe, info(limit=1000))
+        # Woken by the probe's release, not by their next poll.
+        assert time.monotonic() - started < schedule.PROBE_POLL
+    assert [t.probe for t in results] == [False] * 5
     assert in_flight(limiter) == 0
+    assert limiter.allowed_rate == pytest.approx(1000 / 1.025)
 
 
 async def test_limiter_failed_probe_hands_probing_to_the_next_waiter() -> None:
     limiter = Limiter("probe-fail", RateLimit(window=1.0), LocalStore())
-    assert await limiter.acquire() is False
-    results: list[bool] = []
+    probe = await limiter.acquire()
+    results: list[Ticket] = []
     second_probe = anyio.Event()
 
     async def waiter() -> None:
-        counted = await limiter.acquire()
-        results.append(counted)
-        if not counted:
+        ticket = await limiter.acquire()
+        results.append(ticket)
+        if ticket.probe:
             second_probe.set()
             return
-        await limiter.release(counted, info())
+        await limiter.release(ticket, info())
 
     with anyio.fail_after(5):
         async with anyio.create_task_group() as tg:
             for _ in range(3):
                 tg.start_soon(waiter)
             await anyio.sleep(0.05)
-            await limiter.release(False, None)  # the probe got no response
+            await limiter.release(probe, None)  # the probe got no response
             await second_probe.wait()
             await anyio.sleep(0.05)
-            assert results == [False]  # exactly one new probe, the rest still wait
-            await limiter.release(False, info())  # headers without a limit: unpaced
-    assert results == [False, True, True]
-
-
-async def test_limiter_probe_counts_towards_the_first_window() -> None:
-    # With a server that sends X-RateLimit-Limit but no X-RateLimit-Remaining, the probe
-    # must keep its distance like any paced send, or limit + 1 leave within one window.
-    window = 0.4
-    limiter = Limiter("probe-window", RateLimit(window=window), LocalStore())
-    times = [time.monotonic()]
-    assert await limiter.acquire() is False
-    await limiter.release(False, info(limit=2))  # no X-RateLimit-Remaining
-    for _ in range(2):
-        assert await limiter.acquire() is True
-        times.append(time.monotonic())
-        await limiter.release(True, info(limit=2))
-    # Limit 2, window 0.4, margin 0.01: max(0.41 / 2 = 0.205, 0.4 / 1 = 0.4) = 0.4, so one
-    # send per window, the probe included.
-    assert all(b - a >= window - TOLERANCE for a, b in itertools.pairwise(times))
-
-
-async def test_cancelled_waiters_leak_nothing() -> None:
-    limiter = Limiter("cancel", RateLimit(window=0.2, ceiling=40), LocalStore())
-    await pause(limiter, 0.2)
-    scopes = [anyio.CancelScope() for _ in range(20)]
-    done: list[int] = []
-
-    async def waiter(i: int) -> None:
-        with scopes[i]:
-            counted = await limiter.acquire()
-            try:
-                await anyio.sleep(0.005)  # the "request"
-            finally:
-                await limiter.release(counted, info())
-            done.append(i)
-
-    with anyio.fail_after(5):
-        async with anyio.create_task_group() as tg:
-            for i in range(20):
-                tg.start_soon(waiter, i)
-                await anyio.lowlevel.checkpoint()
-            await anyio.sleep(0.05)
-            assert len(limiter._queue) == 20
-            for i in range(0, 20, 2):  # the head among them
-                scopes[i].cancel()
-    assert done == list(range(1, 20, 2))
-    assert not limiter._queue
-    assert in_flight(limiter) == 0
-    with anyio.fail_after(1):  # the next request is not blocked by a leaked turn
-        counted = await limiter.acquire()
-    assert counted is True
-    await limiter.release(counted, info())
-    assert in_flight(limiter) == 0
-
-
-async def test_a_cancelled_head_passes_the_turn_on() -> None:
-    limiter = Limiter("cancel-head", RateLimit(window=1.0, ceiling=100), LocalStore())
-    await pause(limiter, 0.3)
-    head_scope = anyio.CancelScope()
-    done: list[str] = []
-
-    async def waiter(name: str, scope: anyio.CancelScope | None = None) -> None:
-        with scope or anyio.CancelScope():
-            counted = await limiter.acquire()
-            await limiter.release(counted, info())
-            done.append(name)
-
-    started = time.monotonic()
-    with anyio.fail_after(5):
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(waiter, "head", head_scope)
-            await anyio.lowlevel.checkpoint()
-            tg.start_soon(waiter, "second")
-            tg.start_soon(waiter, "third")
-            await anyio.sleep(0.1)
-            assert len(limiter._queue) == 3
-            head_scope.cancel()
-    assert done == ["second", "third"]
-    assert time.monotonic() - started >= 0.3 - TOLERANCE  # the pause still held
-    assert not limiter._queue
-
-
-async def test_a_waiter_cancelled_as_its_turn_comes_passes_it_on() -> None:
-    limiter = Limiter("cancel-handoff", RateLimit(window=1.0, ceiling=100), LocalStore())
-    await pause(limiter, 0.1)
-    second_scope = anyio.CancelScope()
-    done: list[str] = []
-
-    async def first() -> None:
-        counted = await limiter.acquire()
-        # Our turn was just handed to "second": cancel it before it gets to run.
-        second_scope.cancel()
-        await limiter.release(counted, info())
-        done.append("first")
-
-    async def waiter(name: str, scope: anyio.CancelScope) -> None:
-        with scope:
-            counted = await limiter.acquire()
-            await limiter.release(counted, info())
-            done.append(name)
-
-    with anyio.fail_after(5):
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(first)
-            await anyio.lowlevel.checkpoint()
-            tg.start_soon(waiter, "second", second_scope)
-            await anyio.lowlevel.checkpoint()
-            tg.start_soon(waiter, "third", anyio.CancelScope())
-    assert done == ["first", "third"]
-    assert not limiter._queue
-    assert in_flight(limiter) == 0
+            assert [t.probe for t in results] == [True]  # one new probe, the rest wait
+            await limiter.release(results[0], info())  # headers without a limit: unpaced
+    assert [t.probe for t in results] == [True, False, False]
 
 
 async def test_a_pause_arriving_during_the_wait_is_honoured() -> None:
-    limiter = Limiter("late-pause", RateLimit(window=1.0, ceiling=5), LocalStore())
-    # Ceiling 5, window 1, margin 0.025: max(1.025 / 5 = 0.205, 1 / 4 = 0.25) = 0.25.
-    assert await limiter.acquire() is True  # next due in 0.25 s
+    limiter = Limiter("late-pause", RateLimit(window=1.0, ceiling=2), LocalStore())
+    # Ceiling 2: one send per window. The second is reserved a window on.
+    first = await limiter.acquire()
     started = time.monotonic()
 
     async def late_pause() -> None:
         await anyio.sleep(0.05)
-        await limiter.release(True, info(), paused=0.5)
+        await limiter.release(first, info(), paused=1.5)
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(late_pause)
-        counted = await limiter.acquire()
-    assert time.monotonic() - started >= 0.55 - TOLERANCE
-    await limiter.release(counted, info())
+        ticket = await limiter.acquire()
+    # Its reservation (1 s on) was voided by the pause, which ends at 1.55 s.
+    assert time.monotonic() - started >= 1.55 - TOLERANCE
+    await limiter.release(ticket, info())
+    assert in_flight(limiter) == 0
+
+
+async def test_a_long_pause_fails_waiters_at_once() -> None:
+    limiter = Limiter("pause-too-long", RateLimit(window=1.0), LocalStore())
+    await pause(limiter, 30.0)  # as another process's 429 would: this limiter never saw it
+    with anyio.fail_after(1), pytest.raises(PauseTooLong) as raised:
+        await limiter.acquire(max_pause=5.0)
+    assert raised.value.seconds == pytest.approx(30.0, abs=0.1)
+    assert limiter.waiting == 0
 
 
 async def test_limiter_remembers_the_longest_pause_it_saw() -> None:
     limiter = Limiter("paused-for", RateLimit(window=1.0), LocalStore())
     assert limiter.paused_for() == 0.0
-    await limiter.release(False, info(limit=10), paused=5.0)
+    probe = await limiter.acquire()
+    await limiter.release(probe, info(limit=10), paused=5.0)
     assert 5.0 - TOLERANCE < limiter.paused_for() <= 5.0
-    await limiter.release(True, info(), paused=1.0)  # a shorter pause does not shorten it
+    await limiter.release(probe, info(), paused=1.0)  # a shorter pause does not shorten it
     assert 5.0 - TOLERANCE < limiter.paused_for() <= 5.0
-    await limiter.release(True, info())  # nor does a response without one
-    assert 5.0 - TOLERANCE < limiter.paused_for() <= 5.0
+
+
+def test_allowed_rate_follows_what_is_known() -> None:
+    assert Limiter("rate", RateLimit(window=1.0), LocalStore()).allowed_rate is None
+    capped = Limiter("rate", RateLimit(window=2.0, margin=0.0, ceiling=11), LocalStore())
+    assert capped.allowed_rate == pytest.approx(10 / 2.0)  # min(10 / 2, 11 / 2)
+
+
+async def test_allowed_rate_is_learned_and_capped_by_the_ceiling() -> None:
+    limiter = Limiter("rate-learned", RateLimit(window=2.0, margin=0.0, ceiling=100), LocalStore())
+    ticket = await limiter.acquire()
+    await limiter.release(ticket, info(limit=21))
+    assert limiter.allowed_rate == pytest.approx(20 / 2.0)
+    await limiter.release(ticket, info(limit=5000))
+    assert limiter.allowed_rate == pytest.approx(99 / 2.0)
+    unpaced = Limiter("rate-unpaced", RateLimit(window=2.0), LocalStore())
+    probe = await unpaced.acquire()
+    await unpaced.release(probe, info())  # no limit header: not paced
+    assert unpaced.allowed_rate is None
+
+
+# --- Cancellation, at every await point --------------------------------------------------------
+
+
+async def _cancel(how: str, coroutine: Coroutine[Any, Any, Any], after: float) -> None:
+    """Run ``coroutine`` and cancel it ``after`` seconds, the way ``how`` says."""
+    if how == "task.cancel":
+        task = asyncio.ensure_future(coroutine)
+        await asyncio.sleep(after)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    elif how == "wait_for":
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(coroutine, after)
+    elif how == "timeout":
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(after):
+                await coroutine
+    else:  # a TaskGroup whose sibling fails
+
+        async def fail() -> None:
+            await asyncio.sleep(after)
+            raise KeyError("sibling")
+
+        with contextlib.suppress(BaseException):  # the group's ExceptionGroup
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(coroutine)
+                tg.create_task(fail())
+
+
+CANCELLERS = ["task.cancel", "wait_for", "timeout", "taskgroup"]
+
+
+@pytest.mark.parametrize("how", CANCELLERS)
+@pytest.mark.parametrize("store_kind", ["local", "awaiting", "swallowing"])
+async def test_cancelled_callers_leak_nothing_and_the_next_call_works(
+    how: str, store_kind: str
+) -> None:
+    if how in ("timeout", "taskgroup") and sys.version_info < (3, 11):
+        pytest.skip("asyncio.timeout and TaskGroup are new in Python 3.11")
+    store: LimiterStore = LocalStore()
+    if store_kind != "local":
+        store = AwaitingStore(swallow=store_kind == "swallowing")
+    limiter = Limiter(f"cancel-{how}-{store_kind}", RateLimit(window=0.3, ceiling=3), store)
+    rng = random.Random(11)
+    completed = 0
+
+    async def request() -> None:
+        nonlocal completed
+        ticket = await limiter.acquire()
+        try:
+            await asyncio.sleep(rng.uniform(0, 0.01))  # the exchange
+        finally:
+            await limiter.release(ticket, info(limit=3))
+        completed += 1
+
+    # Waiting for a reservation, inside a store call (reserving, confirming, releasing),
+    # in flight: random deadlines land everywhere.
+    with anyio.fail_after(20):
+        for _ in range(30):
+            await asyncio.gather(*(_cancel(how, request(), rng.uniform(0, 0.05)) for _ in range(4)))
+        await limiter.settled()
+        assert limiter.waiting == 0
+        assert in_flight(limiter) == 0
+        await limiter.settled()
+        ticket = await limiter.acquire()  # the next call works
+        await limiter.release(ticket, info())
+    assert in_flight(limiter) == 0
+    assert completed > 0  # not everything was cancelled: the test exercised both
+
+
+@pytest.mark.parametrize(("queued", "victim"), [(2, 0), (2, 1), (3, 0), (3, 1), (3, 2)])
+async def test_cancelling_a_queued_waiter_with_an_awaiting_store(queued: int, victim: int) -> None:
+    # Once: with 2 queued a raw IndexError, with 3 the third waiter hung; a slot leaked.
+    store = AwaitingStore(0.005)
+    limiter = Limiter("queued", RateLimit(window=1.0, ceiling=100), store)
+    await pause(limiter, 0.1)
+    tasks = [asyncio.ensure_future(limiter.acquire()) for _ in range(queued)]
+    for delay in (0.1, 0.003, 0.004):  # around the store calls as the pause ends
+        await asyncio.sleep(delay)
+        if not tasks[victim].done():
+            tasks[victim].cancel()
+            break
+    with anyio.fail_after(5):
+        outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+    for i, outcome in enumerate(outcomes):
+        if i != victim or not isinstance(outcome, asyncio.CancelledError):
+            assert isinstance(outcome, Ticket), outcome
+            await limiter.release(outcome, info())
+    await limiter.settled()
+    assert in_flight(limiter) == 0
+    assert limiter.waiting == 0
+
+
+async def test_a_probe_cancelled_while_releasing_still_ends_the_probe() -> None:
+    # Once: the release relied on an anyio shield, which Task.cancel() goes through: the
+    # probe was never marked done and the next call hung.
+    store = AwaitingStore(0.05)
+    limiter = Limiter("probe-release", RateLimit(window=1.0), store)
+    probe = await limiter.acquire()
+    assert probe.probe
+    release = asyncio.ensure_future(limiter.release(probe, info(limit=100)))
+    await asyncio.sleep(0.01)  # inside the store call
+    release.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await release
+    with anyio.fail_after(1):  # not a probe's 10 s lease
+        ticket = await limiter.acquire()
+    assert not ticket.probe
+    await limiter.release(ticket, info(limit=100))
+    await limiter.settled()
+    assert in_flight(limiter) == 0
+
+
+async def test_a_store_that_swallows_cancellation_cannot_keep_a_caller_going() -> None:
+    store = AwaitingStore(0.01, swallow=True)
+    limiter = Limiter("swallow", RateLimit(window=1.0), store)
+    calls_after: list[int] = []
+
+    async def worker(started: asyncio.Event) -> None:
+        while True:
+            ticket = await limiter.acquire()
+            started.set()
+            await limiter.release(ticket, info())
+
+    for _ in range(10):
+        started = asyncio.Event()
+        task = asyncio.ensure_future(worker(started))
+        await started.wait()
+        await asyncio.sleep(random.uniform(0, 0.02))
+        task.cancel()
+        with anyio.fail_after(1), pytest.raises(asyncio.CancelledError):
+            await task
+        await limiter.settled()
+        before = store.calls
+        await asyncio.sleep(0.05)
+        calls_after.append(store.calls - before)
+    assert calls_after == [0] * 10  # every cancel stopped its worker
+    assert in_flight(limiter) == 0
 
 
 # --- End to end against the fakes --------------------------------------------------------------
@@ -772,10 +635,12 @@ async def test_only_one_probe_before_the_limit_is_known() -> None:
                     assert len(fake.requests) == 1
         requests = fake.requests_to(GET)
         assert len(requests) == 20
-        # The first paced send keeps one interval from the probe's response, 0.3 s after
-        # it was sent. Limit 20, window 1, margin 0.025: max(1.025 / 20 = 0.05125,
-        # 1 / 19 = 0.05263) = 1 / 19.
-        assert requests[1].received_at - requests[0].received_at >= 0.3 + 1 / 19 - TOLERANCE
+        # The others waited for the probe's answer, 0.3 s after it was sent, and then 18
+        # went at once (19 fit in the window, the probe included); the last a window on.
+        assert requests[1].received_at - requests[0].received_at >= 0.3 - TOLERANCE
+        assert requests[18].received_at - requests[1].received_at < 0.25
+        assert requests[19].received_at - requests[0].received_at >= 1.0 - TOLERANCE
+        assert fake.stats.max_in_window <= 19
         assert fake.stats.rate_limited == 0
         assert all(r.status == 200 for r in requests)
 
@@ -798,32 +663,27 @@ async def _hammer(client: Client, tasks: int) -> list[BaseException | None]:
 
 @pytest.mark.slow
 async def test_concurrent_load_stays_under_the_limit_without_stalling() -> None:
-    # The documented 10 per minute, scaled to 10 per second; 60 requests take ~6.6 s.
-    # Sends 1 / 9 s apart (limit 10, window 1, margin 0.025: max(1.025 / 10 = 0.1025,
-    # 1 / 9 = 0.1111)) put 9 of ours in each server window, never 10: Remaining stays above
-    # 0, so the credit never holds the key for a whole window. Paced at 1.025 / 10 s, the
-    # 10th request of a window drove Remaining to 0 and windows went 10, 1, 9, 2, ...
+    # The documented 10 per minute, scaled to 10 per second. The log keeps at most 9 of
+    # ours in any second (and 10 in 1.025 s), so Remaining never reaches 0 from our own
+    # traffic and the credit never holds the key for a whole window: 60 requests take
+    # about (60 - 9) / (10 / 1.025) = 5.2 s at the allowed rate.
     limit, tasks = 10, 60
     async with FakeWemasy(
         conversations=40, token=TOKEN, rate_limit=limit, window=1.0, window_offset=0.37
     ) as fake:
         client = Client("wemasy", base_url=fake.url, token=TOKEN, rate_limit=RateLimit(window=1.0))
         async with client:
+            started = time.monotonic()
             with anyio.fail_after(30):
                 outcomes = await _hammer(client, tasks)
+            elapsed = time.monotonic() - started
         assert outcomes == [None] * tasks
         assert fake.stats.rate_limited == 0
         assert fake.stats.status_counts == {200: tasks}
-        assert fake.stats.max_in_window <= limit
-        counts = fake.stats.window_counts
-        assert sum(counts.values()) == tasks
+        assert fake.stats.max_in_window <= limit - 1
         assert in_flight_of(client) == 0
-        # Every full window, i.e. all but the first and the last (a window with no request
-        # at all would be missing from the stats), holds 9 give or take jitter.
-        full = {i: counts.get(i, 0) for i in range(min(counts) + 1, max(counts))}
-        assert len(full) >= 4
-        # No window stalls (the credit once made every other window nearly empty: 9, 1, 9, 2).
-        assert all(n >= limit - 2 for n in full.values()), counts
+        # No stall: close to the allowed rate (a stalled window would add a whole second).
+        assert elapsed < tasks / (limit / 1.025) + 0.5
 
 
 async def test_the_same_load_without_the_limiter_is_rate_limited() -> None:
@@ -850,7 +710,7 @@ class FakeWemasyWithoutRemaining(FakeWemasy):
 
 
 async def test_start_up_stays_under_the_limit_without_remaining_header() -> None:
-    # As test_limiter_probe_counts_towards_the_first_window, end to end: had the probe not
+    # The probe counts towards the first window: had it not
     # kept its distance, it and `limit` paced sends would land in the server's first window.
     async with FakeWemasyWithoutRemaining(token=TOKEN, rate_limit=2, window=0.4) as fake:
         config = RateLimit(window=0.4)
@@ -862,7 +722,7 @@ async def test_start_up_stays_under_the_limit_without_remaining_header() -> None
         assert outcomes == [None] * 3
 
 
-async def test_a_429_pauses_every_waiter_then_they_go_out_paced() -> None:
+async def test_a_429_pauses_every_waiter_then_they_resume_within_the_limit() -> None:
     limit = 20
     async with FakeWemasy(conversations=20, token=TOKEN, rate_limit=limit, window=1.0) as fake:
         client = Client("wemasy", base_url=fake.url, token=TOKEN, rate_limit=RateLimit(window=1.0))
@@ -871,17 +731,18 @@ async def test_a_429_pauses_every_waiter_then_they_go_out_paced() -> None:
             fake.queue_error(429, path=GET, headers={"Retry-After": "1"})
             with anyio.fail_after(10):
                 async with anyio.create_task_group() as tg:
+                    tg.start_soon(client.get_conversation, 2)  # answered 429, then retried
+                    await anyio.sleep(0.15)
+                    assert _limiter(client).paused_for() > 0.5  # the 429 has reached it
                     for i in range(5):
-                        tg.start_soon(client.get_conversation, i + 2)
+                        tg.start_soon(client.get_conversation, i + 3)
+            assert in_flight_of(client) == 0
         requests = fake.requests_to(GET)
-        assert [r.status for r in requests] == [200, 429] + [200] * 5
+        assert [r.status for r in requests] == [200, 429] + [200] * 6
         paused_at = requests[1].received_at
-        after = [r.received_at for r in requests[2:]]
-        assert all(t >= paused_at + 1.0 - TOLERANCE for t in after)
-        # Limit 20, window 1, margin 0.025: max(1.025 / 20 = 0.05125, 1 / 19 = 0.05263).
-        interval = 1 / 19
-        assert all(b - a >= interval - 2 * TOLERANCE for a, b in itertools.pairwise(after))
+        assert all(r.received_at >= paused_at + 1.0 - TOLERANCE for r in requests[2:])
         assert fake.stats.rate_limited == 0  # the limiter's own windows were respected
+        assert fake.stats.max_in_window <= limit - 1
 
 
 async def test_a_429_without_hint_pauses_for_pause_without_hint(fake: FakeWemasy) -> None:
@@ -936,7 +797,7 @@ async def test_cancellation_during_the_exchange_releases_in_flight(fake: FakeWem
         assert scope.cancelled_caught
         assert seen_in_flight == [1]
         assert in_flight_of(client) == 0
-        assert not _limiter(client)._queue
+        assert _limiter(client).waiting == 0
         with anyio.fail_after(2):
             assert (await client.get_conversation(3)).id == "3"
         assert in_flight_of(client) == 0
@@ -972,55 +833,32 @@ async def test_requests_are_not_paced_when_the_server_sends_no_headers() -> None
                     for i in range(19):
                         tg.start_soon(c.get_conversation, i + 2)
             pacing = pacing_of(limiter)
-            delays = [await limiter.store.acquire(limiter.key, pacing) for _ in range(5)]
-            assert delays == [0.0] * 5
+            delays = [limiter.store.apply_now(limiter.key, pacing, ACQUIRE) for _ in range(5)]
+            assert [d.delay for d in delays] == [0.0] * 5
         assert len(fake.requests) == 20
 
 
-class _GrantingStore:
-    """Makes the first caller wait once, then grants everything; counts sends in flight.
+class FakeWemasyWithConflictingHeaders(FakeWemasy):
+    """Enforces its limit, and also sends a looser X-RateLimit-Limit (as a proxy might)."""
 
-    When it grants the send of ``cancel_on_grant``'s waiter (its 4th call: the head's
-    fast path, its wait, its own send, then the first follower's), it cancels that task, so
-    the follower is cancelled after being granted and before it runs.
-    """
-
-    def __init__(self) -> None:
-        self.calls = 0
-        self.in_flight = 0
-        self.cancel_on_grant: asyncio.Task[bool] | None = None
-
-    async def acquire(self, key: str, pacing: Pacing) -> float | None:
-        self.calls += 1
-        if self.calls <= 2:
-            return 0.05
-        if self.calls == 4 and self.cancel_on_grant is not None:
-            self.cancel_on_grant.cancel()
-        self.in_flight += 1
-        return 0.0
-
-    async def observe(
-        self, key: str, pacing: Pacing, info: RateLimitInfo | None, *, sent: bool, paused: float
-    ) -> None:
-        if sent:
-            self.in_flight -= 1
+    async def _dispatch(self, request: Any, handler: Any, record: Any) -> Any:
+        response = await super()._dispatch(request, handler, record)
+        response.headers.add("X-RateLimit-Limit", "500")
+        response.headers.add("X-RateLimit-Remaining", "499")
+        return response
 
 
-async def test_queue_drains_at_once_and_a_cancelled_grant_is_given_back() -> None:
-    store = _GrantingStore()
-    limiter = Limiter("k", RateLimit(window=1.0), store)
-    head = asyncio.create_task(limiter.acquire())
-    await asyncio.sleep(0.01)  # the head is now waiting out its 0.05 s
-    follower = asyncio.create_task(limiter.acquire())
-    others = [asyncio.create_task(limiter.acquire()) for _ in range(3)]
-    store.cancel_on_grant = follower
-    await asyncio.sleep(0.01)
-    assert len(limiter._queue) == 5
-    assert await head is True
-    # The head granted every follower the store allowed, in the same pass: no trickle.
-    assert [await task for task in others] == [True, True, True]
-    with pytest.raises(asyncio.CancelledError):
-        await follower
-    assert not limiter._queue
-    # head + 3 others are in flight; the cancelled follower's grant was given back.
-    assert store.in_flight == 4
+async def test_conflicting_rate_limit_headers_the_stricter_wins() -> None:
+    # Once the looser of two X-RateLimit-Limit headers won, and a 5/s server answered 429.
+    async with FakeWemasyWithConflictingHeaders(
+        conversations=20, token=TOKEN, rate_limit=5, window=0.5
+    ) as fake:
+        config = RateLimit(window=0.5)
+        client = Client("wemasy", base_url=fake.url, token=TOKEN, rate_limit=config, retry=False)
+        async with client:
+            with anyio.fail_after(10):
+                outcomes = await _hammer(client, 12)
+            assert _limiter(client).allowed_rate == pytest.approx(4 / 0.5)
+        assert outcomes == [None] * 12
+        assert fake.stats.rate_limited == 0
+        assert fake.stats.max_in_window <= 4

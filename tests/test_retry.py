@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import random
 import socket
+import time
 from collections.abc import AsyncIterator, Iterator
 
 import anyio
@@ -499,8 +500,8 @@ async def test_a_long_pause_fails_later_requests_fast(fake: FakeWemasy, retry: b
 async def test_a_long_pause_fails_requests_already_waiting_fast() -> None:
     outcomes: dict[int, str] = {}
     async with (
-        FakeWemasy(conversations=10, token=TOKEN, rate_limit=10, window=1.0) as fake,
-        make_client(fake, rate_limit=RateLimit(window=1.0)) as client,
+        FakeWemasy(conversations=10, token=TOKEN, rate_limit=2, window=0.5) as fake,
+        make_client(fake, rate_limit=RateLimit(window=0.5)) as client,
     ):
 
         async def one(n: int) -> None:
@@ -510,13 +511,16 @@ async def test_a_long_pause_fails_requests_already_waiting_fast() -> None:
             except RateLimitError:
                 outcomes[n] = "429"
 
-        await client.get_conversation(1)  # learn the limit: the others queue behind
+        await client.get_conversation(1)  # learn the limit: the others wait behind
         fake.queue_error(429, path=GET, headers={"Retry-After": "3600"})
-        # Paced 1 / 9 s apart (limit 10: max(1.025 / 10, 1 / 9)), the three need ~0.25 s.
-        with anyio.move_on_after(0.6):
+        # Limit 2: one send per window. The first of the three goes 0.5 s on and meets the
+        # 429; the two holding later reservations (1 s and 1.5 s on) fail when it comes.
+        started = time.monotonic()
+        with anyio.move_on_after(1.5):
             async with anyio.create_task_group() as tg:
                 for n in (2, 3, 4):
                     tg.start_soon(one, n)
+        assert time.monotonic() - started < 0.9
     assert outcomes == {2: "429", 3: "429", 4: "429"}
 
 

@@ -200,7 +200,7 @@ class Engine:
             return self._parse(call, await self._exchange(call))
         max_wait = (options.retry or _DEFAULT_RETRY).max_retry_after
         try:
-            counted = await limiter.acquire(max_pause=max_wait)
+            ticket = await limiter.acquire(max_pause=max_wait)
         except PauseTooLong as held:
             # Fail fast, as for the 429 itself, rather than block for longer than the policy
             # would ever wait (also for requests that were already queued).
@@ -223,8 +223,9 @@ class Engine:
                 paused = hint if hint is not None else limiter.config.pause_without_hint
                 raise
         finally:
-            # Also on errors and cancellation: the request is no longer in flight.
-            await limiter.release(counted, info, paused=paused)
+            # Also on errors and cancellation: the request is no longer in flight. Nothing
+            # awaits between acquire and this try, so a cancellation cannot leak the send.
+            await limiter.release(ticket, info, paused=paused)
 
     def _parse(self, call: Call[T], response: Response) -> T:
         try:

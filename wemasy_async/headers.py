@@ -3,6 +3,8 @@
 Servers send ``X-RateLimit-Limit`` (requests per window), ``X-RateLimit-Remaining`` and, on a
 429, ``Retry-After`` (delta-seconds or an HTTP-date). A header that is missing or unreadable
 means "no information", never zero: a proxy that strips headers must not stall a client.
+A header sent twice (or folded into one, comma-separated, by a proxy) with different values
+is read as the stricter: the lowest limit and remaining, the longest ``Retry-After``.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import contextlib
 import email.utils
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import msgspec
 
@@ -77,7 +79,7 @@ def _seconds_until_http_date(value: str, date: str | None) -> float | None:
     return max(0.0, target.timestamp() - now)
 
 
-class RateLimitInfo(msgspec.Struct, frozen=True, kw_only=True):
+class RateLimitInfo(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """What a response's headers say about the rate limit; ``None`` means not said.
 
     Attributes:
@@ -92,9 +94,36 @@ class RateLimitInfo(msgspec.Struct, frozen=True, kw_only=True):
 
     @classmethod
     def from_headers(cls, headers: Mapping[str, str]) -> RateLimitInfo:
-        """Read the rate-limit headers; ``headers`` should be case-insensitive."""
+        """Read the rate-limit headers; ``headers`` should be case-insensitive.
+
+        Every value of a repeated header is read (with a multidict, as aiohttp gives), and
+        the stricter wins: see the module docstring. Unreadable values among readable ones
+        are ignored.
+        """
+        getall = getattr(headers, "getall", None)
+        wait = None
+        retry_after = headers.get("Retry-After")
+        if retry_after is not None:  # mostly absent: kept quick
+            date = headers.get("Date")
+            values = [retry_after] if getall is None else getall("Retry-After")
+            waits = [parse_retry_after(v, date=date) for v in values]
+            wait = max((w for w in waits if w is not None), default=None)
         return cls(
-            limit=_non_negative_int(headers.get("X-RateLimit-Limit")),
-            remaining=_non_negative_int(headers.get("X-RateLimit-Remaining")),
-            retry_after=parse_retry_after(headers.get("Retry-After"), date=headers.get("Date")),
+            limit=_least(headers, "X-RateLimit-Limit", getall),
+            remaining=_least(headers, "X-RateLimit-Remaining", getall),
+            retry_after=wait,
         )
+
+
+def _least(
+    headers: Mapping[str, str], name: str, getall: Callable[[str], list[str]] | None
+) -> int | None:
+    """The lowest readable count among the values of ``name``, comma-separated ones too."""
+    value = headers.get(name)
+    if value is None:
+        return None
+    values = [value] if getall is None else getall(name)
+    if len(values) == 1 and "," not in value:  # the usual case, kept quick
+        return _non_negative_int(value)
+    counts = [_non_negative_int(part) for item in values for part in item.split(",")]
+    return min((c for c in counts if c is not None), default=None)

@@ -1,48 +1,56 @@
 """Client-side rate limiting, learned from the servers' headers.
 
-One :class:`Limiter` per key ``(provider, base URL, digest of the token)``: every ``Client``
-in a process with the same key shares it, and with a shared :class:`LimiterStore` (Redis,
-see :mod:`wemasy_async.redis`) every process on every host does too.
+One :class:`Limiter` per key ``(provider, base URL, digest of the token)`` and store: every
+``Client`` in a process with the same key and store shares it, and with a shared
+:class:`LimiterStore` (Redis, see :mod:`wemasy_async.redis`) every process on every host
+shares its state too.
 
-How it paces:
+The algorithm lives once, in :mod:`wemasy_async.schedule` (pure transitions over an injected
+clock); a store only keeps a key's state and applies them atomically. In short: a sliding
+log of our sends keeps at most ``limit - 1`` of them in any span of one window (and
+``limit`` in a window plus the margin), so a burst goes out at once while the limit is far
+away and the sustained rate is exact when it binds; until a response has told the limit,
+one request (the probe) goes out at a time; ``X-RateLimit-Remaining`` is a credit; a 429
+pauses the whole key until its ``Retry-After``, and then one request probes before the rest
+go (a 429 storm meets one request per pause). Waiters holding a reservation wake when a 429
+arrives, so a pause longer than the caller's ``max_pause`` fails them at once.
 
-- The rate comes from ``X-RateLimit-Limit`` (requests per ``window``, a minute by default as
-  the providers document). Sends are spaced ``max((window + margin) / limit,
-  window / (limit - 1))`` apart, a GCRA schedule with no burst allowance: however a server's
-  fixed window is aligned, no window of that length sees more than ``limit - 1`` of our
-  sends (one request of slack for jitter), at start-up (the probe counts) or after idling.
-  A send that goes out late absorbs up to half the margin without pushing back the ones
-  after it, so timer and network delays do not drift the rate down.
-- Until the first response has told the limit, one request at a time goes out (a probe);
-  a server that sends no rate-limit headers is then not paced (no information is not zero).
-- ``X-RateLimit-Remaining`` is a credit: counting the requests still in flight, the limiter
-  never sends more than it says remain, until a full window has passed. Our own pacing never
-  spends it to zero; when it is spent while a response is in flight, the limiter looks
-  again one interval later, since that response will likely refresh it.
-- A 429 pauses the whole key until its ``Retry-After``; then waiting requests go out one
-  by one at the paced rate, not all together. A pause longer than the retry policy's
-  ``max_retry_after`` fails this process's requests (queued or new) at once instead.
-- Waiters queue in FIFO order per process. Only the head of the queue consults the state; it
-  sleeps exactly until the next send is due and then takes it atomically. Nothing is
-  reserved while waiting, so a cancelled waiter leaks no capacity and nothing is spent twice,
-  and a pause that arrives during the wait is honoured.
+How a request waits, and why a cancellation cannot break it:
+
+- :meth:`Limiter.acquire` reserves the request's own send. When the send is due now (the
+  usual case far from the limit) it returns without suspending: no event-loop round trip
+  with the in-process store. Otherwise it sleeps until the reserved time, then confirms
+  the reservation (a 429 or a lower limit that arrived meanwhile voids it: it is given back
+  and a new one taken). Nobody hands a send to anybody else, so there is no queue to
+  corrupt: a waiter cancelled at any point gives back exactly the reservation it holds.
+- Each send is a lease: it counts as in flight until :meth:`Limiter.release`, or until it
+  leaves the log a window (plus margin) later, so a release that never happens expires.
+- With a store that awaits (Redis), every store call runs in a task of its own that the
+  caller awaits through :func:`asyncio.shield`: ``Task.cancel()``, ``asyncio.timeout``,
+  ``wait_for`` and task groups cancel the caller at once, while the store call completes
+  (and whatever it reserved is given back). A client library that swallows a cancellation
+  (redis-py does, mid-command) therefore cannot swallow ours. Nothing here needs Python
+  3.11's ``Task.cancelling()``: it works the same on 3.10.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import math
 import time
 import weakref
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-import anyio
+import msgspec
 
+from wemasy_async import schedule
 from wemasy_async.errors import InvalidRequestError
 from wemasy_async.headers import RateLimitInfo
+from wemasy_async.schedule import Acquire, Confirm, Decision, Event, Pacing, Release, Ticket
 from wemasy_async.validation import MAX_INT64, MAX_SECONDS, is_positive_number, short_repr
 
 __all__ = [
@@ -52,50 +60,24 @@ __all__ = [
     "Pacing",
     "PauseTooLong",
     "RateLimit",
+    "Ticket",
     "limiter_key",
     "shared_limiter",
 ]
 
-
-@dataclass(frozen=True)
-class Pacing:
-    """What a store needs of a :class:`RateLimit`: window, margin and ceiling."""
-
-    window: float
-    margin: float
-    ceiling: int | None
+_ACQUIRE = Acquire()
 
 
 class LimiterStore(Protocol):
-    """Where limiter state lives. Each method is atomic for a key.
+    """Where limiter state lives: one :class:`~wemasy_async.schedule.State` per key.
 
-    ``acquire`` and ``observe`` are the whole protocol: a store holds, per key, the learned
-    limit, the theoretical arrival time of the next send, a pause deadline, the credit from
-    ``X-RateLimit-Remaining`` and the number of requests in flight.
+    A store holds no rate-limit logic of its own: it applies
+    :func:`wemasy_async.schedule.apply` to a key's state, atomically (no other transition of
+    that key may interleave), at the time of its own clock, and keeps the result.
     """
 
-    async def acquire(self, key: str, pacing: Pacing) -> float | None:
-        """Take the next send if it is due.
-
-        Returns:
-            ``0.0`` when the send was taken (counted in flight), the seconds until it is due
-            otherwise, or ``None`` when no limit has been learned yet (the caller probes).
-        """
-        ...
-
-    async def observe(
-        self, key: str, pacing: Pacing, info: RateLimitInfo | None, *, sent: bool, paused: float
-    ) -> None:
-        """Learn from a finished request.
-
-        Args:
-            key: The limiter key.
-            pacing: The configuration.
-            info: The response's rate-limit headers, or ``None`` when no response came.
-            sent: Whether the request was counted in flight by :meth:`acquire` (a probe
-                sent while the limit was unknown was not).
-            paused: Seconds to pause the whole key for (a 429), ``0`` for none.
-        """
+    async def apply(self, key: str, pacing: Pacing, event: Event) -> Decision:
+        """Apply ``event`` to the state of ``key`` and return the decision."""
         ...
 
 
@@ -151,7 +133,7 @@ class RateLimit:
             )
         if self.store is not None and not is_store(self.store):
             raise InvalidRequestError(
-                "store must be a LimiterStore (with async acquire and observe methods),"
+                "store must be a LimiterStore (with an async apply method),"
                 f" e.g. a RedisStore, got {type(self.store).__name__}",
                 argument="store",
             )
@@ -176,8 +158,8 @@ def _whole(value: object) -> bool:
 
 
 def is_store(value: object) -> bool:
-    """Whether ``value`` looks like a :class:`LimiterStore` (``acquire`` and ``observe``)."""
-    return callable(getattr(value, "acquire", None)) and callable(getattr(value, "observe", None))
+    """Whether ``value`` looks like a :class:`LimiterStore` (an ``apply`` method)."""
+    return callable(getattr(value, "apply", None))
 
 
 def _zero(value: object) -> bool:
@@ -193,118 +175,39 @@ def limiter_key(provider: str, base_url: str, token: str) -> str:
 # --- In-process state ------------------------------------------------------------------------
 
 
-@dataclass
-class _State:
-    learned: bool = False
-    limit: int | None = None
-    tat: float = 0.0  # when the next send is due (GCRA's theoretical arrival time)
-    paused_until: float = 0.0
-    credit: int | None = None
-    credit_until: float = 0.0
-    in_flight: int = 0
-
-
-def _slack(interval: float, pacing: Pacing) -> float:
-    """How late a send may go out without pushing back the ones after it.
-
-    Timers fire late (and a Redis round trip takes time); restarting the schedule from
-    every late wake-up would drift below the allowed rate. Half the margin (or interval) of
-    lateness is absorbed: any ``limit + 1`` sends still span more than a window.
-    """
-    return min(pacing.margin, interval) / 2
-
-
-def _interval(limit: int | None, pacing: Pacing) -> float:
-    """Seconds between sends: at most ``limit - 1`` of ours fall in any window.
-
-    Spacing ``window / (limit - 1)`` keeps one request of slack for jitter, and our own
-    traffic never drives ``X-RateLimit-Remaining`` to zero (which would stall a window); the
-    margin widens it further when it is the larger.
-    """
-    if limit is None:
-        return 0.0
-    if pacing.ceiling is not None:
-        limit = min(limit, pacing.ceiling)
-    spacing = (pacing.window + pacing.margin) / limit
-    if limit >= 2:
-        spacing = max(spacing, pacing.window / (limit - 1))
-    return spacing
-
-
 class LocalStore:
     """Limiter state in this process; the default store, one per limiter.
 
-    Safe within one event loop (each method runs without awaiting).
+    Safe within one event loop: :meth:`apply_now` runs without awaiting.
+
+    Args:
+        clock: Seconds, monotonic; the event loop's clock by default (asyncio's
+            ``loop.time()`` is ``time.monotonic()``). Tests pass a fake one.
     """
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self._states: dict[str, _State] = {}
-        # The event loop's clock (asyncio's loop.time() is time.monotonic()).
+        self._states: dict[str, schedule.State] = {}
         self._clock = clock
 
-    def _state(self, key: str, pacing: Pacing) -> _State:
+    def apply_now(self, key: str, pacing: Pacing, event: Event) -> Decision:
+        """:meth:`apply`, synchronously (what :class:`Limiter` calls: it never suspends)."""
         state = self._states.get(key)
-        if state is None:
-            state = self._states[key] = _State()
-            if pacing.ceiling is not None:
-                # A configured ceiling is enough to pace by before any header arrives.
-                state.learned, state.limit = True, pacing.ceiling
-        return state
+        new, decision = schedule.apply(state, pacing, event, self._clock())
+        if new is not state:
+            self._states[key] = new
+        return decision
+
+    async def apply(self, key: str, pacing: Pacing, event: Event) -> Decision:
+        """Apply ``event`` to the state of ``key``; see :class:`LimiterStore`."""
+        return self.apply_now(key, pacing, event)
 
     def in_flight(self, key: str) -> int:
-        """Sends of ``key`` taken and not yet observed as finished (for diagnostics and tests)."""
+        """Sends of ``key`` reserved and not yet released or expired (diagnostics, tests)."""
         state = self._states.get(key)
         return 0 if state is None else state.in_flight
 
-    async def acquire(self, key: str, pacing: Pacing) -> float | None:
-        state = self._state(key, pacing)
-        if not state.learned:
-            return None
-        now = self._clock()
-        interval = _interval(state.limit, pacing)
-        due = max(state.tat, state.paused_until)
-        if state.credit is not None and state.credit_until > now and state.credit <= 0:
-            # Spent by our own sends, a response still in flight will likely refresh the
-            # credit: look again one interval on instead of sitting out the whole window.
-            recheck = now + interval if state.in_flight > 0 and interval > 0 else math.inf
-            due = max(due, min(state.credit_until, recheck))
-        if due > now:
-            return due - now
-        state.tat = max(state.tat, now - _slack(interval, pacing)) + interval
-        if state.credit is not None and state.credit_until > now:
-            state.credit -= 1
-        state.in_flight += 1
-        return 0.0
 
-    async def observe(
-        self, key: str, pacing: Pacing, info: RateLimitInfo | None, *, sent: bool, paused: float
-    ) -> None:
-        state = self._state(key, pacing)
-        now = self._clock()
-        if sent:
-            state.in_flight = max(0, state.in_flight - 1)
-        if info is not None:
-            state.learned = True
-            if info.limit is not None and info.limit > 0:
-                # Bounded: a limit beyond 2**63 would not convert to a float for the interval.
-                limit = min(info.limit, MAX_INT64)
-                state.limit = limit if pacing.ceiling is None else min(limit, pacing.ceiling)
-            if not sent:
-                # The probe went out unscheduled: the first paced send keeps its distance.
-                state.tat = max(state.tat, now + _interval(state.limit, pacing))
-            if info.remaining is not None:
-                # Requests still in flight may not be counted in this figure yet.
-                state.credit = min(info.remaining, MAX_INT64) - state.in_flight
-                state.credit_until = now + pacing.window
-        if paused > 0 and math.isfinite(paused):  # an endless pause would stall the key
-            until = now + paused
-            state.paused_until = max(state.paused_until, until)
-            # Waiters resume one interval apart after the pause, not all at once.
-            state.tat = max(state.tat, until)
-            state.credit, state.credit_until = 0, until
-
-
-# --- The front: FIFO queue per process -------------------------------------------------------
+# --- The front: one limiter per key in this process --------------------------------------------
 
 
 class PauseTooLong(Exception):
@@ -319,134 +222,204 @@ class PauseTooLong(Exception):
         self.seconds = seconds
 
 
-class _Turn:
-    """A waiter's place in the queue."""
-
-    __slots__ = ("event", "granted")
-
-    def __init__(self) -> None:
-        self.event = anyio.Event()
-        self.granted = False  # its send was taken for it by the head of the queue
-
-
 class Limiter:
-    """Paces the requests of one key in this process; see the module docstring."""
+    """Paces the requests of one key in this process; see the module docstring.
+
+    Args:
+        key: The limiter key (see :func:`limiter_key`).
+        config: The settings.
+        store: Where the state lives.
+    """
 
     def __init__(self, key: str, config: RateLimit, store: LimiterStore) -> None:
         self.key = key
         self.config = config
         self.store = store
         self._pacing = Pacing(config.window, config.pacing_margin, config.ceiling)
-        self._queue: deque[_Turn] = deque()
-        self._probing = False
-        self._probe_done: anyio.Event | None = None
+        # Called synchronously: it never suspends (a subclass may, so it goes the async way).
+        self._local = store if type(store) is LocalStore else None
+        self._limit: int | None = config.ceiling
         self._paused_until = 0.0  # the latest 429 pause this process saw (monotonic clock)
+        self._waiting = 0
+        self._changed: asyncio.Future[None] | None = None  # set by the next release
+        self._paused: asyncio.Future[None] | None = None  # set by the next 429
+        self._background: set[asyncio.Task[Decision]] = set()
 
     @property
     def waiting(self) -> int:
-        """Requests of this process queued for their turn now (for diagnostics and tests)."""
-        return len(self._queue)
+        """Requests of this process waiting for their send now (diagnostics and tests)."""
+        return self._waiting
+
+    @property
+    def allowed_rate(self) -> float | None:
+        """Sends per second this key may make now (learned limit, ceiling and window), or None
+        while no limit is known or the key is not paced."""
+        return schedule.allowed_rate(self._limit, self._pacing)
 
     def paused_for(self) -> float:
         """Seconds left of the latest 429 pause this process saw (``0`` when none)."""
         return max(0.0, self._paused_until - time.monotonic())
 
-    def _check_pause(self, max_pause: float) -> None:
-        pause = self.paused_for()
+    def _check_pause(self, max_pause: float, paused: float = 0.0) -> None:
+        pause = max(paused, self.paused_for()) if self._paused_until else paused
         if pause > max_pause:
             raise PauseTooLong(pause)
 
-    async def acquire(self, max_pause: float = math.inf) -> bool:
-        """Wait for this request's turn to be sent.
+    async def acquire(self, max_pause: float = math.inf) -> Ticket:
+        """Wait until this request may be sent; the send is reserved for it alone.
 
         Args:
-            max_pause: The longest 429 pause worth waiting out; a longer one this process
-                knows of raises :class:`PauseTooLong`, before queueing or while queued.
+            max_pause: The longest 429 pause worth waiting out; a longer one raises
+                :class:`PauseTooLong`, before waiting or while waiting.
 
         Returns:
-            Whether the send was counted in flight (pass it to :meth:`release`).
+            The reservation: pass it to :meth:`release` once the request has ended.
+
+        Cancelled at any point, it gives back whatever it had reserved.
         """
-        self._check_pause(max_pause)
-        if not self._queue:
-            # Nobody waiting: ask at once, and queue (suspend) only if the send is not due.
-            delay = await self.store.acquire(self.key, self._pacing)
-            if delay == 0.0:
-                return True
-            if delay is None and not self._probing:
-                # The store's answer stands: a shared store has just given this process the
-                # probe, and asking again would find the probe taken (by us) and wait.
-                self._probing = True
-                self._probe_done = anyio.Event()
-                return False
-        turn = _Turn()
-        self._queue.append(turn)
-        taken = False  # a send was taken for this request (by itself, or granted by the head)
-        handed = False  # ... and handed to the caller, who releases it
+        if self._paused_until:
+            self._check_pause(max_pause)
+        local = self._local
+        if local is not None:
+            decision = local.apply_now(self.key, self._pacing, _ACQUIRE)
+        else:
+            decision = await self._apply(_ACQUIRE)
+        self._limit = decision.limit
+        if decision.ticket is not None and decision.delay <= 0.0:
+            return decision.ticket
+        return await self._wait(decision, max_pause)
+
+    async def _wait(self, decision: Decision, max_pause: float) -> Ticket:
+        self._waiting += 1
+        held: Ticket | None = None  # the reservation this waiter owns and must give back
         try:
-            if self._queue[0] is not turn:
-                await turn.event.wait()
-                if turn.granted:
-                    taken = handed = True
-                    return True
             while True:
-                self._check_pause(max_pause)
-                delay = await self.store.acquire(self.key, self._pacing)
-                if delay == 0.0:
-                    taken = True
-                    # May suspend (a shared store's round trip), so it may be cancelled: the
-                    # send taken above is then given back in the finally clause, not leaked.
-                    await self._grant_followers(turn)
-                    handed = True
-                    return True
-                if delay is None:
-                    if not self._probing:
-                        self._probing = True
-                        self._probe_done = anyio.Event()
-                        return False
-                    assert self._probe_done is not None
-                    await self._probe_done.wait()
-                else:
-                    await anyio.sleep(delay)
+                self._limit = decision.limit
+                held = decision.ticket
+                if held is None:
+                    self._check_pause(max_pause, decision.paused)
+                    await self._look_again(decision.delay)
+                    decision = await self._apply(_ACQUIRE)
+                    continue
+                if decision.delay > 0.0:
+                    loop = asyncio.get_running_loop()
+                    due = loop.time() + decision.delay
+                    await self._sleep_unless_paused(decision.delay)
+                    decision = await self._apply(Confirm(held))
+                    early = due - loop.time()
+                    if decision.ticket is not None and early > 0.0:
+                        # Woken by a pause that has not voided it (a shared store's view):
+                        # still good, so wait out the rest.
+                        decision = msgspec.structs.replace(decision, delay=early)
+                        continue
+                    if decision.ticket is None:  # a pause or a lower limit came meanwhile
+                        void, held = held, None
+                        await self._apply(Release(void, sent=False))
+                        self._check_pause(max_pause, decision.paused)
+                        decision = await self._apply(_ACQUIRE)
+                        continue
+                ticket, held = held, None  # the caller owns it now
+                return ticket
+        except BaseException:
+            if held is not None:
+                await self._give_back(held)
+            raise
         finally:
-            if (taken or turn.granted) and not handed:
-                # Taken (or granted by the head), then cancelled before the caller got it:
-                # the request will not be sent, so give the send back.
-                with anyio.CancelScope(shield=True):
-                    await self.store.observe(self.key, self._pacing, None, sent=True, paused=0.0)
-            # Hand the head of the queue on, whether this waiter sends or was cancelled.
-            if self._queue and self._queue[0] is turn:
-                self._queue.popleft()
-                if self._queue:
-                    self._queue[0].event.set()
-            elif turn in self._queue:
-                self._queue.remove(turn)
-
-    async def _grant_followers(self, head: _Turn) -> None:
-        """Let waiters behind ``head`` go at once while the store says their send is due.
-
-        Without this a queue, once formed, drains one waiter per event-loop pass even when
-        nothing needs to wait.
-        """
-        while len(self._queue) > 1 and self._queue[0] is head:
-            follower = self._queue[1]
-            if await self.store.acquire(self.key, self._pacing) != 0.0:
-                return
-            del self._queue[1]
-            follower.granted = True
-            follower.event.set()
+            self._waiting -= 1
 
     async def release(
-        self, counted: bool, info: RateLimitInfo | None, *, paused: float = 0.0
+        self, ticket: Ticket, info: RateLimitInfo | None, *, paused: float = 0.0
     ) -> None:
-        """Report how the request ended: its headers (``None`` if no response) and any pause."""
+        """Report how the request ended: its headers (``None`` if no response) and any pause.
+
+        The store is updated even if the caller is cancelled meanwhile.
+        """
         if paused > 0:
             self._paused_until = max(self._paused_until, time.monotonic() + paused)
-        with anyio.CancelScope(shield=True):  # the state must be updated even when cancelled
-            await self.store.observe(self.key, self._pacing, info, sent=counted, paused=paused)
-        if not counted and self._probe_done is not None:
-            self._probing = False
-            self._probe_done.set()
-            self._probe_done = None
+        event = Release(ticket, True, info, paused)
+        local = self._local
+        if local is not None:
+            decision = local.apply_now(self.key, self._pacing, event)
+        else:
+            decision = await self._apply(event)
+        self._limit = decision.limit
+        if paused > 0:
+            # Waiters holding reservations look again now: a long pause fails them at once.
+            _wake(self._paused)
+            self._paused = None
+        if self._changed is not None:
+            # Waiters looking again (a probe's answer, a credit) need not wait out the poll.
+            _wake(self._changed)
+            self._changed = None
+
+    async def _sleep_unless_paused(self, delay: float) -> None:
+        paused = self._paused
+        if paused is None:
+            paused = self._paused = asyncio.get_running_loop().create_future()
+        await asyncio.wait((paused,), timeout=delay)
+
+    async def _look_again(self, delay: float) -> None:
+        changed = self._changed
+        if changed is None:
+            changed = self._changed = asyncio.get_running_loop().create_future()
+        await asyncio.wait((changed,), timeout=delay)
+
+    async def _apply(self, event: Event) -> Decision:
+        """One store call, completed whatever happens to the caller."""
+        local = self._local
+        if local is not None:
+            return local.apply_now(self.key, self._pacing, event)
+        task = asyncio.ensure_future(self.store.apply(self.key, self._pacing, event))
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            # The call goes on; a send it reserves for a caller that is gone goes back.
+            self._keep(task)
+            if isinstance(event, Acquire):
+                task.add_done_callback(self._undo)
+            raise
+
+    def _undo(self, task: asyncio.Future[Decision]) -> None:
+        if task.cancelled() or task.exception() is not None:
+            return
+        ticket = task.result().ticket
+        if ticket is not None:
+            release = self.store.apply(self.key, self._pacing, Release(ticket, sent=False))
+            self._keep(asyncio.ensure_future(release))
+
+    def _keep(self, task: asyncio.Task[Decision]) -> None:
+        # Referenced until done (the loop holds tasks weakly); its outcome is retrieved.
+        self._background.add(task)
+        task.add_done_callback(self._forget)
+
+    def _forget(self, task: asyncio.Task[Decision]) -> None:
+        self._background.discard(task)
+        if not task.cancelled():
+            task.exception()
+
+    async def _give_back(self, ticket: Ticket) -> None:
+        """Give ``ticket`` back, also while being cancelled (again)."""
+        local = self._local
+        if local is not None:
+            local.apply_now(self.key, self._pacing, Release(ticket, sent=False))
+            return
+        task = asyncio.ensure_future(
+            self.store.apply(self.key, self._pacing, Release(ticket, sent=False))
+        )
+        self._keep(task)
+        # Also if cancelled again: the exception that got us here is what propagates.
+        with contextlib.suppress(BaseException):
+            await asyncio.shield(task)
+
+    async def settled(self) -> None:
+        """Wait for store calls still finishing for cancelled callers (tests, shutdown)."""
+        while self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
+
+
+def _wake(future: asyncio.Future[None] | None) -> None:
+    if future is not None and not future.done():
+        future.set_result(None)
 
     # interface shared with the limiter rewrite
     @property
@@ -469,7 +442,7 @@ class Limiter:
 
 
 class LimiterRegistry:
-    """Limiters by key, so that clients with the same key share one.
+    """Limiters by key and store, so that clients with the same key share one.
 
     Held weakly: a limiter, and with the default in-process store its state, lives exactly
     as long as a client uses it, so nothing accumulates and a later server on a reused
@@ -488,6 +461,13 @@ class LimiterRegistry:
             store = config.store if config.store is not None else LocalStore()
             limiter = Limiter(key, config, store)
             self._limiters[registry_key] = limiter
+        elif limiter.config != config:
+            raise InvalidRequestError(
+                f"rate_limit differs from the one another client uses for the same provider,"
+                f" base URL, token and store ({limiter.config!r}); clients sharing a key must"
+                " share its settings",
+                argument="rate_limit",
+            )
         return limiter
 
 
@@ -497,6 +477,10 @@ _REGISTRY = LimiterRegistry()
 def shared_limiter(key: str, config: RateLimit) -> Limiter:
     """The limiter every client of this process with ``key`` and ``config.store`` shares.
 
-    The first client to ask for a key fixes its settings; later ones share them.
+    Raises:
+        InvalidRequestError: A client already uses ``key`` with ``config.store`` under a
+            different :class:`RateLimit` (another window, margin, ceiling or pause). One
+            server has one limit: two settings for it are a mistake, and silently keeping
+            either would pace by the wrong one.
     """
     return _REGISTRY.get(key, config)

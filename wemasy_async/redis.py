@@ -10,15 +10,27 @@ Install the extra: ``pip install 'wemasy-async[redis]'``. Then::
         async with Client("wemasy", rate_limit=RateLimit(store=store)) as client:
             ...
 
-:class:`RedisStore` does exactly what :class:`~wemasy_async.ratelimit.LocalStore` does, in
-two Lua scripts that Redis runs atomically, so the pacing holds for the sum of all processes.
-Each key's state is one hash, ``{prefix}:{limiter key}``; the limiter key holds a digest of
-the token, never the token. Times come from Redis's own clock (``TIME``), so hosts with
-skewed clocks still share one schedule.
+:class:`RedisStore` holds no rate-limit logic: it keeps each key's
+:class:`~wemasy_async.schedule.State`, encoded (JSON), in one Redis string
+``{prefix}:{limiter key}`` (the limiter key holds a digest of the token, never the token),
+and applies :mod:`wemasy_async.schedule`'s transitions to it in Python with an optimistic
+compare-and-set: one tiny generic Lua script sets the new value only if the stored one is
+still the one the transition started from, and answers with Redis's clock (``TIME``) and,
+on a conflict, the current value to try again with. So the in-process and the Redis store
+run the very same code, and a test drives both through the same events. Times come from
+Redis's clock (estimated between replies from the local monotonic clock), so hosts with
+skewed clocks share one schedule.
 
-When Redis cannot be reached the clients keep working: each process paces on its own, at
+Transitions of one key from one process are committed together: while a compare-and-set
+is on its way, the next ones queue and go in the next, as one. A request costs one round
+trip to reserve its send and one to report its response when nothing else is queued, and
+far less than that under load.
+
+When Redis cannot be reached, or answers something that is not what the script returns
+(not Redis at all, say), the clients keep working: each process paces on its own, at
 ``fallback_share`` of the limit (other processes may be sending with the same token), logs
-one warning per outage, and goes back to Redis once it answers again.
+one warning per outage, and goes back to Redis once it answers again. Sends reserved in
+Redis before an outage expire there a window later.
 
 Needs asyncio (redis-py's client is asyncio-only) and Redis 4.0 or later (tested with 7.0);
 a single ``redis.asyncio.Redis``, not a cluster client.
@@ -30,15 +42,18 @@ import asyncio
 import logging
 import math
 import time
-import uuid
+from collections.abc import Callable
 from types import TracebackType
-from typing import Any, Literal, cast
+from typing import Any, cast
 
 import anyio
+import msgspec
 
+from wemasy_async import schedule
 from wemasy_async.errors import InvalidRequestError
 from wemasy_async.headers import RateLimitInfo
-from wemasy_async.ratelimit import LimiterStore, LocalStore, Pacing, is_store
+from wemasy_async.ratelimit import LimiterStore, LocalStore, is_store
+from wemasy_async.schedule import Acquire, Confirm, Decision, Event, Pacing, Release, Ticket
 from wemasy_async.validation import MAX_SECONDS, is_positive_number, short_repr
 
 try:
@@ -57,174 +72,42 @@ __all__ = ["RedisStore"]
 
 logger = logging.getLogger("wemasy_async")
 
-# --- Lua ----------------------------------------------------------------------------------------
-#
-# The scripts mirror LocalStore line by line. Lua numbers are doubles, and Redis turns a Lua
-# number reply into an integer (truncating it), so times are stored and returned as strings
-# of floats formatted with %.17g, which round-trips a double exactly. Absent fields mean
-# None (limit, credit) or 0 (times). ``in_flight`` is kept per store instance
-# (``in_flight:<id>``, with ``seen:<id>``, the last time that instance wrote): each instance
-# writes its own exact count rather than +1/-1, so a lost reply is corrected by its next
-# write, and a killed process stops counting after a lease of window + margin.
-
-_PRELUDE = """
+# Compare-and-set with the time: ARGV = expected value ('' for none), new value ('' to only
+# read), expiry in ms. Returns {seconds, microseconds, 1} when set, else
+# {seconds, microseconds, 0, current value or nil}. It knows nothing about rate limits.
+_CAS = """
 -- Redis < 5 replicates scripts verbatim, which forbids writes after TIME; on 5+ this is a
 -- no-op (effects replication is the default, and Redis 7.0 keeps the call for compatibility).
 if redis.replicate_commands then redis.replicate_commands() end
 local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-
-local function num(x) return string.format('%.17g', x) end
-
-local key = KEYS[1]
-local window, margin = tonumber(ARGV[1]), tonumber(ARGV[2])
-local ceiling = tonumber(ARGV[3])  -- nil when not configured
-local me, mine = ARGV[4], tonumber(ARGV[5])
-
--- As ratelimit._interval: at most limit - 1 of ours in any window, or the margin if wider.
-local function interval(limit)
-  if limit == nil then return 0 end
-  if ceiling ~= nil and ceiling < limit then limit = ceiling end
-  local spacing = (window + margin) / limit
-  if limit >= 2 then spacing = math.max(spacing, window / (limit - 1)) end
-  return spacing
+local current = redis.call('GET', KEYS[1])
+if ARGV[2] ~= '' and ((current == false and ARGV[1] == '') or current == ARGV[1]) then
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+  return {t[1], t[2], 1}
 end
-
--- Write the state and give it an expiry so that abandoned state disappears.
-local function save(s)
-  local fields = {'learned', s.learned, 'tat', num(s.tat), 'paused_until', num(s.paused_until),
-                  'credit_until', num(s.credit_until)}
-  if s.limit ~= nil then table.insert(fields, 'limit'); table.insert(fields, num(s.limit)) end
-  if s.credit ~= nil then table.insert(fields, 'credit'); table.insert(fields, num(s.credit)) end
-  if mine > 0 then
-    table.insert(fields, 'in_flight:' .. me); table.insert(fields, num(mine))
-    table.insert(fields, 'seen:' .. me); table.insert(fields, num(now))
-  else
-    redis.call('HDEL', key, 'in_flight:' .. me, 'seen:' .. me)
-  end
-  redis.call('HSET', key, unpack(fields))
-  local ttl = math.max(2 * window, s.paused_until - now + window, s.tat - now + window)
-  redis.call('PEXPIRE', key, math.ceil(ttl * 1000))
-end
-
--- A new state is learned from a configured ceiling, as in LocalStore._state.
-local function load(h)
-  local s = {learned = h['learned'], limit = tonumber(h['limit']), tat = tonumber(h['tat']) or 0,
-             paused_until = tonumber(h['paused_until']) or 0, credit = tonumber(h['credit']),
-             credit_until = tonumber(h['credit_until']) or 0}
-  if s.learned == nil then
-    if ceiling ~= nil then s.learned, s.limit = '1', ceiling else s.learned = '0' end
-  end
-  return s
-end
+return {t[1], t[2], 0, current}
 """
 
-# ARGV: window, margin, ceiling, instance id, this instance's count in flight.
-# Returns nil (not learned: probe), '0' (taken) or the seconds until due, as a string.
-_ACQUIRE = (
-    _PRELUDE
-    + """
-local v = redis.call('HMGET', key, 'learned', 'limit', 'tat', 'paused_until', 'credit',
-                     'credit_until')
-local s = load({learned = v[1] or nil, limit = v[2] or nil, tat = v[3] or nil,
-                paused_until = v[4] or nil, credit = v[5] or nil, credit_until = v[6] or nil})
-if s.learned ~= '1' then
-  -- One probe for all processes: the first claims it, the others look again shortly.
-  local probe_until = tonumber(redis.call('HGET', key, 'probe_until')) or 0
-  if probe_until > now then return num(math.min(probe_until - now, 0.05)) end
-  redis.call('HSET', key, 'probe_until', num(now + math.min(window, 10)))
-  redis.call('PEXPIRE', key, math.ceil(2 * window * 1000))
-  return nil
-end
-local gap = interval(s.limit)
-local due = math.max(s.tat, s.paused_until)
-if s.credit ~= nil and s.credit_until > now and s.credit <= 0 then
-  -- As LocalStore: a response in flight will likely refresh the credit, so look again one
-  -- interval on (in-flight counts live in observe; polling at the paced rate is cheap).
-  local recheck = s.credit_until
-  if gap > 0 then recheck = math.min(s.credit_until, now + gap) end
-  due = math.max(due, recheck)
-end
-if due > now then return num(due - now) end
--- Lateness up to half the margin (or gap) does not push back later sends: see _slack.
-s.tat = math.max(s.tat, now - math.min(margin, gap) / 2) + gap
-if s.credit ~= nil and s.credit_until > now then s.credit = s.credit - 1 end
-mine = mine + 1
-save(s)
-return '0'
-"""
-)
-
-# ARGV: window, margin, ceiling, instance id, this instance's count in flight (after this
-# release), has info ('1'/'0'), info limit ('' = none), info remaining ('' = none), pause,
-# probe ('1' when the request was sent unscheduled while the limit was unknown).
-_OBSERVE = (
-    _PRELUDE
-    + """
-local has_info = ARGV[6] == '1'
-local info_limit, info_remaining = tonumber(ARGV[7]), tonumber(ARGV[8])
-local paused = tonumber(ARGV[9])
-local probe = ARGV[10] == '1'  -- sent unscheduled, while the limit was unknown
-local flat = redis.call('HGETALL', key)
-local h = {}
-for i = 1, #flat, 2 do h[flat[i]] = flat[i + 1] end
-local s = load(h)
-
--- Everyone's requests in flight; an instance silent for longer than the lease sent its last
--- request over a window ago, which no longer matters for the credit (or it died).
-local in_flight, stale = mine, {}
-for field, value in pairs(h) do
-  local id = string.match(field, '^in_flight:(.+)$')
-  if id ~= nil and id ~= me then
-    if now - (tonumber(h['seen:' .. id]) or 0) > window + margin then
-      table.insert(stale, field); table.insert(stale, 'seen:' .. id)
-    else
-      in_flight = in_flight + tonumber(value)
-    end
-  end
-end
-if #stale > 0 then redis.call('HDEL', key, unpack(stale)) end
-
-if has_info then
-  s.learned = '1'
-  if info_limit ~= nil and info_limit > 0 then
-    s.limit = info_limit
-    if ceiling ~= nil and ceiling < info_limit then s.limit = ceiling end
-  end
-  if info_remaining ~= nil then
-    -- Requests still in flight may not be counted in this figure yet.
-    s.credit = info_remaining - in_flight
-    s.credit_until = now + window
-  end
-  if probe then
-    -- The probe went out unscheduled: the first paced send keeps its distance.
-    s.tat = math.max(s.tat, now + interval(s.limit))
-  end
-end
-if probe then redis.call('HDEL', key, 'probe_until') end
-if paused > 0 then
-  local till = now + paused
-  s.paused_until = math.max(s.paused_until, till)
-  -- Waiters resume one interval apart after the pause, not all at once.
-  s.tat = math.max(s.tat, till)
-  s.credit, s.credit_until = 0, till
-end
-save(s)
-return 0
-"""
-)
+# A batch that lost this many races in a row goes to the fallback rather than spin.
+_MAX_ATTEMPTS = 64
+_FALLBACK = 1  # Ticket.source of the fallback's tickets
+_ENCODER = msgspec.json.Encoder()
+_DECODER = msgspec.json.Decoder(schedule.State)
 
 
-def _optional(value: int | None) -> str:
-    return "" if value is None else str(value)
+class _BadReply(Exception):
+    """Redis (or whatever answered) replied something the script never returns."""
+
+
+class _Pending:
+    __slots__ = ("event", "future", "pacing")
+
+    def __init__(self, pacing: Pacing, event: Event, future: asyncio.Future[Decision]) -> None:
+        self.pacing, self.event, self.future = pacing, event, future
 
 
 class RedisStore:
     """A :class:`~wemasy_async.ratelimit.LimiterStore` in Redis, shared across processes.
-
-    Each call is one atomic Lua script (``EVALSHA``, reloaded automatically when Redis has
-    forgotten it): a request costs two round trips, one to take its send and one to report
-    its response, plus one per extra wait of the queue's head.
 
     Args:
         redis: A Redis URL (``redis://host:6379/0``, options in the query string override
@@ -243,6 +126,8 @@ class RedisStore:
             store gives up on it and uses the fallback.
         reconnect_interval: Seconds between attempts to reach Redis again after a failure;
             requests in between go to the fallback without waiting for Redis.
+        clock: For tests: seconds on a clock every store sharing the keys reads (e.g. a
+            fake one), used instead of Redis's ``TIME``.
 
     Raises:
         InvalidRequestError: The ``redis`` package is not installed, or an argument is
@@ -261,6 +146,7 @@ class RedisStore:
         fallback_share: float = 0.25,
         timeout: float = 1.0,
         reconnect_interval: float = 5.0,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         if not _HAVE_REDIS:
             raise InvalidRequestError(
@@ -291,7 +177,7 @@ class RedisStore:
             )
         if fallback is not None and not is_store(fallback):
             raise InvalidRequestError(
-                "fallback must be a LimiterStore (with async acquire and observe methods),"
+                "fallback must be a LimiterStore (with an async apply method),"
                 f" got {type(fallback).__name__}",
                 argument="fallback",
             )
@@ -314,17 +200,15 @@ class RedisStore:
         self.fallback_share = float(fallback_share)
         self.timeout = float(timeout)
         self.reconnect_interval = float(reconnect_interval)
-        # Names this store's requests in flight in the shared state.
-        self._id = uuid.uuid4().hex[:16]
+        self._clock = clock
+        self._offset: float | None = None  # Redis's clock minus time.monotonic()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._scripts: dict[str, AsyncScript] = {}
+        self._script: AsyncScript | None = None
         self._down = False
         self._retry_at = 0.0
-        # This instance's requests in flight per key, counted in Redis or in the fallback.
-        self._in_redis: dict[str, int] = {}
-        self._in_fallback: dict[str, int] = {}
-        # Serialises this instance's scripts per key, so that its counts arrive in order.
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._values: dict[str, str | None] = {}  # the last value seen of each key
+        self._pending: dict[str, list[_Pending]] = {}
+        self._runners: dict[str, asyncio.Task[None]] = {}
 
     def __repr__(self) -> str:
         state = "down" if self._down else "up"
@@ -342,9 +226,14 @@ class RedisStore:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the client this store created from a URL; a given client stays open."""
+        """Finish the calls under way; close the client this store created from a URL.
+
+        A given client stays open.
+        """
+        if self._runners and self._loop is asyncio.get_running_loop():
+            await asyncio.gather(*self._runners.values(), return_exceptions=True)
         if self._url is not None and self._client is not None:
-            client, self._client, self._loop = self._client, None, None
+            client, self._client, self._loop, self._script = self._client, None, None, None
             await client.aclose()
 
     @property
@@ -358,95 +247,155 @@ class RedisStore:
 
     # --- LimiterStore ---------------------------------------------------------------------
 
-    async def acquire(self, key: str, pacing: Pacing) -> float | None:
-        """Take the next send if it is due; see :meth:`LimiterStore.acquire`."""
-        self._bind_loop()
-        if self._redis_usable():
-            async with self._lock(key):
-                if self._redis_usable():
-                    mine = self._in_redis.get(key, 0)
-                    answered, reply = await self._run("acquire", key, pacing, mine)
-                    if answered:
-                        if reply is None:
-                            return None
-                        seconds = float(reply)
-                        if seconds == 0.0:
-                            self._in_redis[key] = mine + 1
-                        return seconds
-        delay = await self.fallback.acquire(key, self._share(pacing))
-        if delay == 0.0:
-            self._in_fallback[key] = self._in_fallback.get(key, 0) + 1
-        return delay
+    async def apply(self, key: str, pacing: Pacing, event: Event) -> Decision:
+        """Apply ``event`` to the state of ``key``; see :class:`LimiterStore`."""
+        loop = self._bind_loop()
+        ticket = _ticket_of(event)
+        if ticket is not None and ticket.source == _FALLBACK:
+            # Reserved by the fallback: it is the one to confirm or release it.
+            decision = await self._on_fallback(key, pacing, event)
+            if isinstance(event, Release):
+                await self._share_headers(key, pacing, event)
+            return decision
+        if not self._redis_usable():
+            return await self._on_fallback(key, pacing, event)
+        future: asyncio.Future[Decision] = loop.create_future()
+        self._pending.setdefault(key, []).append(_Pending(pacing, event, future))
+        if key not in self._runners:
+            self._runners[key] = loop.create_task(self._run(key))
+        return await future
 
-    async def observe(
-        self, key: str, pacing: Pacing, info: RateLimitInfo | None, *, sent: bool, paused: float
-    ) -> None:
-        """Learn from a finished request; see :meth:`LimiterStore.observe`."""
-        self._bind_loop()
-        by_fallback = False
-        if self._redis_usable():
-            async with self._lock(key):
-                by_fallback = self._release(key, sent)
-                if self._redis_usable():
-                    extra = (
-                        "0" if info is None else "1",
-                        _optional(None if info is None else info.limit),
-                        _optional(None if info is None else info.remaining),
-                        repr(float(paused)),
-                        "0" if sent else "1",
-                    )
-                    await self._run("observe", key, pacing, self._in_redis.get(key, 0), *extra)
-        else:
-            by_fallback = self._release(key, sent)
-        await self.fallback.observe(
-            key, self._share(pacing), self._share_info(info), sent=by_fallback, paused=paused
-        )
+    # --- Committing batches -----------------------------------------------------------------
 
-    # --- Redis calls and failures -----------------------------------------------------------
-
-    async def _run(
-        self,
-        script: Literal["acquire", "observe"],
-        key: str,
-        pacing: Pacing,
-        mine: int,
-        *extra: str,
-    ) -> tuple[bool, Any]:
-        """Run a script for ``key``: ``(answered, reply)``; a failure switches to the fallback."""
-        args = (
-            repr(float(pacing.window)),
-            repr(float(pacing.margin)),
-            _optional(pacing.ceiling),
-            self._id,
-            str(mine),
-            *extra,
-        )
+    async def _run(self, key: str) -> None:
+        """Commit what is queued for ``key``, batch after batch, until nothing is."""
+        batch: list[_Pending] = []
         try:
-            # The socket timeouts of a given client are not ours to set; this bounds
-            # connecting, a script reload and the reply together.
-            with anyio.fail_after(self.timeout):
-                reply = await self._script(script)(keys=[self.redis_key(key)], args=args)
-        # OSError includes the builtin TimeoutError, which asyncio's is not before 3.11.
-        except (RedisError, OSError, asyncio.TimeoutError) as exc:
-            self._went_down(exc)
-            return False, None
+            while batch := self._pending.pop(key, []):
+                try:
+                    decisions = await self._commit(key, batch)
+                except (RedisError, OSError, asyncio.TimeoutError, _BadReply) as exc:
+                    # OSError includes the builtin TimeoutError (asyncio's is not one < 3.11).
+                    self._went_down(exc)
+                    decisions = [
+                        await self._on_fallback(key, item.pacing, item.event) for item in batch
+                    ]
+                else:
+                    for item in batch:
+                        if isinstance(item.event, Release) and item.event.info is not None:
+                            await self._fallback_learns(key, item.pacing, item.event)
+                for item, decision in zip(batch, decisions, strict=True):
+                    self._deliver(key, item, decision)
+        except BaseException as exc:
+            # Not lost: every caller still waiting hears of it (loop shutdown included).
+            for item in [*batch, *self._pending.pop(key, [])]:
+                if item.future.done():
+                    continue
+                if isinstance(exc, asyncio.CancelledError):
+                    item.future.cancel()
+                else:
+                    item.future.set_exception(exc)
+            raise
+        finally:
+            self._runners.pop(key, None)
+
+    def _deliver(self, key: str, item: _Pending, decision: Decision) -> None:
+        if not item.future.done():
+            item.future.set_result(decision)
+            return
+        # The caller is gone (cancelled): what was reserved for it goes back.
+        if decision.ticket is not None and isinstance(item.event, Acquire):
+            give_back = _Pending(item.pacing, Release(decision.ticket, sent=False), item.future)
+            self._pending.setdefault(key, []).append(give_back)
+
+    async def _commit(self, key: str, batch: list[_Pending]) -> list[Decision]:
+        """Apply ``batch`` in order to the state in Redis, atomically, and return decisions."""
+        if (self._offset is None and self._clock is None) or key not in self._values:
+            await self._cas(key, "", "", 0)  # read the value and the time
+        for _ in range(_MAX_ATTEMPTS):
+            expected = self._values[key]
+            state = _decode(expected)
+            now = self._now()
+            decisions = []
+            pacing = batch[0].pacing
+            for item in batch:
+                state, decision = schedule.apply(state, item.pacing, item.event, now)
+                decisions.append(decision)
+            if state is None:  # pragma: no cover - apply always returns a state
+                raise _BadReply("no state")
+            value = _ENCODER.encode(state).decode()
+            ttl = math.ceil(schedule.expiry(state, pacing, now) * 1000) + 1000
+            if await self._cas(key, expected or "", value, ttl):
+                self._values[key] = value
+                return decisions
+        raise _BadReply(f"{_MAX_ATTEMPTS} compare-and-set attempts lost in a row")
+
+    async def _cas(self, key: str, expected: str, value: str, ttl_ms: int) -> bool:
+        """Run the script; remember Redis's clock and the current value. True if set."""
+        script = self._the_script()
+        # The socket timeouts of a given client are not ours to set; this bounds
+        # connecting, a script reload and the reply together.
+        with anyio.fail_after(self.timeout):
+            reply = await script(keys=[self.redis_key(key)], args=[expected, value, ttl_ms])
+        received = time.monotonic()
+        seconds, micros, done, current = _parse_reply(reply)
+        self._offset = seconds + micros / 1_000_000 - received
         if self._down:
             self._down = False
             logger.info("the rate-limit state in Redis is reachable again; sharing it")
-        return True, reply
+        if not done:
+            self._values[key] = current
+        return done
 
-    def _bind_loop(self) -> None:
-        # Locks and connections belong to one event loop: a new loop gets new ones.
+    def _now(self) -> float:
+        if self._clock is not None:
+            return self._clock()
+        assert self._offset is not None  # set by the first reply
+        return time.monotonic() + self._offset
+
+    # --- The fallback -------------------------------------------------------------------------
+
+    async def _on_fallback(self, key: str, pacing: Pacing, event: Event) -> Decision:
+        ticket = _ticket_of(event)
+        if ticket is not None and ticket.source != _FALLBACK:
+            if isinstance(event, Confirm):
+                # Reserved in Redis, now unreachable: void, so the caller reserves anew.
+                return Decision(None, 0.0)
+            # Its lease in Redis expires there; only the headers are news for the fallback.
+            event = msgspec.structs.replace(cast(Release, event), ticket=None)
+        elif ticket is not None:
+            event = _with_ticket(event, msgspec.structs.replace(ticket, source=0))
+        decision = await self.fallback.apply(key, self._share(pacing), self._share_event(event))
+        if decision.ticket is not None:
+            decision = msgspec.structs.replace(
+                decision, ticket=msgspec.structs.replace(decision.ticket, source=_FALLBACK)
+            )
+        return decision
+
+    async def _fallback_learns(self, key: str, pacing: Pacing, event: Release) -> None:
+        """Tell the fallback a response's headers, so that it knows the limit if it takes over."""
+        learn = Release(None, True, event.info, event.paused)
+        await self.fallback.apply(key, self._share(pacing), self._share_event(learn))
+
+    async def _share_headers(self, key: str, pacing: Pacing, event: Event) -> None:
+        """A fallback's response, once Redis is back: its headers are news for everyone."""
+        if isinstance(event, Release) and event.info is not None and self._redis_usable():
+            await self.apply(key, pacing, Release(None, True, event.info, event.paused))
+
+    # --- Redis calls and failures -----------------------------------------------------------
+
+    def _bind_loop(self) -> asyncio.AbstractEventLoop:
+        # Futures, tasks and connections belong to one event loop: a new loop gets new ones.
         loop = asyncio.get_running_loop()
         if loop is not self._loop:
-            self._loop, self._locks = loop, {}
+            self._loop, self._pending, self._runners = loop, {}, {}
             if self._url is not None:
-                self._client = None
+                self._client, self._script = None, None
+        return loop
 
-    def _script(self, name: str) -> AsyncScript:
+    def _the_script(self) -> AsyncScript:
         if self._client is None:
             assert self._url is not None  # only a client the store owns is ever dropped
-            self._scripts = {}
             self._client = Redis.from_url(
                 self._url,
                 socket_timeout=self.timeout,
@@ -455,17 +404,17 @@ class RedisStore:
                 # since pacing falls back to local state rather than wait for Redis.
                 retry=Retry(NoBackoff(), 1),
             )
-        script = self._scripts.get(name)
-        if script is None:
-            lua = _ACQUIRE if name == "acquire" else _OBSERVE
-            script = self._scripts[name] = self._client.register_script(lua)
-        return script
+            self._script = None
+        if self._script is None:
+            self._script = self._client.register_script(_CAS)
+        return self._script
 
     def _redis_usable(self) -> bool:
         return not self._down or time.monotonic() >= self._retry_at
 
     def _went_down(self, exc: BaseException) -> None:
         self._retry_at = time.monotonic() + self.reconnect_interval
+        self._values.clear()  # whatever Redis holds when it is back, read it afresh
         if self._down:
             logger.debug("Redis still unreachable: %s: %s", type(exc).__name__, exc)
             return
@@ -478,31 +427,6 @@ class RedisStore:
             self.fallback_share,
         )
 
-    def _lock(self, key: str) -> asyncio.Lock:
-        lock = self._locks.get(key)
-        if lock is None:
-            lock = self._locks[key] = asyncio.Lock()
-        return lock
-
-    def _release(self, key: str, sent: bool) -> bool:
-        """Count a counted request as finished; return whether the fallback counted it."""
-        if not sent:
-            return False
-        # Which store counted this very request is not known: take it from the one in use,
-        # since the totals are what matter and each comes right once its requests finish.
-        in_use, other = self._in_redis, self._in_fallback
-        if self._down:
-            in_use, other = other, in_use
-        for counts in (in_use, other):
-            count = counts.get(key, 0)
-            if count > 0:
-                if count == 1:
-                    del counts[key]
-                else:
-                    counts[key] = count - 1
-                return counts is self._in_fallback
-        return False
-
     # --- The fallback's share -----------------------------------------------------------------
 
     def _share(self, pacing: Pacing) -> Pacing:
@@ -510,19 +434,56 @@ class RedisStore:
             return pacing
         return Pacing(pacing.window, pacing.margin, self._scaled(pacing.ceiling))
 
-    def _share_info(self, info: RateLimitInfo | None) -> RateLimitInfo | None:
-        if info is None or self.fallback_share == 1.0:
-            return info
-        return RateLimitInfo(
+    def _share_event(self, event: Event) -> Event:
+        if not isinstance(event, Release) or event.info is None or self.fallback_share == 1.0:
+            return event
+        info = event.info
+        shared = RateLimitInfo(
             limit=info.limit if not info.limit else self._scaled(info.limit),
             remaining=(
                 None if info.remaining is None else math.floor(info.remaining * self.fallback_share)
             ),
             retry_after=info.retry_after,
         )
+        return msgspec.structs.replace(event, info=shared)
 
     def _scaled(self, limit: int) -> int:
         return max(1, math.floor(limit * self.fallback_share))
+
+
+def _ticket_of(event: Event) -> Ticket | None:
+    return event.ticket if isinstance(event, (Confirm, Release)) else None
+
+
+def _with_ticket(event: Event, ticket: Ticket) -> Event:
+    return msgspec.structs.replace(cast(Confirm | Release, event), ticket=ticket)
+
+
+def _decode(value: str | None) -> schedule.State | None:
+    """The stored state; one that does not decode (another version's, say) starts afresh."""
+    if value is None:
+        return None
+    try:
+        return _DECODER.decode(value)
+    except msgspec.DecodeError:
+        return None
+
+
+def _parse_reply(reply: Any) -> tuple[int, int, bool, str | None]:
+    """``(seconds, microseconds, set, current value)`` from the script's reply, checked."""
+    try:
+        seconds, micros, done, *rest = reply
+        seconds, micros = int(seconds), int(micros)
+        current = rest[0] if rest else None
+        if isinstance(current, bytes):
+            current = current.decode()
+        if done not in (0, 1) or len(rest) > 1 or not isinstance(current, (str, type(None))):
+            raise ValueError(done)
+    except (TypeError, ValueError, UnicodeDecodeError) as exc:
+        raise _BadReply(f"unexpected reply {short_repr(reply)}") from exc
+    if not (0 <= seconds < 2**40 and 0 <= micros < 1_000_000):
+        raise _BadReply(f"unexpected time {seconds}.{micros}")
+    return seconds, micros, bool(done), current
 
 
 def _fraction(value: object) -> bool:

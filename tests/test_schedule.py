@@ -1,0 +1,441 @@
+"""The pure schedule (wemasy_async.schedule): every rule with an injected clock, no I/O.
+
+The contract is the module docstring of :mod:`wemasy_async.schedule`. Times are plain
+floats handed in as ``now``; nothing sleeps.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from wemasy_async import schedule
+from wemasy_async.headers import RateLimitInfo
+from wemasy_async.schedule import Acquire, Confirm, Decision, Pacing, Release, State, Ticket
+
+ACQUIRE = Acquire()
+PACING = Pacing(window=10.0, margin=0.25, ceiling=None)
+T0 = 1000.0
+
+
+def info(
+    limit: int | None = None, remaining: int | None = None, retry_after: float | None = None
+) -> RateLimitInfo:
+    return RateLimitInfo(limit=limit, remaining=remaining, retry_after=retry_after)
+
+
+class Key:
+    """One key's state and a clock, driven as a store would."""
+
+    def __init__(self, pacing: Pacing = PACING, now: float = T0) -> None:
+        self.pacing = pacing
+        self.now = now
+        self.state: State | None = None
+
+    def apply(self, event: Acquire | Confirm | Release) -> Decision:
+        self.state, decision = schedule.apply(self.state, self.pacing, event, self.now)
+        return decision
+
+    def acquire(self) -> Decision:
+        return self.apply(ACQUIRE)
+
+    def release(
+        self,
+        ticket: Ticket | None,
+        headers: RateLimitInfo | None = None,
+        *,
+        sent: bool = True,
+        paused: float = 0.0,
+    ) -> Decision:
+        return self.apply(Release(ticket, sent, headers, paused))
+
+    def learn(self, limit: int | None = None, remaining: int | None = None) -> None:
+        """A probe and its answer, at once."""
+        probe = self.acquire()
+        assert probe.ticket is not None
+        assert probe.ticket.probe
+        self.release(probe.ticket, info(limit, remaining))
+
+    def reserve(self, count: int) -> list[float]:
+        """Reserve ``count`` sends now; the times they are due."""
+        times = []
+        for _ in range(count):
+            decision = self.acquire()
+            assert decision.ticket is not None, decision
+            times.append(self.now + decision.delay)
+        return times
+
+    @property
+    def in_flight(self) -> int:
+        assert self.state is not None
+        return self.state.in_flight
+
+
+def most_in_any_span(times: list[float], span: float) -> int:
+    """The most ``times`` in any half-open span ``[t, t + span)``.
+
+    Times computed as ``t + window`` may land a hair short of a window after ``t`` in float
+    arithmetic, so the span is shortened by a nanosecond (far below any clock's jitter).
+    """
+    times = sorted(times)
+    best = lo = 0
+    for hi, t in enumerate(times):
+        while t - times[lo] >= span - 1e-9:
+            lo += 1
+        best = max(best, hi - lo + 1)
+    return best
+
+
+# --- The probe ---------------------------------------------------------------------------------
+
+
+def test_one_probe_until_a_response_tells() -> None:
+    key = Key()
+    probe = key.acquire()
+    assert probe.ticket is not None
+    assert (probe.ticket.probe, probe.delay) == (True, 0.0)
+    other = key.acquire()  # the probe is out: look again shortly, nothing reserved
+    assert other.ticket is None
+    assert 0 < other.delay <= schedule.PROBE_POLL
+    key.release(probe.ticket, None)  # no response came: the next one probes
+    again = key.acquire()
+    assert again.ticket is not None
+    assert again.ticket.probe
+    key.release(again.ticket, info(limit=5))
+    paced = key.acquire()
+    assert paced.ticket is not None
+    assert not paced.ticket.probe
+    assert paced.limit == 5
+
+
+def test_a_probe_whose_release_never_comes_expires() -> None:
+    key = Key(Pacing(window=60.0, margin=1.5, ceiling=None))
+    assert key.acquire().ticket is not None  # the probe, never released
+    key.now += schedule.PROBE_LEASE - 0.01
+    assert key.acquire().ticket is None
+    key.now += 0.02
+    probe = key.acquire().ticket
+    assert probe is not None
+    assert probe.probe
+
+
+def test_a_cancelled_probe_gives_its_turn_back() -> None:
+    key = Key()
+    probe = key.acquire().ticket
+    key.release(probe, None, sent=False)
+    assert key.in_flight == 0
+    assert key.acquire().ticket == probe  # the next request probes, at once
+
+
+def test_a_ceiling_paces_from_the_start() -> None:
+    key = Key(Pacing(window=10.0, margin=0.25, ceiling=3))
+    times = key.reserve(4)
+    # At most ceiling - 1 in any window, the first two at once.
+    assert times[:2] == [T0, T0]
+    assert times[2] == pytest.approx(T0 + 10.0)
+
+
+def test_no_headers_means_learned_and_unpaced() -> None:
+    key = Key()
+    key.learn()
+    assert key.reserve(1000) == [T0] * 1000
+    assert schedule.allowed_rate(key.acquire().limit, PACING) is None
+
+
+# --- The sliding log -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("limit", [1, 2, 3, 10, 50, 4000])
+def test_a_burst_goes_at_once_and_no_window_sees_more_than_limit_minus_one(limit: int) -> None:
+    key = Key()
+    key.learn(limit=limit)  # the probe is logged too
+    times = [T0, *key.reserve(3 * limit + 5)]
+    burst = max(limit - 1, 1)
+    assert times[:burst] == [T0] * burst  # far from the limit: no waiting at all
+    assert most_in_any_span(times, PACING.window) <= burst
+    assert most_in_any_span(times, PACING.window + PACING.margin) <= limit
+
+
+@pytest.mark.parametrize("limit", [2, 10, 50, 4000])
+def test_the_sustained_rate_is_exact_when_it_binds(limit: int) -> None:
+    key = Key(Pacing(window=2.0, margin=0.05, ceiling=None))
+    key.learn(limit=limit)
+    times = [T0, *key.reserve(20 * limit)]
+    rate = (len(times) - 1) / (times[-1] - times[0])
+    expected = schedule.allowed_rate(limit, key.pacing)
+    assert expected is not None
+    assert expected == min((limit - 1) / 2.0, limit / 2.05)
+    assert rate == pytest.approx(expected, rel=0.06)
+    assert rate <= expected * 1.06  # bursts at both ends, never more
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    limit=st.integers(1, 40),
+    steps=st.lists(
+        st.tuples(st.floats(0, 3.0), st.integers(0, 12), st.booleans()), min_size=1, max_size=40
+    ),
+)
+def test_any_arrival_pattern_keeps_the_log_rules(
+    limit: int, steps: list[tuple[float, int, bool]]
+) -> None:
+    # Bursts at random moments, some reservations given back: whatever the pattern, no span
+    # of a window holds more than limit - 1 (and of window + margin, limit) of the sends.
+    pacing = Pacing(window=1.0, margin=0.025, ceiling=None)
+    key = Key(pacing)
+    key.learn(limit=limit)
+    sent = [T0]
+    for advance, count, give_back in steps:
+        key.now += advance
+        for _ in range(count):
+            decision = key.acquire()
+            assert decision.ticket is not None
+            assert decision.delay >= 0
+            if give_back:
+                key.release(decision.ticket, None, sent=False)
+            else:
+                sent.append(key.now + decision.delay)
+    assert most_in_any_span(sent, pacing.window) <= max(limit - 1, 1)
+    assert most_in_any_span(sent, pacing.window + pacing.margin) <= limit
+
+
+def test_reservations_are_first_come_first_served() -> None:
+    key = Key()
+    key.learn(limit=3)
+    times = key.reserve(6)
+    assert times == sorted(times)
+    # A given-back reservation is not taken by an earlier time later on: the order holds.
+    assert times[-1] > T0
+
+
+def test_a_given_back_reservation_frees_its_slot() -> None:
+    key = Key()
+    key.learn(limit=3)  # the probe and one more fit in a window
+    decision = key.acquire()
+    assert decision.delay == 0.0
+    assert key.in_flight == 1
+    key.release(decision.ticket, None, sent=False)
+    assert key.in_flight == 0
+    assert key.acquire().delay == 0.0  # the slot is free again
+
+
+def test_old_sends_leave_the_log() -> None:
+    key = Key()
+    key.learn(limit=3)
+    key.reserve(1)
+    key.now += PACING.window + PACING.margin
+    assert key.reserve(2) == [key.now, key.now]
+    assert key.state is not None
+    assert len(key.state.buckets) == 1
+
+
+def test_a_lower_limit_moves_reservations_made_under_a_higher_one() -> None:
+    key = Key()
+    key.learn(limit=500)
+    ticket = key.acquire().ticket
+    assert ticket is not None
+    assert key.apply(Confirm(ticket)).ticket == ticket
+    key.release(None, info(limit=5))  # another response: the server allows 5 after all
+    assert key.apply(Confirm(ticket)).ticket is None
+    assert key.acquire().limit == 5
+
+
+def test_confirm_fails_during_a_pause() -> None:
+    key = Key()
+    key.learn(limit=5)
+    ticket = key.acquire().ticket
+    assert ticket is not None
+    key.release(None, info(), paused=3.0)
+    voided = key.apply(Confirm(ticket))
+    assert voided.ticket is None
+    assert voided.paused == pytest.approx(3.0)
+
+
+# --- Leases --------------------------------------------------------------------------------------
+
+
+def test_in_flight_follows_reservations_and_releases() -> None:
+    key = Key()
+    key.learn()
+    tickets = [key.acquire().ticket for _ in range(4)]
+    assert key.in_flight == 4
+    for ticket in tickets:
+        key.release(ticket, info())
+    assert key.in_flight == 0
+    key.release(tickets[0], info())  # released twice: never below zero
+    assert key.in_flight == 0
+
+
+def test_a_release_that_never_comes_expires_with_its_lease() -> None:
+    key = Key()
+    key.learn()
+    key.reserve(3)  # never released: cancelled without cleanup, or a process died
+    assert key.in_flight == 3
+    key.now += PACING.window + PACING.margin
+    key.acquire()
+    assert key.in_flight == 1  # the new one only
+    # And phantom sends no longer shrink the credit: 2 remain, 1 unanswered.
+    key.release(None, info(remaining=2))
+    assert key.acquire().delay == 0.0
+    assert key.acquire().ticket is None
+
+
+# --- Credit --------------------------------------------------------------------------------------
+
+
+def test_remaining_is_a_credit_for_a_window() -> None:
+    key = Key()
+    key.learn(remaining=2)  # unpaced, so that only the credit holds sends back
+    tickets = [key.acquire().ticket for _ in range(2)]
+    # Spent, with sends unanswered: look again shortly, as their answers will refresh it.
+    spent = key.acquire()
+    assert (spent.ticket, spent.delay) == (None, schedule.PROBE_POLL)
+    for ticket in tickets:
+        key.release(ticket, info())  # answered without a new figure
+    key.now += 1.0
+    # Nothing unanswered: wait until the window that gave the credit has passed.
+    spent = key.acquire()
+    assert (spent.ticket, spent.delay) == (None, pytest.approx(9.0))
+    key.now += 9.0
+    assert key.reserve(5) == [key.now] * 5
+
+
+def test_a_fresh_remaining_refreshes_a_spent_credit() -> None:
+    # A 429 that pauses nothing (Retry-After: 0) but says 0 remain, while others are out.
+    key = Key()
+    key.learn(limit=10_000_000)
+    tickets = [key.acquire().ticket for _ in range(5)]
+    key.release(tickets[0], info(remaining=0))
+    assert key.acquire().ticket is None
+    key.release(tickets[1], info(remaining=9_000))  # the next answer
+    assert key.acquire().delay == 0.0
+
+
+def test_the_credit_counts_sends_still_unanswered() -> None:
+    key = Key()
+    key.learn()
+    tickets = [key.acquire().ticket for _ in range(3)]
+    # One comes back saying 3 remain; the 2 still out may not be counted in that yet.
+    key.release(tickets[0], info(remaining=3))
+    assert key.acquire().delay == 0.0
+    assert key.acquire().ticket is None
+
+
+def test_remaining_zero_waits_a_window() -> None:
+    key = Key()
+    key.learn(limit=1000, remaining=0)
+    assert key.acquire().delay == pytest.approx(10.0)
+
+
+# --- Pauses --------------------------------------------------------------------------------------
+
+
+def test_a_pause_holds_the_key_and_nothing_is_reserved_meanwhile() -> None:
+    key = Key()
+    key.learn(limit=5)
+    key.release(None, info(limit=5, remaining=0), paused=30.0)
+    held = key.acquire()
+    assert (held.ticket, held.delay, held.paused) == (None, pytest.approx(30.0), 30.0)
+    key.now += 12.0
+    assert key.acquire().paused == pytest.approx(18.0)
+    key.now += 18.0
+    # Then one goes first; the others follow once it is answered (not with a 429).
+    first = key.acquire()
+    assert first.ticket is not None
+    assert (first.ticket.probe, first.delay) == (True, 0.0)
+    assert key.acquire().ticket is None
+    key.release(first.ticket, info(limit=5))
+    assert key.reserve(3) == [key.now] * 3  # limit - 1 in the window, the first included
+
+
+def test_a_429_storm_meets_one_request_per_pause() -> None:
+    key = Key()
+    key.learn(limit=1000)
+    key.release(None, info(), paused=1.0)
+    for _ in range(3):  # the server keeps refusing
+        key.now += 1.0
+        first = key.acquire()
+        assert first.ticket is not None
+        assert first.ticket.probe
+        assert all(key.acquire().ticket is None for _ in range(10))
+        key.release(first.ticket, info(), paused=1.0)
+    key.now += 1.0
+    first = key.acquire()
+    key.release(first.ticket, None)  # no answer at all: the next one probes again
+    second = key.acquire()
+    assert second.ticket is not None
+    assert second.ticket.probe
+    key.release(second.ticket, info())
+    assert len(key.reserve(50)) == 50
+
+
+def test_a_shorter_pause_does_not_shorten_a_longer_one() -> None:
+    key = Key()
+    key.learn()
+    key.release(None, info(), paused=20.0)
+    key.release(None, info(), paused=1.0)
+    assert key.acquire().paused == pytest.approx(20.0)
+    key.release(None, info(), paused=float("inf"))  # an endless pause would stall the key
+    assert key.acquire().paused == pytest.approx(20.0)
+
+
+# --- Clocks --------------------------------------------------------------------------------------
+
+
+def test_a_clock_that_jumps_forward_expires_what_it_passed() -> None:
+    key = Key()
+    key.learn(limit=3)
+    key.reserve(5)
+    key.now += 3600
+    assert key.reserve(2) == [key.now, key.now]
+    assert key.in_flight == 2
+
+
+def test_a_clock_that_jumps_back_drops_the_log_instead_of_stalling() -> None:
+    key = Key()
+    key.learn(limit=3)
+    key.reserve(5)
+    key.now -= 600
+    assert key.acquire().delay == 0.0
+
+
+# --- Rates and encoding -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("limit", "rate"),
+    [
+        (None, None),
+        (1, 1 / 10.25),  # one per window + margin
+        (2, 1 / 10.0),  # min(1 / 10, 2 / 10.25)
+        (50, 50 / 10.25),  # min(49 / 10 = 4.9, 50 / 10.25 = 4.878)
+        (1000, 1000 / 10.25),  # min(999 / 10 = 99.9, 1000 / 10.25 = 97.56)
+    ],
+)
+def test_allowed_rate(limit: int | None, rate: float | None) -> None:
+    assert schedule.allowed_rate(limit, PACING) == (None if rate is None else pytest.approx(rate))
+
+
+def test_the_state_stays_small_whatever_the_rate() -> None:
+    key = Key(Pacing(window=1.0, margin=0.025, ceiling=None))
+    key.learn(limit=100_000)
+    for _ in range(200):
+        key.now += 0.005
+        key.reserve(100)
+    assert key.state is not None
+    assert len(key.state.buckets) <= schedule.BUCKETS_PER_WINDOW + 2
+    assert key.state.sent == sum(b.sent for b in key.state.buckets)
+    assert key.state.in_flight == sum(b.in_flight for b in key.state.buckets)
+
+
+def test_buckets_are_ordered_and_disjoint() -> None:
+    key = Key()
+    key.learn(limit=7)
+    key.reserve(40)
+    assert key.state is not None
+    indices = [b.index for b in key.state.buckets]
+    assert indices == sorted(set(indices))
+    assert all(a.latest < b.latest for a, b in itertools.pairwise(key.state.buckets))

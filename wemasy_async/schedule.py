@@ -1,0 +1,389 @@
+"""The rate-limit schedule: one key's state and its transitions, as pure functions of ``now``.
+
+This is the whole algorithm. It does no I/O and knows no event loop: every store applies
+these transitions to its copy of the state (:class:`~wemasy_async.ratelimit.LocalStore` in
+memory, :class:`~wemasy_async.redis.RedisStore` to a copy in Redis under compare-and-set),
+so two stores cannot disagree about what to do.
+
+The rules, for an effective limit ``L`` (the server's ``X-RateLimit-Limit``, capped by the
+configured ceiling), window ``W`` and margin ``m``:
+
+- **A sliding log of our sends** (in flight included). A send may go at ``t`` only if, with
+  it, no span of length ``W`` ending at ``t`` holds more than ``L - 1`` of our sends and no
+  span of ``W + m`` more than ``L``. However a server's fixed window is aligned, it then
+  sees at most ``L - 1`` of ours (one request of slack, so our own traffic never drives
+  ``X-RateLimit-Remaining`` to zero), and still at most ``L`` when network jitter moves
+  sends by up to ``m``. Far from the limit this allows a burst of whatever fits; when it
+  binds, the sustained rate is ``min((L - 1) / W, L / (W + m))``. Sends are logged in
+  buckets of ``W / 64``, each counted at the time of its latest send: conservative by
+  construction, and the state stays small whatever the rate.
+- **Reservations.** :func:`acquire` reserves the earliest send the log allows, never before
+  one already reserved (first come, first served), so each waiter holds exactly its own
+  slot. A waiter that is cancelled gives that slot back (:class:`Release` with
+  ``sent=False``); one that slept until its time :class:`Confirm`\\ s it, which fails when a
+  429 pause or a lower limit arrived in the meantime.
+- **Leases.** A send counts as in flight until it is released, or until its bucket leaves
+  the log ``W + m`` after it: a release that never happens expires.
+- **The probe.** Until a limit is known (from a response or a ceiling) one request goes out
+  at a time; a response without rate-limit headers means "not paced" (no information is
+  not zero), although its sends are still logged (for the in-flight count).
+- **Credit.** ``X-RateLimit-Remaining`` less our sends still unanswered is what may be sent
+  before a window has passed. Once it is spent nothing is reserved: a waiter looks again
+  shortly while sends are unanswered (their answers will likely refresh it), else when the
+  window has passed.
+- **Pauses.** A 429 holds the whole key until its ``Retry-After``; nothing is reserved
+  during a pause. Then one request goes first, as a probe: the others follow once it is
+  answered other than 429, so a server still refusing (a 429 storm) meets one request per
+  pause, not every waiter.
+
+A clock that jumps forward expires what it passed; one that jumps back by more than a few
+windows (a Redis failover to a host with another clock) drops the log instead of stalling.
+"""
+
+from __future__ import annotations
+
+import math
+
+import msgspec
+
+from wemasy_async.headers import RateLimitInfo
+from wemasy_async.validation import MAX_INT64
+
+__all__ = [
+    "Acquire",
+    "Bucket",
+    "Confirm",
+    "Decision",
+    "Event",
+    "Pacing",
+    "Release",
+    "State",
+    "Ticket",
+    "allowed_rate",
+    "apply",
+    "effective_limit",
+    "new_state",
+]
+
+# The small structs hold no cycles: gc=False keeps them out of the collector, which at high
+# concurrency otherwise scans them on every young-generation pass.
+BUCKETS_PER_WINDOW = 64
+# How long another request waits for a probe's answer before probing itself; and how often
+# a waiter looks again meanwhile (a probe's answer usually comes within a round trip).
+PROBE_LEASE = 10.0
+PROBE_POLL = 0.05
+
+
+class Pacing(msgspec.Struct, frozen=True, gc=False):
+    """What the schedule needs of a :class:`~wemasy_async.ratelimit.RateLimit`.
+
+    Attributes:
+        window: Seconds in the server's window.
+        margin: Seconds of jitter allowance.
+        ceiling: Requests per window never to exceed, or ``None``.
+    """
+
+    window: float
+    margin: float
+    ceiling: int | None
+
+
+class Bucket(msgspec.Struct, array_like=True, gc=False):
+    """Our sends logged in one ``window / 64`` of time."""
+
+    index: int  # floor(time / width)
+    sent: int
+    in_flight: int
+    latest: float  # the latest send in the bucket: every send in it counts as made then
+
+
+class State(msgspec.Struct, array_like=True):
+    """One key's state. Mutable: transitions update it in place."""
+
+    learned: bool = False
+    limit: int | None = None  # the server's, as last told
+    resuming: bool = False  # after a 429: probe before the others go
+    probe_until: float = 0.0
+    paused_until: float = 0.0
+    credit: int | None = None
+    credit_until: float = 0.0
+    sent: int = 0  # sum over the buckets
+    in_flight: int = 0  # sum over the buckets
+    buckets: list[Bucket] = msgspec.field(default_factory=list)
+
+
+class Ticket(msgspec.Struct, frozen=True, array_like=True, gc=False):
+    """A reserved send: what :class:`Release` and :class:`Confirm` need to find it again.
+
+    Attributes:
+        bucket: The bucket it was logged in.
+        probe: Whether it is the probe of a key whose limit is unknown.
+        limit: The effective limit it was reserved under (``None``: not paced).
+        source: Which copy of the state issued it (a store with a fallback tags its
+            fallback's tickets); the schedule itself ignores it.
+    """
+
+    bucket: int
+    probe: bool = False
+    limit: int | None = None
+    source: int = 0
+
+
+class Decision(msgspec.Struct, frozen=True, gc=False):
+    """What a transition decided.
+
+    Attributes:
+        ticket: The send reserved, or ``None`` when nothing was (look again after ``delay``).
+        delay: Seconds until the reserved send may go, or until it is worth looking again.
+        paused: Seconds left of a 429 pause of the key (``0.0`` when none).
+        limit: The effective limit in force (``None``: unknown or not paced).
+    """
+
+    ticket: Ticket | None
+    delay: float
+    paused: float = 0.0
+    limit: int | None = None
+
+
+class Acquire(msgspec.Struct, frozen=True, tag=True, gc=False):
+    """Reserve the next send."""
+
+
+class Confirm(msgspec.Struct, frozen=True, tag=True, gc=False):
+    """A reservation's time has come: is it still good? (``ticket`` is ``None`` if not.)"""
+
+    ticket: Ticket
+
+
+class Release(msgspec.Struct, frozen=True, tag=True, gc=False):
+    """A request ended, or a reservation is given back.
+
+    Attributes:
+        ticket: What :func:`acquire` reserved, or ``None`` to learn from headers only.
+        sent: Whether the request went out; ``False`` gives the reservation back entirely.
+        info: The response's rate-limit headers, or ``None`` when no response came.
+        paused: Seconds to pause the whole key for (a 429), ``0.0`` for none.
+    """
+
+    ticket: Ticket | None
+    sent: bool = True
+    info: RateLimitInfo | None = None
+    paused: float = 0.0
+
+
+Event = Acquire | Confirm | Release
+
+
+def new_state(pacing: Pacing) -> State:
+    """The state of a key nothing is known about; a configured ceiling paces from the start."""
+    return State(learned=pacing.ceiling is not None)
+
+
+def effective_limit(state: State, pacing: Pacing) -> int | None:
+    """The server's limit capped by the ceiling; ``None`` when neither is known."""
+    if pacing.ceiling is None:
+        return state.limit
+    return pacing.ceiling if state.limit is None else min(state.limit, pacing.ceiling)
+
+
+def allowed_rate(limit: int | None, pacing: Pacing) -> float | None:
+    """The sustained sends per second the log allows under ``limit`` (``None``: unpaced)."""
+    if limit is None:
+        return None
+    short, long = _caps(limit)
+    return min(short / pacing.window, long / (pacing.window + pacing.margin))
+
+
+def apply(state: State | None, pacing: Pacing, event: Event, now: float) -> tuple[State, Decision]:
+    """Apply ``event`` at time ``now`` (seconds on the store's clock).
+
+    Returns:
+        The state (``state`` itself, updated, unless it was ``None``) and the decision; for
+        a :class:`Release` the decision only reports the pause and the limit.
+    """
+    if state is None:
+        state = new_state(pacing)
+    _expire(state, pacing, now)
+    if isinstance(event, Acquire):
+        return state, _acquire(state, pacing, now)
+    if isinstance(event, Confirm):
+        return state, _confirm(state, pacing, event.ticket, now)
+    _release(state, pacing, event, now)
+    return state, Decision(None, 0.0, _paused(state, now), effective_limit(state, pacing))
+
+
+def expiry(state: State, pacing: Pacing, now: float) -> float:
+    """Seconds after which a store may forget ``state``: nothing in it matters any more."""
+    latest = state.buckets[-1].latest if state.buckets else now
+    until = max(latest + pacing.window + pacing.margin, state.paused_until, state.credit_until)
+    until = max(until, state.probe_until)
+    # Learned limits are worth keeping for a while after the last send.
+    return max(until - now, 2 * pacing.window)
+
+
+# --- Transitions ---------------------------------------------------------------------------
+
+
+def _caps(limit: int) -> tuple[int, int]:
+    """Most of our sends in any span of ``W``, and of ``W + m``."""
+    return max(limit - 1, 1), limit
+
+
+def _paused(state: State, now: float) -> float:
+    return max(0.0, state.paused_until - now)
+
+
+def _expire(state: State, pacing: Pacing, now: float) -> None:
+    buckets = state.buckets
+    if buckets:
+        span = pacing.window + pacing.margin
+        if buckets[-1].latest > now + span and buckets[-1].latest > now + _reach(state, pacing):
+            # Further ahead than any reservation can be: the clock went back.
+            buckets.clear()
+            state.sent = state.in_flight = 0
+            state.probe_until = min(state.probe_until, now + PROBE_LEASE)
+        else:
+            horizon = now - span
+            if buckets[0].latest <= horizon:
+                drop = 0
+                while drop < len(buckets) and buckets[drop].latest <= horizon:
+                    state.sent -= buckets[drop].sent
+                    state.in_flight -= buckets[drop].in_flight
+                    drop += 1
+                del buckets[:drop]
+    if state.paused_until > now + 86_400.0:  # a pause is at most a day (headers.py)
+        state.paused_until = now
+    if state.credit_until > now + 2 * 86_400.0:
+        state.credit, state.credit_until = None, 0.0
+
+
+def _reach(state: State, pacing: Pacing) -> float:
+    """How far ahead of now a reservation can lie: a span per ``L - 1`` logged, and a window."""
+    limit = effective_limit(state, pacing)
+    span = pacing.window + pacing.margin
+    windows = 2.0 if limit is None else state.sent / _caps(limit)[0] + 2.0
+    return windows * span + pacing.window
+
+
+def _earliest(state: State, limit: int, pacing: Pacing, start: float) -> float:
+    """The earliest time at or after ``start`` that the log allows one more send."""
+    short, long = _caps(limit)
+    if state.sent < short:  # far from the limit: whatever span, there is room
+        return start
+    at = start
+    seen = 0
+    for bucket in reversed(state.buckets):
+        before = seen
+        seen += bucket.sent
+        if before < short <= seen:
+            at = max(at, bucket.latest + pacing.window)
+        if before < long <= seen:
+            return max(at, bucket.latest + pacing.window + pacing.margin)
+    return at
+
+
+def _acquire(state: State, pacing: Pacing, now: float) -> Decision:
+    limit = effective_limit(state, pacing)
+    paused = _paused(state, now)
+    if paused > 0:
+        return Decision(None, paused, paused, limit)
+    probing = not state.learned or state.resuming
+    if probing and state.probe_until > now:
+        return Decision(None, min(state.probe_until - now, PROBE_POLL), 0.0, limit)
+    if not state.learned:
+        state.probe_until = now + min(pacing.window, PROBE_LEASE)
+        return Decision(_log(state, pacing, now, probe=True, limit=None), 0.0)
+    at = max(now, state.buckets[-1].latest) if state.buckets else now
+    if limit is not None:
+        at = _earliest(state, limit, pacing, at)
+    if state.credit is not None and state.credit_until > at:
+        if state.credit <= 0:
+            # Spent. A send still unanswered will likely refresh it (its answer also wakes
+            # this process's waiters): look again shortly; else when the window has passed.
+            wait = state.credit_until - now
+            if _unanswered(state, now) > 0:
+                wait = min(wait, PROBE_POLL)
+            return Decision(None, wait, 0.0, limit)
+        state.credit -= 1
+    if probing:
+        state.probe_until = at + min(pacing.window, PROBE_LEASE)
+    return Decision(_log(state, pacing, at, probe=probing, limit=limit), at - now, 0.0, limit)
+
+
+def _log(state: State, pacing: Pacing, at: float, *, probe: bool, limit: int | None) -> Ticket:
+    index = math.floor(at * BUCKETS_PER_WINDOW / pacing.window)
+    buckets = state.buckets
+    if buckets and buckets[-1].index >= index:
+        # The same bucket, or an earlier time than the latest after a clock step back:
+        # counting it with the latest is the conservative choice.
+        last = buckets[-1]
+        last.sent += 1
+        last.in_flight += 1
+        last.latest = max(last.latest, at)
+        index = last.index
+    else:
+        buckets.append(Bucket(index, 1, 1, at))
+    state.sent += 1
+    state.in_flight += 1
+    return Ticket(index, probe, limit)
+
+
+def _find(state: State, index: int) -> Bucket | None:
+    for bucket in reversed(state.buckets):  # tickets are mostly recent
+        if bucket.index == index:
+            return bucket
+        if bucket.index < index:
+            return None
+    return None
+
+
+def _confirm(state: State, pacing: Pacing, ticket: Ticket, now: float) -> Decision:
+    limit = effective_limit(state, pacing)
+    paused = _paused(state, now)
+    lowered = limit is not None and (ticket.limit is None or limit < ticket.limit)
+    if paused > 0 or lowered or _find(state, ticket.bucket) is None:
+        return Decision(None, 0.0, paused, limit)
+    return Decision(ticket, 0.0, 0.0, limit)
+
+
+def _unanswered(state: State, now: float) -> int:
+    """Sends in flight that have gone out (reservations for later have not)."""
+    unanswered = state.in_flight
+    for bucket in reversed(state.buckets):
+        if bucket.latest <= now:
+            break
+        unanswered -= bucket.in_flight
+    return unanswered
+
+
+def _release(state: State, pacing: Pacing, event: Release, now: float) -> None:
+    ticket = event.ticket
+    if ticket is not None:
+        bucket = _find(state, ticket.bucket)
+        if bucket is not None and bucket.in_flight > 0:
+            bucket.in_flight -= 1
+            state.in_flight -= 1
+            if not event.sent:
+                bucket.sent -= 1
+                state.sent -= 1
+        if ticket.probe:
+            state.probe_until = 0.0
+            if event.info is not None and not event.paused > 0:
+                state.resuming = False  # answered, and not with a 429: everyone may go
+    info = event.info
+    if info is not None:
+        state.learned = True
+        if info.limit is not None and info.limit > 0:
+            state.limit = min(info.limit, MAX_INT64)
+        if info.remaining is not None:
+            # Sends not yet answered may not be counted in this figure; reservations for
+            # later were made by the log, which already keeps within the limit.
+            state.credit = min(info.remaining, MAX_INT64) - _unanswered(state, now)
+            state.credit_until = now + pacing.window
+    paused = event.paused
+    if paused > 0 and math.isfinite(paused):  # an endless pause would stall the key
+        until = now + min(paused, 86_400.0)
+        state.paused_until = max(state.paused_until, until)
+        state.resuming = True
+        # Whatever the server said remains, it holds nothing until the pause ends.
+        state.credit, state.credit_until = 0, state.paused_until
