@@ -421,25 +421,6 @@ def _wake(future: asyncio.Future[None] | None) -> None:
     if future is not None and not future.done():
         future.set_result(None)
 
-    # interface shared with the limiter rewrite
-    @property
-    def allowed_rate(self) -> float | None:
-        """Sends per second this key may make now (learned limit, ceiling and window), or
-        None while no limit is known or the key is not paced."""
-        store: object = self.store
-        share = 1.0
-        if not isinstance(store, LocalStore):
-            # A RedisStore's fallback learns every response, scaled by its share.
-            share = getattr(store, "fallback_share", 1.0)
-            store = getattr(store, "fallback", None)
-            if not isinstance(store, LocalStore):
-                return None
-        state = store._states.get(self.key)
-        if state is None or state.limit is None:
-            return None
-        interval = _interval(max(1, round(state.limit / share)), self._pacing)
-        return 1.0 / interval if interval > 0 else None
-
 
 class LimiterRegistry:
     """Limiters by key and store, so that clients with the same key share one.
