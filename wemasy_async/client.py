@@ -441,7 +441,7 @@ class Client:
             max_concurrency=max_concurrency,
             pool=pool,
             rate=(lambda: None) if limiter is None else (lambda: limiter.allowed_rate),
-            latency=engine.latency,
+            latency=engine.latency.floor,
             progress=progress,
         )
 
