@@ -34,14 +34,18 @@ def _sync(
     extras: tuple[str, ...] = (),
     groups: tuple[str, ...] = (),
     into: str | None = None,
+    compile_bytecode: bool = False,
 ) -> None:
     """Install the project (editable) and exactly the locked versions of what it needs.
 
-    Into the session's environment, or the one at ``into``.
+    Into the session's environment, or the one at ``into``; ``compile_bytecode`` for the
+    environments that run the suite.
     """
-    # Bytecode compiled at install: the suite starts many Python processes, and where
-    # PYTHONDONTWRITEBYTECODE is set (as on our machines) each would compile aiohttp again.
-    args = ["uv", "sync", "--frozen", "--no-default-groups", "--compile-bytecode"]
+    args = ["uv", "sync", "--frozen", "--no-default-groups"]
+    if compile_bytecode:
+        # Bytecode compiled at install: the suite starts many Python processes, and where
+        # PYTHONDONTWRITEBYTECODE is set (as on our machines) each would compile aiohttp again.
+        args.append("--compile-bytecode")
     args += [f"--extra={extra}" for extra in extras]
     args += [f"--group={group}" for group in groups]
     # uv sync installs into the project's environment: point it at the session's.
@@ -60,7 +64,7 @@ def _pytest_args(session: nox.Session) -> list[str]:
 @nox.session(python=None)
 def tests(session: nox.Session) -> None:
     """Run the whole test suite in parallel (Redis tests start their own redis-server)."""
-    _sync(session, extras=TEST_EXTRAS)
+    _sync(session, extras=TEST_EXTRAS, compile_bytecode=True)
     _run_pytest(session, "pytest")
 
 
@@ -127,7 +131,7 @@ def compat(session: nox.Session) -> None:
         session.run(
             "uv", "venv", "--quiet", "--allow-existing", f"--python={interpreter}", str(env_dir)
         )
-        _sync(session, extras=TEST_EXTRAS, into=str(env_dir))
+        _sync(session, extras=TEST_EXTRAS, into=str(env_dir), compile_bytecode=True)
         _run_pytest(session, str(env_dir / "bin" / "pytest"))
         ran.append(version)
     if not ran:
