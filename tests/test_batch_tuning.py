@@ -173,13 +173,33 @@ def test_tuner_follows_littles_law_when_the_rate_is_known() -> None:
     tuner = Tuner(cap=512, now=0.0)
     assert tuner.workers == Tuner.INITIAL
     now = _period(tuner, 0.0, 5)  # the limiter's probe
-    assert tuner.update(now, 500.0, 0.2) == math.ceil(500 * 0.2 * 1.5) + 4  # 154
-    now = _period(tuner, now, 480)  # the growth paid: the rate is reached
-    assert tuner.update(now, 2000.0, 0.2) == 512  # a higher limit, up to the cap
+    # From what it gets (5/s) towards the rate, REACH times that a period: 7 workers.
+    assert tuner.update(now, 500.0, 0.2) == math.ceil(2 * 5 * 0.2 * 1.5) + 4
+    sizes = []
+    for _ in range(6):  # alone on the key, each period's growth pays
+        now = _period(tuner, now, min(500.0, tuner.workers / 0.2))
+        sizes.append(tuner.update(now, 500.0, 0.2))
+    assert sizes == [25, 79, 154, 154, 154, 154]  # then Little's law: ceil(500 x 0.2 x 1.5) + 4
+    now = _period(tuner, now, 500)
+    assert tuner.update(now, 2000.0, 0.2) == 304  # a higher limit: towards it, REACH at a time
+    now = _period(tuner, now, 1500)
+    assert tuner.update(now, 2000.0, 0.2) == 512  # up to the cap
     now = _period(tuner, now, 1900)
     assert tuner.update(now, 25.0, 0.2) == 12  # the rate dropped
     now = _period(tuner, now, 25)
     assert tuner.update(now, 500.0, 0.001) == 5  # the latency dropped
+
+
+def test_a_process_sharing_the_key_sizes_for_what_it_gets_not_the_whole_rate() -> None:
+    # Four processes share 500/s through one store: this one gets a quarter of the sends.
+    tuner = Tuner(cap=512, now=0.0)
+    now = 0.0
+    for _ in range(10):
+        now = _period(tuner, now, min(125.0, tuner.workers / 0.2))
+        tuner.update(now, 500.0, 0.2)
+    # Sized for twice its share (room to take over the rate should the others stop), not for
+    # all of it (154, in each of the four processes).
+    assert abs(tuner.workers - (math.ceil(250 * 0.2 * 1.5) + 4)) <= 1  # float rounding
 
 
 def test_tuner_waits_for_a_period_to_pass() -> None:

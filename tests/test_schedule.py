@@ -6,8 +6,10 @@ floats handed in as ``now``; nothing sleeps.
 
 from __future__ import annotations
 
+import heapq
 import itertools
 
+import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -200,6 +202,98 @@ def test_any_arrival_pattern_keeps_the_log_rules(
                 sent.append(key.now + decision.delay)
     assert most_in_any_span(sent, pacing.window) <= max(limit - 1, 1)
     assert most_in_any_span(sent, pacing.window + pacing.margin) <= limit
+
+
+@settings(deadline=None)
+@given(
+    limit=st.integers(2, 30),
+    steps=st.lists(
+        st.tuples(st.floats(0, 1.5), st.integers(0, 10), st.floats(0, 0.12)),
+        min_size=1,
+        max_size=30,
+    ),
+)
+def test_late_waiters_cannot_crowd_a_window(
+    limit: int, steps: list[tuple[float, int, float]]
+) -> None:
+    # Waiters confirm up to three margins late (a busy loop) and send at once when confirmed;
+    # voided ones give back and reserve anew. However late, what goes out keeps the rules
+    # within the half margin a confirmation may still be late by.
+    pacing = Pacing(window=1.0, margin=0.04, ceiling=None)
+    key = Key(pacing)
+    key.learn(limit=limit)
+    sent = [T0]
+    due: list[tuple[float, int, Ticket]] = []  # (confirmed at, order, ticket)
+    order = itertools.count()
+
+    def reserve(late: float) -> None:
+        decision = key.acquire()
+        assert decision.ticket is not None
+        if decision.delay == 0:
+            sent.append(key.now)
+        else:
+            heapq.heappush(due, (key.now + decision.delay + late, next(order), decision.ticket))
+
+    def confirm_until(until: float, late: float) -> None:
+        while due and due[0][0] <= until:
+            at, _, ticket = heapq.heappop(due)
+            key.now = max(key.now, at)
+            confirmed = key.apply(Confirm(ticket))
+            if confirmed.ticket is not None:
+                sent.append(key.now)
+            else:
+                key.release(ticket, None, sent=False)
+                reserve(late)
+
+    for advance, count, late in steps:
+        target = key.now + advance
+        confirm_until(target, late)
+        key.now = target
+        for _ in range(count):
+            reserve(late)
+    confirm_until(float("inf"), 0.0)
+    assert most_in_any_span(sent, pacing.window + pacing.margin / 2) <= limit
+
+
+def test_a_late_confirm_moves_the_send_to_now() -> None:
+    key = Key()
+    key.learn(limit=50)
+    ticket = key.acquire().ticket
+    assert ticket is not None
+    key.now += 1.0  # four margins late
+    moved = key.apply(Confirm(ticket)).ticket
+    assert moved is not None
+    assert moved.at == key.now
+    assert moved.bucket != ticket.bucket
+    assert key.in_flight == 1
+    assert key.state is not None
+    # The probe's send stays where it went; the moved one is logged at now.
+    assert [(b.latest, b.sent, b.in_flight) for b in key.state.buckets] == [
+        (T0, 1, 0),
+        (key.now, 1, 1),
+    ]
+    # A confirmation on time (within half a margin) keeps the ticket as it is.
+    again = key.acquire().ticket
+    assert again is not None
+    key.now += PACING.margin / 4
+    assert key.apply(Confirm(again)).ticket == again
+
+
+def test_a_late_confirm_with_no_room_at_now_fails_and_keeps_the_log() -> None:
+    key = Key()
+    key.learn(limit=3)  # two in any window, three in window + margin
+    decisions = [key.acquire() for _ in range(5)]  # T0, T0 + W, T0 + W + m, then 2 W on
+    second = decisions[1].ticket
+    assert second is not None
+    assert second.at == T0 + PACING.window
+    key.now = second.at + 0.5  # late: at now, a window holding it would also hold 2 others
+    key.release(None)  # nothing but what expires by now
+    assert key.state is not None
+    logged = msgspec.json.encode(key.state)
+    assert key.apply(Confirm(second)).ticket is None
+    assert msgspec.json.encode(key.state) == logged  # unchanged: the waiter gives it back
+    key.release(second, None, sent=False)
+    assert key.in_flight == 3  # the three reserved behind it (the first has expired)
 
 
 def test_reservations_are_first_come_first_served() -> None:

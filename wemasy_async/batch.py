@@ -106,10 +106,16 @@ class Tuner:
     Each decision ends a period: at least ``PERIOD`` seconds, and with no rate known, at least
     twice as many completions as workers, so that it measures a steady state.
 
-    - A rate ``R`` is known (the limiter has learned a limit): ``ceil(R x latency x HEADROOM)
-      + SPARE`` workers, Little's law with room for the spread of latencies. It follows a
-      change of rate or latency either way, in one period. More workers than the rate needs
-      only wait in the limiter, so erring high costs little; erring low leaves rate unused.
+    - A rate ``R`` is known (the limiter has learned a limit): ``ceil(min(R, REACH x
+      throughput) x latency x HEADROOM) + SPARE`` workers, Little's law with room for the
+      spread of latencies. The latency includes the limiter's calls to a shared store (each
+      worker spends them per request), and the rate is at most ``REACH`` times this
+      process's own throughput: other processes may share the key's rate, and each sized
+      for all of it would keep ``N`` times the requests in flight (and a busier event loop
+      sends later than the schedule says). Alone, the pool reaches ``R`` in a few periods,
+      growing by ``REACH x HEADROOM`` each. It follows a lower rate or latency in one period.
+      More workers than the rate needs only wait in the limiter, so erring high costs
+      little; erring low leaves rate unused.
       One guard: while the throughput is short of ``R / GAIN``, it grows only if its last
       growth raised the throughput by ``GAIN``, since on a saturated machine (or server)
       the latency rises with every request in flight and Little's law would chase it.
@@ -125,6 +131,7 @@ class Tuner:
 
     INITIAL = 4
     HEADROOM = 1.5
+    REACH = 2.0
     SPARE = 4
     PERIOD = 0.1
     GAIN = 1.1
@@ -176,6 +183,9 @@ class Tuner:
         return self.workers
 
     def _paced(self, rate: float, latency: float, throughput: float) -> int:
+        # The key's rate may be shared by other processes (a shared store): this one needs
+        # only what it gets, and may grow towards the whole rate by REACH a period.
+        rate = min(rate, throughput * self.REACH)
         workers = math.ceil(rate * latency * self.HEADROOM) + self.SPARE
         if workers <= self.workers:
             self._grown_at = None

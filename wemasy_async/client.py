@@ -46,7 +46,7 @@ from wemasy_async.providers.base import (
     Provider,
 )
 from wemasy_async.providers.registry import get_provider
-from wemasy_async.ratelimit import RateLimit, limiter_key, shared_limiter
+from wemasy_async.ratelimit import Limiter, RateLimit, limiter_key, shared_limiter
 from wemasy_async.retry import RetryPolicy
 from wemasy_async.transport import DEFAULT_MAX_RESPONSE_BYTES, AiohttpTransport
 from wemasy_async.validation import check_bool, check_int, is_positive_number, short_repr
@@ -441,7 +441,7 @@ class Client:
             max_concurrency=max_concurrency,
             pool=pool,
             rate=(lambda: None) if limiter is None else (lambda: limiter.allowed_rate),
-            latency=engine.latency.floor,
+            latency=engine.latency.floor if limiter is None else _with_store(engine, limiter),
             progress=progress,
         )
 
@@ -630,3 +630,16 @@ def _check_option(value: object, kind: type[Setting], argument: str) -> Setting 
         f"{argument} must be a {kind.__name__}, True or False, got {type(value).__name__}",
         argument=argument,
     )
+
+
+def _with_store(engine: Engine, limiter: Limiter) -> Callable[[], float | None]:
+    """A request's time without queueing, for a batch's Little's law: the exchange, and the
+    two store calls around it (reserving and reporting back; a shared store's round trips
+    are part of what each worker spends per request)."""
+
+    def latency() -> float | None:
+        exchange = engine.latency.floor()
+        store = limiter.round_trips.floor() or 0.0
+        return None if exchange is None else exchange + 2 * store
+
+    return latency

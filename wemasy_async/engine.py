@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TypeVar
@@ -24,6 +23,7 @@ from yarl import URL
 from wemasy_async._version import __version__
 from wemasy_async.errors import APIConnectionError, APIError, RateLimitError
 from wemasy_async.headers import RateLimitInfo
+from wemasy_async.latency import Latency
 from wemasy_async.providers.base import Call, Response
 from wemasy_async.ratelimit import Limiter, PauseTooLong
 from wemasy_async.redaction import Redactor, SecretHeaders
@@ -37,46 +37,6 @@ T = TypeVar("T")
 logger = logging.getLogger("wemasy_async")
 
 _DEFAULT_RETRY = RetryPolicy()
-
-
-class Latency:
-    """How long one exchange takes, from sending the request to having read the whole
-    response (what a self-tuning batch sizes its pool by).
-
-    ``seconds`` is a running average, exponentially weighted (each new sample weighs
-    ``WEIGHT``). :meth:`floor` is the least an exchange took over the last ``PERIODS``
-    periods: the latency without queueing. Little's law needs that one: the average grows
-    with every request queued in a saturated client or server (or in a burst the limiter
-    let through at once), so a pool sized by it only confirms itself. Shared by an engine and
-    its ``with_options`` copies.
-    """
-
-    __slots__ = ("_low", "_lows", "seconds")
-
-    WEIGHT = 0.1
-    PERIODS = 8
-
-    def __init__(self) -> None:
-        self.seconds: float | None = None  # None until the first response
-        self._low: float | None = None  # the least since the last floor()
-        self._lows: deque[float] = deque(maxlen=self.PERIODS)
-
-    def observe(self, seconds: float) -> None:
-        mean = self.seconds
-        self.seconds = seconds if mean is None else mean + self.WEIGHT * (seconds - mean)
-        if self._low is None or seconds < self._low:
-            self._low = seconds
-
-    def __call__(self) -> float | None:
-        return self.seconds
-
-    def floor(self) -> float | None:
-        """End a period; the least an exchange took in the last ``PERIODS`` periods (a
-        period ends with each call), ``None`` before the first response."""
-        if self._low is not None:
-            self._lows.append(self._low)
-            self._low = None
-        return min(self._lows) if self._lows else None
 
 
 @dataclass(frozen=True)

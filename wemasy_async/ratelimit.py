@@ -19,9 +19,11 @@ How a request waits, and why a cancellation cannot break it:
 
 - :meth:`Limiter.acquire` reserves the request's own send. When the send is due now (the
   usual case far from the limit) it returns without suspending: no event-loop round trip
-  with the in-process store. Otherwise it sleeps until the reserved time, then confirms
-  the reservation (a 429 or a lower limit that arrived meanwhile voids it: it is given back
-  and a new one taken). Nobody hands a send to anybody else, so there is no queue to
+  with the in-process store. Otherwise it sleeps until the reserved time (less one store
+  round trip, a running average, so that a shared store's answer is back when it is due),
+  then confirms the reservation: a 429 or a lower limit that arrived meanwhile voids it (it
+  is given back and a new one taken), and one confirmed late is moved to now if the log has
+  room there, else voided too (see :mod:`wemasy_async.schedule`). Nobody hands a send to anybody else, so there is no queue to
   corrupt: a waiter cancelled at any point gives back exactly the reservation it holds.
 - Each send is a lease: it counts as in flight until :meth:`Limiter.release`, or until it
   leaves the log a window (plus margin) later, so a release that never happens expires.
@@ -50,6 +52,7 @@ import msgspec
 from wemasy_async import schedule
 from wemasy_async.errors import InvalidRequestError
 from wemasy_async.headers import RateLimitInfo
+from wemasy_async.latency import Latency
 from wemasy_async.schedule import Acquire, Confirm, Decision, Event, Pacing, Release, Ticket
 from wemasy_async.validation import MAX_INT64, MAX_SECONDS, is_positive_number, short_repr
 
@@ -244,6 +247,7 @@ class Limiter:
         self._changed: asyncio.Future[None] | None = None  # set by the next release
         self._paused: asyncio.Future[None] | None = None  # set by the next 429
         self._background: set[asyncio.Task[Decision]] = set()
+        self.round_trips = Latency()  # of calls to a store that is not in process
 
     @property
     def waiting(self) -> int:
@@ -304,19 +308,25 @@ class Limiter:
                 if decision.delay > 0.0:
                     loop = asyncio.get_running_loop()
                     due = loop.time() + decision.delay
-                    await self._sleep_unless_paused(decision.delay)
+                    # Woken a store round trip early, the confirmation is back when it is due
+                    # (a late send is moved, which costs the slot it leaves).
+                    lead = self.round_trips.seconds or 0.0
+                    paused = await self._sleep_unless_paused(decision.delay - lead)
                     decision = await self._apply(Confirm(held))
-                    early = due - loop.time()
-                    if decision.ticket is not None and early > 0.0:
-                        # Woken by a pause that has not voided it (a shared store's view):
-                        # still good, so wait out the rest.
-                        decision = msgspec.structs.replace(decision, delay=early)
-                        continue
-                    if decision.ticket is None:  # a pause or a lower limit came meanwhile
+                    if decision.ticket is None:  # a pause, a lower limit, or late with no room
                         void, held = held, None
                         await self._apply(Release(void, sent=False))
                         self._check_pause(max_pause, decision.paused)
                         decision = await self._apply(_ACQUIRE)
+                        continue
+                    held = decision.ticket  # moved, if it was late
+                    early = due - loop.time()
+                    if early > 0.0 and (paused or await self._sleep_unless_paused(early)):
+                        # Woken by a pause that has not voided it (a shared store's view, or
+                        # one that came since): confirm again when it is due.
+                        decision = msgspec.structs.replace(
+                            decision, delay=max(due - loop.time(), 1e-6)
+                        )
                         continue
                 ticket, held = held, None  # the caller owns it now
                 return ticket
@@ -352,11 +362,14 @@ class Limiter:
             _wake(self._changed)
             self._changed = None
 
-    async def _sleep_unless_paused(self, delay: float) -> None:
+    async def _sleep_unless_paused(self, delay: float) -> bool:
+        """Sleep ``delay`` seconds, or less if a 429 pause comes: whether one did."""
         paused = self._paused
         if paused is None:
             paused = self._paused = asyncio.get_running_loop().create_future()
-        await asyncio.wait((paused,), timeout=delay)
+        if delay > 0.0:
+            await asyncio.wait((paused,), timeout=delay)
+        return paused.done()
 
     async def _look_again(self, delay: float) -> None:
         changed = self._changed
@@ -370,14 +383,17 @@ class Limiter:
         if local is not None:
             return local.apply_now(self.key, self._pacing, event)
         task = asyncio.ensure_future(self.store.apply(self.key, self._pacing, event))
+        started = time.monotonic()
         try:
-            return await asyncio.shield(task)
+            decision = await asyncio.shield(task)
         except asyncio.CancelledError:
             # The call goes on; a send it reserves for a caller that is gone goes back.
             self._keep(task)
             if isinstance(event, Acquire):
                 task.add_done_callback(self._undo)
             raise
+        self.round_trips.observe(time.monotonic() - started)
+        return decision
 
     def _undo(self, task: asyncio.Future[Decision]) -> None:
         if task.cancelled() or task.exception() is not None:

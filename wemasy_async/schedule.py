@@ -22,6 +22,13 @@ configured ceiling), window ``W`` and margin ``m``:
   slot. A waiter that is cancelled gives that slot back (:class:`Release` with
   ``sent=False``); one that slept until its time :class:`Confirm`\\ s it, which fails when a
   429 pause or a lower limit arrived in the meantime.
+- **Late sends move.** A waiter woken late (a busy event loop, a slow store) would send
+  later than the log says, and the sends reserved after it were placed by the log's times:
+  late by more than the margin, a window span could see ``L`` or more. So a :class:`Confirm`
+  more than half the margin after the reserved time moves the send to ``now`` when the log
+  has room there (in every span around ``now``, counting the reservations ahead), and fails
+  otherwise (the waiter gives it back and reserves anew). What the log holds is then within
+  half a margin of when the sends go.
 - **Leases.** A send counts as in flight until it is released, or until its bucket leaves
   the log ``W + m`` after it: a release that never happens expires.
 - **The probe.** Until a limit is known (from a response or a ceiling) one request goes out
@@ -121,12 +128,14 @@ class Ticket(msgspec.Struct, frozen=True, array_like=True, gc=False):
         limit: The effective limit it was reserved under (``None``: not paced).
         source: Which copy of the state issued it (a store with a fallback tags its
             fallback's tickets); the schedule itself ignores it.
+        at: When the send is due, on the store's clock.
     """
 
     bucket: int
     probe: bool = False
     limit: int | None = None
     source: int = 0
+    at: float = 0.0
 
 
 class Decision(msgspec.Struct, frozen=True, gc=False):
@@ -325,7 +334,67 @@ def _log(state: State, pacing: Pacing, at: float, *, probe: bool, limit: int | N
         buckets.append(Bucket(index, 1, 1, at))
     state.sent += 1
     state.in_flight += 1
-    return Ticket(index, probe, limit)
+    return Ticket(index, probe, limit, at=at)
+
+
+def _log_at(state: State, pacing: Pacing, at: float, ticket: Ticket) -> Ticket:
+    """Log ``ticket``'s send again at ``at``, which may lie before reservations ahead."""
+    index = math.floor(at * BUCKETS_PER_WINDOW / pacing.window)
+    buckets = state.buckets
+    position = len(buckets)
+    while position > 0 and buckets[position - 1].index > index:
+        position -= 1
+    if position > 0 and buckets[position - 1].index == index:
+        bucket = buckets[position - 1]
+        bucket.sent += 1
+        bucket.in_flight += 1
+        bucket.latest = max(bucket.latest, at)
+    else:
+        buckets.insert(position, Bucket(index, 1, 1, at))
+    state.sent += 1
+    state.in_flight += 1
+    return Ticket(index, ticket.probe, ticket.limit, at=at)
+
+
+def _most_around(buckets: list[Bucket], at: float, span: float) -> int:
+    """The most logged sends in any span of length ``span`` that holds ``at``."""
+    near = sorted((b.latest, b.sent) for b in buckets if at - span < b.latest < at + span)
+    most = total = left = right = 0
+    # The count only rises at a send's time, so the spans ending there (and at ``at``) do.
+    for end in (at, *(latest for latest, _ in near if latest > at)):
+        while right < len(near) and near[right][0] <= end:
+            total += near[right][1]
+            right += 1
+        while left < right and near[left][0] <= end - span:
+            total -= near[left][1]
+            left += 1
+        most = max(most, total)
+    return most
+
+
+def _restamp(state: State, pacing: Pacing, ticket: Ticket, limit: int, now: float) -> Ticket | None:
+    """Move a late send to ``now`` if the log has room there; ``None`` (unchanged) if not."""
+    bucket = _find(state, ticket.bucket)
+    if bucket is None or bucket.in_flight <= 0 or bucket.sent <= 0:
+        return ticket
+    bucket.sent -= 1
+    bucket.in_flight -= 1
+    state.sent -= 1
+    state.in_flight -= 1
+    short, long = _caps(limit)
+    buckets = state.buckets
+    if (
+        _most_around(buckets, now, pacing.window) < short
+        and _most_around(buckets, now, pacing.window + pacing.margin) < long
+    ):
+        if bucket.sent == 0 and bucket.in_flight == 0:
+            del buckets[next(i for i, b in enumerate(buckets) if b is bucket)]
+        return _log_at(state, pacing, now, ticket)
+    bucket.sent += 1
+    bucket.in_flight += 1
+    state.sent += 1
+    state.in_flight += 1
+    return None
 
 
 def _find(state: State, index: int) -> Bucket | None:
@@ -343,6 +412,8 @@ def _confirm(state: State, pacing: Pacing, ticket: Ticket, now: float) -> Decisi
     lowered = limit is not None and (ticket.limit is None or limit < ticket.limit)
     if paused > 0 or lowered or _find(state, ticket.bucket) is None:
         return Decision(None, 0.0, paused, limit)
+    if limit is not None and now - ticket.at > pacing.margin / 2:
+        return Decision(_restamp(state, pacing, ticket, limit, now), 0.0, 0.0, limit)
     return Decision(ticket, 0.0, 0.0, limit)
 
 

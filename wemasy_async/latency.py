@@ -1,0 +1,51 @@
+"""How long something takes: a running average, and the least of recent periods.
+
+Self-tuning batches size their pools by it (Little's law), from the exchanges an engine
+times and the store calls a limiter times.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+__all__ = ["Latency"]
+
+
+class Latency:
+    """How long one thing takes: an engine's exchanges (from sending the request to having
+    read the whole response) or a limiter's calls to its store.
+
+    ``seconds`` is a running average, exponentially weighted (each new sample weighs
+    ``WEIGHT``). :meth:`floor` is the least an exchange took over the last ``PERIODS``
+    periods: the latency without queueing. Little's law needs that one: the average grows
+    with every request queued in a saturated client or server (or in a burst the limiter
+    let through at once), so a pool sized by it only confirms itself. An engine's is shared
+    by its ``with_options`` copies.
+    """
+
+    __slots__ = ("_low", "_lows", "seconds")
+
+    WEIGHT = 0.1
+    PERIODS = 8
+
+    def __init__(self) -> None:
+        self.seconds: float | None = None  # None until the first response
+        self._low: float | None = None  # the least since the last floor()
+        self._lows: deque[float] = deque(maxlen=self.PERIODS)
+
+    def observe(self, seconds: float) -> None:
+        mean = self.seconds
+        self.seconds = seconds if mean is None else mean + self.WEIGHT * (seconds - mean)
+        if self._low is None or seconds < self._low:
+            self._low = seconds
+
+    def __call__(self) -> float | None:
+        return self.seconds
+
+    def floor(self) -> float | None:
+        """End a period; the least an exchange took in the last ``PERIODS`` periods (a
+        period ends with each call), ``None`` before the first response."""
+        if self._low is not None:
+            self._lows.append(self._low)
+            self._low = None
+        return min(self._lows) if self._lows else None
