@@ -124,6 +124,22 @@ def test_a_probe_whose_release_never_comes_expires() -> None:
     assert probe.probe
 
 
+def test_a_late_answer_to_an_expired_probe_leaves_the_newer_probe_alone() -> None:
+    key = Key()
+    old = key.acquire().ticket  # the probe, whose answer is slow
+    assert old is not None
+    key.now += schedule.PROBE_LEASE + 1  # its lease expired: the next request probes
+    new = key.acquire().ticket
+    assert new is not None
+    assert new.probe
+    key.now += 1
+    key.release(old, None)  # the old one ends at last, with no answer
+    waiting = key.acquire()  # the new probe is still out: nobody else goes yet
+    assert waiting.ticket is None
+    key.release(new, info(limit=10))
+    assert key.acquire().ticket is not None
+
+
 def test_a_cancelled_probe_gives_its_turn_back() -> None:
     key = Key()
     probe = key.acquire().ticket

@@ -437,7 +437,9 @@ def _release(state: State, pacing: Pacing, event: Release, now: float) -> None:
             if not event.sent:
                 bucket.sent -= 1
                 state.sent -= 1
-        if ticket.probe:
+        if ticket.probe and state.probe_until <= ticket.at + min(pacing.window, PROBE_LEASE):
+            # The current probe (one whose lease expired may answer after a newer one went:
+            # that one's lease and turn stay).
             state.probe_until = 0.0
             if event.info is not None and not event.paused > 0:
                 state.resuming = False  # answered, and not with a 429: everyone may go
