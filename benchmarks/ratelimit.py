@@ -491,7 +491,8 @@ def run_point(client: str, point: Point, rng: random.Random) -> Row:
             client=client,
             tasks=max(1, tasks // point.processes),
             window=point.window,
-            aiolimiter_rate=point.limit / point.processes,
+            # aiolimiter refuses a capacity below one request (2 per 2 s over 4, --quick).
+            aiolimiter_rate=max(1.0, point.limit / point.processes),
         )
         if point.processes == 1:
             start = _start_time(origin, point.window, offset, time.time() + 0.05)
