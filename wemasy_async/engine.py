@@ -28,6 +28,7 @@ from wemasy_async.providers.base import Call, Response
 from wemasy_async.ratelimit import Limiter, PauseTooLong
 from wemasy_async.redaction import Redactor, SecretHeaders
 from wemasy_async.retry import RetryPolicy, retry_delay
+from wemasy_async.schedule import Ticket
 from wemasy_async.transport import Transport
 
 __all__ = ["Engine", "Latency", "Options"]
@@ -177,7 +178,8 @@ class Engine:
             return self._parse(call, await self._exchange(call))
         max_wait = (options.retry or _DEFAULT_RETRY).max_retry_after
         try:
-            ticket = await limiter.acquire(max_pause=max_wait)
+            reserved = limiter.reserve(max_pause=max_wait)  # no coroutine when due now
+            ticket = reserved if isinstance(reserved, Ticket) else await reserved
         except PauseTooLong as held:
             # Fail fast, as for the 429 itself, rather than block for longer than the policy
             # would ever wait (also for requests that were already queued).
@@ -202,7 +204,9 @@ class Engine:
         finally:
             # Also on errors and cancellation: the request is no longer in flight. Nothing
             # awaits between acquire and this try, so a cancellation cannot leak the send.
-            await limiter.release(ticket, info, paused=paused)
+            pending = limiter.report(ticket, info, paused=paused)
+            if pending is not None:
+                await pending
 
     def _parse(self, call: Call[T], response: Response) -> T:
         try:

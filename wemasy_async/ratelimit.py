@@ -44,9 +44,9 @@ import hashlib
 import math
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import msgspec
 
@@ -282,13 +282,33 @@ class Limiter:
 
         Cancelled at any point, it gives back whatever it had reserved.
         """
+        reserved = self.reserve(max_pause)
+        return reserved if isinstance(reserved, Ticket) else await reserved
+
+    def reserve(self, max_pause: float = math.inf) -> Ticket | Coroutine[Any, Any, Ticket]:
+        """:meth:`acquire` without a coroutine when it need not wait: the engine's path.
+
+        Returns:
+            The ticket, when the in-process store has a send due now; else a coroutine that
+            must be awaited at once (it holds what was reserved, and gives it back when
+            cancelled).
+
+        Raises:
+            PauseTooLong: As :meth:`acquire`.
+        """
         if self._paused_until:
             self._check_pause(max_pause)
         local = self._local
-        if local is not None:
-            decision = local.apply_now(self.key, self._pacing, _ACQUIRE)
-        else:
-            decision = await self._apply(_ACQUIRE)
+        if local is None:
+            return self._acquire_from_store(max_pause)
+        decision = local.apply_now(self.key, self._pacing, _ACQUIRE)
+        self._limit = decision.limit
+        if decision.ticket is not None and decision.delay <= 0.0:
+            return decision.ticket
+        return self._wait(decision, max_pause)
+
+    async def _acquire_from_store(self, max_pause: float) -> Ticket:
+        decision = await self._apply(_ACQUIRE)
         self._limit = decision.limit
         if decision.ticket is not None and decision.delay <= 0.0:
             return decision.ticket
@@ -345,14 +365,31 @@ class Limiter:
 
         The store is updated even if the caller is cancelled meanwhile.
         """
+        pending = self.report(ticket, info, paused=paused)
+        if pending is not None:
+            await pending
+
+    def report(
+        self, ticket: Ticket, info: RateLimitInfo | None, *, paused: float = 0.0
+    ) -> Coroutine[Any, Any, None] | None:
+        """:meth:`release` without a coroutine with the in-process store: the engine's path.
+
+        Returns:
+            ``None`` when done, else a coroutine that must be awaited at once.
+        """
         if paused > 0:
             self._paused_until = max(self._paused_until, time.monotonic() + paused)
         event = Release(ticket, True, info, paused)
         local = self._local
-        if local is not None:
-            decision = local.apply_now(self.key, self._pacing, event)
-        else:
-            decision = await self._apply(event)
+        if local is None:
+            return self._report_to_store(event, paused)
+        self._reported(local.apply_now(self.key, self._pacing, event), paused)
+        return None
+
+    async def _report_to_store(self, event: Release, paused: float) -> None:
+        self._reported(await self._apply(event), paused)
+
+    def _reported(self, decision: Decision, paused: float) -> None:
         self._limit = decision.limit
         if paused > 0:
             # Waiters holding reservations look again now: a long pause fails them at once.
