@@ -863,3 +863,21 @@ async def test_conflicting_rate_limit_headers_the_stricter_wins() -> None:
         assert outcomes == [None] * 12
         assert fake.stats.rate_limited == 0
         assert fake.stats.max_in_window <= 4
+
+
+# --- Telling the user what pace it keeps ----------------------------------------------------
+
+
+async def test_the_pace_is_logged_once_when_learned_and_when_it_changes(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    limiter = Limiter("wemasy|https://api.example|digest", RateLimit(window=60.0), LocalStore())
+    caplog.set_level("INFO", logger="wemasy_async")
+    for limit in (100, 100, 100, 50):
+        await limiter.release(await limiter.acquire(), info(limit=limit))
+    paces = [r.getMessage() for r in caplog.records if r.message.startswith("pacing")]
+    assert paces == [
+        "pacing wemasy|https://api.example at 100 requests per 60 s window (1.63/s)",
+        "pacing wemasy|https://api.example at 50 requests per 60 s window (0.813/s)",
+    ]
+    assert "digest" not in caplog.text

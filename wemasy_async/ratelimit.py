@@ -41,6 +41,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import logging
 import math
 import time
 import weakref
@@ -56,6 +57,8 @@ from wemasy_async.headers import RateLimitInfo
 from wemasy_async.latency import Latency
 from wemasy_async.schedule import Acquire, Confirm, Decision, Event, Pacing, Release, Ticket
 from wemasy_async.validation import MAX_INT64, MAX_SECONDS, is_positive_number, short_repr
+
+logger = logging.getLogger("wemasy_async")
 
 __all__ = [
     "Limiter",
@@ -249,6 +252,7 @@ class Limiter:
         self._paused: asyncio.Future[None] | None = None  # set by the next 429
         self._background: set[asyncio.Task[Decision]] = set()
         self.round_trips = Latency()  # of calls to a store that is not in process
+        self._logged_limit: int | None = None
 
     @property
     def waiting(self) -> int:
@@ -390,6 +394,8 @@ class Limiter:
         self._reported(await self._apply(event), paused)
 
     def _reported(self, decision: Decision, paused: float) -> None:
+        if decision.limit != self._logged_limit and decision.limit is not None:
+            self._log_pace(decision.limit)
         self._limit = decision.limit
         if paused > 0:
             # Waiters holding reservations look again now: a long pause fails them at once.
@@ -399,6 +405,19 @@ class Limiter:
             # Waiters looking again (a probe's answer, a credit) need not wait out the poll.
             _wake(self._changed)
             self._changed = None
+
+    def _log_pace(self, limit: int) -> None:
+        # Once when learned and once per change: the window is assumed, not told, so the
+        # pace a client keeps should be visible to whoever wonders why it is slow.
+        self._logged_limit = limit
+        rate = schedule.allowed_rate(limit, self._pacing)
+        logger.info(
+            "pacing %s at %d requests per %g s window (%.3g/s)",
+            self.key.rsplit("|", 1)[0],  # provider and base URL: no digest of the token
+            limit,
+            self.config.window,
+            rate if rate is not None else 0.0,
+        )
 
     async def _sleep_unless_paused(self, delay: float) -> bool:
         """Sleep ``delay`` seconds, or less if a 429 pause comes: whether one did."""
