@@ -26,6 +26,8 @@ from wemasy_async import (
     Client,
     ClientClosedError,
     Conversation,
+    Fetched,
+    FetchFailed,
     FetchProgress,
     FetchResult,
     InvalidRequestError,
@@ -757,11 +759,11 @@ async def test_batch_fetch_validates_directly() -> None:
 
 
 async def test_fetch_result_unwrap_and_ok() -> None:
-    good: FetchResult[int] = FetchResult(id="7", value=7)
+    good: FetchResult[int] = Fetched(id="7", value=7)
     assert good.ok
     assert good.unwrap() == 7
     error = InvalidRequestError("bad id", argument="conversation_id")
-    bad: FetchResult[int] = FetchResult(id=-1, error=error)
+    bad: FetchResult[int] = FetchFailed(id=-1, error=error)
     assert not bad.ok
     with pytest.raises(InvalidRequestError) as caught:
         bad.unwrap()

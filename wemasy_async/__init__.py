@@ -15,7 +15,7 @@ APIs in :mod:`wemasy_async.testing`. Importing the package does no I/O and start
 from __future__ import annotations
 
 from wemasy_async._version import __version__
-from wemasy_async.batch import BatchFetch, FetchProgress, FetchResult
+from wemasy_async.batch import BatchFetch, Fetched, FetchFailed, FetchProgress, FetchResult
 from wemasy_async.client import DEFAULT_TIMEOUT, Client
 from wemasy_async.errors import (
     APIConnectionError,
@@ -65,8 +65,10 @@ __all__ = [
     "Conversation",
     "ConversationId",
     "ConversationStore",
+    "FetchFailed",
     "FetchProgress",
     "FetchResult",
+    "Fetched",
     "InternalServerError",
     "InvalidRequestError",
     "LimiterStore",

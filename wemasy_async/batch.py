@@ -24,7 +24,7 @@ import math
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from types import TracebackType
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, NoReturn, TypeAlias, TypeVar, Union
 
 import msgspec
 
@@ -36,8 +36,10 @@ __all__ = [
     "DEFAULT_MAX_CONCURRENCY",
     "MAX_CONCURRENCY",
     "BatchFetch",
+    "FetchFailed",
     "FetchProgress",
     "FetchResult",
+    "Fetched",
     "Tuner",
 ]
 
@@ -51,30 +53,60 @@ DEFAULT_MAX_CONCURRENCY = 512
 second at 200 ms need (400 in flight), with room to spare."""
 
 
-class FetchResult(msgspec.Struct, Generic[T], frozen=True, kw_only=True):
-    """The outcome for one id: ``value`` when it succeeded, ``error`` when it did not.
+class Fetched(msgspec.Struct, Generic[T], frozen=True, kw_only=True):
+    """A :data:`FetchResult` that succeeded.
 
     Attributes:
         id: The id as it was given.
-        value: The fetched object, or ``None`` on failure.
-        error: The typed error (``NotFoundError``, ``InvalidRequestError`` for a malformed
-            id, ...), or ``None`` on success.
+        value: The fetched object.
+        error: Always ``None``.
     """
 
     id: Any
-    value: T | None = None
-    error: WemasyAsyncError | None = None
+    value: T
+    error: None = None
 
     @property
-    def ok(self) -> bool:
-        """Whether the fetch succeeded."""
-        return self.error is None
+    def ok(self) -> Literal[True]:
+        """Whether the fetch succeeded: it did."""
+        return True
 
     def unwrap(self) -> T:
-        """The value; raises the error when the fetch failed."""
-        if self.error is not None:
-            raise self.error
-        return self.value  # type: ignore[return-value]  # set whenever error is None
+        """The value."""
+        return self.value
+
+
+class FetchFailed(msgspec.Struct, frozen=True, kw_only=True):
+    """A :data:`FetchResult` that failed.
+
+    Attributes:
+        id: The id as it was given.
+        error: The typed error (``NotFoundError``, ``InvalidRequestError`` for a malformed
+            id, ...).
+        value: Always ``None``.
+    """
+
+    id: Any
+    error: WemasyAsyncError
+    value: None = None
+
+    @property
+    def ok(self) -> Literal[False]:
+        """Whether the fetch succeeded: it did not."""
+        return False
+
+    def unwrap(self) -> NoReturn:
+        """Raise the error."""
+        raise self.error
+
+
+FetchResult: TypeAlias = Union[Fetched[T], FetchFailed]  # noqa: UP007 - subscripted at run time
+"""The outcome for one id: :class:`Fetched` (``value``) or :class:`FetchFailed` (``error``).
+
+Both have ``id``, ``value``, ``error``, ``ok`` and ``unwrap()``; type checkers narrow on
+``if result.ok:`` and on ``if result.error is None:``, so ``result.value`` is then the value's
+type, not ``... | None``.
+"""
 
 
 class FetchProgress(msgspec.Struct, frozen=True, kw_only=True):
@@ -335,10 +367,10 @@ async def _work(shared: _Shared[T]) -> None:
                 value = await shared.fetch(conversation_id)
             except WemasyAsyncError as error:
                 shared.failed += 1
-                result: FetchResult[T] = FetchResult(id=conversation_id, error=error)
+                result: FetchResult[T] = FetchFailed(id=conversation_id, error=error)
             else:
                 shared.succeeded += 1
-                result = FetchResult(id=conversation_id, value=value)
+                result = Fetched(id=conversation_id, value=value)
             if shared.tuner is not None:
                 shared.tune()
             if shared.progress is not None:

@@ -22,12 +22,15 @@ from wemasy_async import (
     Client,
     Conversation,
     ConversationStore,
+    Fetched,
+    FetchFailed,
     FetchResult,
     Message,
     Page,
     RateLimitError,
     TokenUsage,
     ToolCall,
+    WemasyAsyncError,
 )
 from wemasy_async.providers.base import Operation
 
@@ -66,6 +69,19 @@ async def batches(client: Client) -> None:
             assert_type(result.value, Conversation | None)
             assert_type(result.ok, bool)
             assert_type(result.unwrap(), Conversation)
+            # Success and failure are two types of one union: both checks narrow.
+            if result.ok:
+                assert_type(result.value, Conversation)
+                assert_type(result.value.id, str)
+            if result.error is None:
+                assert_type(result.value, Conversation)
+            else:
+                assert_type(result.error, WemasyAsyncError)
+                assert_type(result.value, None)
+            if isinstance(result, Fetched):
+                assert_type(result.value, Conversation)
+            else:
+                assert_type(result, FetchFailed)
     assert_type(client.fetch_messages(["1", "2"]), BatchFetch[list[Message]])
     client.fetch_conversations(range(3), concurrency="8")  # type: ignore[arg-type]
 
