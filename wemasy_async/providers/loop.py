@@ -201,14 +201,6 @@ _ROLES: dict[str, Role] = {
 }
 
 
-def _usage(wire: LoopTokenUsage) -> TokenUsage:
-    return TokenUsage(
-        prompt_tokens=wire.prompt_tokens,
-        completion_tokens=wire.completion_tokens,
-        total_tokens=wire.total_tokens,
-    )
-
-
 def _unknown_role(value: str) -> Role:
     return role(value, _ROLES)  # raises Malformed: only called for a role not in _ROLES
 
@@ -222,8 +214,8 @@ def _messages(history: LoopHistory, conversation_id: str) -> list[Message]:
     """
     # A plain loop over locals: the fastest form on CPython 3.10-3.11, where a comprehension
     # is a nested function and each name it binds would be a cell.
-    roles, utc_zone = _ROLES, timezone.utc
-    messages = []
+    roles, utc_zone, neutral_usage = _ROLES, timezone.utc, TokenUsage
+    messages: list[Message] = []
     append = messages.append
     for m in history.messages:
         i = m.id
@@ -239,7 +231,15 @@ def _messages(history: LoopHistory, conversation_id: str) -> list[Message]:
                 content=m.content,
                 tool_calls=[] if tc is None else tool_calls(tc),
                 tool_call_id=m.tool_call_id,
-                usage=None if u is None else _usage(u),
+                usage=(
+                    None
+                    if u is None
+                    else neutral_usage(
+                        prompt_tokens=u.prompt_tokens,
+                        completion_tokens=u.completion_tokens,
+                        total_tokens=u.total_tokens,
+                    )
+                ),
                 created_at=t if t is None or t.tzinfo is not None else t.replace(tzinfo=utc_zone),
                 metadata={} if md is None else md,
             )

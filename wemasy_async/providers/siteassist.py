@@ -200,7 +200,7 @@ def _unknown_role(value: str) -> Role:
     return role(value, _ROLES)  # raises Malformed: only called for a role not in _ROLES
 
 
-def _messages(wire: SiteAssistConversation) -> list[Message] | None:
+def _messages(wire: SiteAssistConversation, conversation_id: str) -> list[Message] | None:
     """The neutral messages; one pass, converting only the fields that are not canonical.
 
     A ``conversationId`` that is the conversation's own id in canonical form is replaced by
@@ -210,11 +210,10 @@ def _messages(wire: SiteAssistConversation) -> list[Message] | None:
     """
     if wire.messages is msgspec.UNSET:
         return None
-    conversation_id = str(wire.id)
     # A plain loop over locals: the fastest form on CPython 3.10-3.11, where a comprehension
     # is a nested function and each name it binds would be a cell.
     roles, utc_zone = _ROLES, timezone.utc
-    messages = []
+    messages: list[Message] = []
     append = messages.append
     for m in wire.messages or ():
         i = m.id
@@ -255,8 +254,9 @@ def _human_agent(value: str | SiteAssistHumanAgent | None) -> str | None:
 def _conversation(wire: SiteAssistConversation) -> Conversation:
     if wire.object is not None and wire.object != "conversation":
         raise Malformed(f"object is {short_repr(wire.object)}, not 'conversation'")
+    conversation_id = str(wire.id)
     return Conversation(
-        id=str(wire.id),
+        id=conversation_id,
         provider=NAME,
         status=wire.status,
         started_at=utc(wire.created_at),
@@ -266,7 +266,7 @@ def _conversation(wire: SiteAssistConversation) -> Conversation:
         close_reason=wire.close_reason,
         human_handled=wire.is_human_handled,
         human_agent=_human_agent(wire.human_agent),
-        messages=_messages(wire),
+        messages=_messages(wire, conversation_id),
         raw=wire,
     )
 

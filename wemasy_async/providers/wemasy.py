@@ -294,7 +294,7 @@ def _messages(
     # A plain loop over locals: the fastest form on CPython 3.10-3.11, where a comprehension
     # is a nested function and each name it binds would be a cell.
     roles, utc_zone, neutral_usage = _ROLES, timezone.utc, TokenUsage
-    messages = []
+    messages: list[Message] = []
     append = messages.append
     for m in decoded:
         i, c, tc, u, t, md = (
