@@ -201,10 +201,6 @@ _ROLES: dict[str, Role] = {
 }
 
 
-def _unknown_role(value: str) -> Role:
-    return role(value, _ROLES)  # raises Malformed: only called for a role not in _ROLES
-
-
 def _messages(history: LoopHistory, conversation_id: str) -> list[Message]:
     """The neutral messages; one pass, converting only the fields that are not canonical.
 
@@ -212,39 +208,39 @@ def _messages(history: LoopHistory, conversation_id: str) -> list[Message]:
     ``metadata`` are the wire's own objects (shared with ``raw``); only usage, tool calls,
     naive timestamps and absent metadata make new ones.
     """
-    # A plain loop over locals: the fastest form on CPython 3.10-3.11, where a comprehension
-    # is a nested function and each name it binds would be a cell.
     roles, utc_zone, neutral_usage = _ROLES, timezone.utc, TokenUsage
-    messages: list[Message] = []
-    append = messages.append
-    for m in history.messages:
-        i = m.id
-        tc = m.tool_calls
-        u = m.token_usage
-        t = m.created_at
-        md = m.metadata
-        append(
+    try:
+        return [
             Message(
-                id=i if i is None or type(i) is str else str(i),
+                id=m.id if m.id is None or type(m.id) is str else str(m.id),
                 conversation_id=m.conversation_id or conversation_id,
-                role=roles.get(m.role) or _unknown_role(m.role),
+                role=roles[m.role],
                 content=m.content,
-                tool_calls=[] if tc is None else tool_calls(tc),
+                tool_calls=[] if m.tool_calls is None else tool_calls(m.tool_calls),
                 tool_call_id=m.tool_call_id,
                 usage=(
                     None
-                    if u is None
+                    if m.token_usage is None
                     else neutral_usage(
-                        prompt_tokens=u.prompt_tokens,
-                        completion_tokens=u.completion_tokens,
-                        total_tokens=u.total_tokens,
+                        prompt_tokens=m.token_usage.prompt_tokens,
+                        completion_tokens=m.token_usage.completion_tokens,
+                        total_tokens=m.token_usage.total_tokens,
                     )
                 ),
-                created_at=t if t is None or t.tzinfo is not None else t.replace(tzinfo=utc_zone),
-                metadata={} if md is None else md,
+                created_at=(
+                    m.created_at
+                    if m.created_at is None or m.created_at.tzinfo is not None
+                    else m.created_at.replace(tzinfo=utc_zone)
+                ),
+                metadata={} if m.metadata is None else m.metadata,
             )
-        )
-    return messages
+            for m in history.messages
+        ]
+    except KeyError:
+        # roles[...] is the only lookup that can fail: report the first unknown role.
+        for m in history.messages:
+            role(m.role, roles)  # raises Malformed for a role that is not in roles
+        raise
 
 
 _CREATED_AT = attrgetter("created_at")

@@ -55,7 +55,7 @@ import re
 import uuid
 from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar, cast
 
 import msgspec
 
@@ -196,10 +196,6 @@ def _first(value: T | None, fallback: T | None) -> T | None:
     return fallback if value is None else value
 
 
-def _unknown_role(value: str) -> Role:
-    return role(value, _ROLES)  # raises Malformed: only called for a role not in _ROLES
-
-
 def _messages(wire: SiteAssistConversation, conversation_id: str) -> list[Message] | None:
     """The neutral messages; one pass, converting only the fields that are not canonical.
 
@@ -210,37 +206,46 @@ def _messages(wire: SiteAssistConversation, conversation_id: str) -> list[Messag
     """
     if wire.messages is msgspec.UNSET:
         return None
-    # A plain loop over locals: the fastest form on CPython 3.10-3.11, where a comprehension
-    # is a nested function and each name it binds would be a cell.
     roles, utc_zone = _ROLES, timezone.utc
-    messages: list[Message] = []
-    append = messages.append
-    for m in wire.messages or ():
-        i = m.id
-        c = m.conversation_id
-        tc = m.tool_calls
-        if tc is None:
-            tc = m.tool_calls_snake
-        tid = m.tool_call_id
-        u = m.usage or m.token_usage  # a Struct is always true
-        t = m.created_at
-        md = m.metadata
-        append(
+    wires = wire.messages or ()
+    try:
+        return [
             Message(
-                id=i if i is None or type(i) is str else str(i),
+                id=m.id if m.id is None or type(m.id) is str else str(m.id),
                 conversation_id=(
-                    conversation_id if c is None or c == conversation_id else _canonical(c)
+                    conversation_id
+                    if m.conversation_id is None or m.conversation_id == conversation_id
+                    else _canonical(m.conversation_id)
                 ),
-                role=roles.get(m.role) or _unknown_role(m.role),
+                role=roles[m.role],
                 content=m.content,
-                tool_calls=[] if tc is None else tool_calls(tc),
-                tool_call_id=m.tool_call_id_snake if tid is None else tid,
-                usage=None if u is None else _usage(u),
-                created_at=t if t is None or t.tzinfo is not None else t.replace(tzinfo=utc_zone),
-                metadata={} if md is None else md,
+                tool_calls=(
+                    tool_calls(m.tool_calls)
+                    if m.tool_calls is not None
+                    else []
+                    if m.tool_calls_snake is None
+                    else tool_calls(m.tool_calls_snake)
+                ),
+                tool_call_id=m.tool_call_id_snake if m.tool_call_id is None else m.tool_call_id,
+                usage=(
+                    None
+                    if m.usage is None and m.token_usage is None
+                    else _usage(cast(SiteAssistUsage, m.usage or m.token_usage))  # a Struct is true
+                ),
+                created_at=(
+                    m.created_at
+                    if m.created_at is None or m.created_at.tzinfo is not None
+                    else m.created_at.replace(tzinfo=utc_zone)
+                ),
+                metadata={} if m.metadata is None else m.metadata,
             )
-        )
-    return messages
+            for m in wires
+        ]
+    except KeyError:
+        # roles[...] is the only lookup that can fail: report the first unknown role.
+        for m in wires:
+            role(m.role, roles)  # raises Malformed for a role that is not in roles
+        raise
 
 
 def _human_agent(value: str | SiteAssistHumanAgent | None) -> str | None:

@@ -271,10 +271,6 @@ def _other_id(value: int | str, conversation_id: str) -> str:
     return str(value) or conversation_id
 
 
-def _unknown_role(value: str) -> Role:
-    return role(value, _ROLES)  # raises Malformed: only called for a role not in _ROLES
-
-
 def _messages(
     wire: list[WemasyMessage] | str | None, wire_id: int, conversation_id: str
 ) -> list[Message]:
@@ -291,36 +287,39 @@ def _messages(
     )
     if not decoded:
         return []
-    # A plain loop over locals: the fastest form on CPython 3.10-3.11, where a comprehension
-    # is a nested function and each name it binds would be a cell.
     roles, utc_zone, neutral_usage = _ROLES, timezone.utc, TokenUsage
-    messages: list[Message] = []
-    append = messages.append
-    for m in decoded:
-        i, c, tc, u, t, md = (
-            m.id,
-            m.conversation_id,
-            m.tool_calls,
-            m.usage,
-            m.created_at,
-            m.metadata,
-        )
-        append(
+    try:
+        return [
             Message(
-                id=None if i is None else str(i),
+                id=None if m.id is None else str(m.id),
                 conversation_id=(
-                    conversation_id if c is None or c == wire_id else _other_id(c, conversation_id)
+                    conversation_id
+                    if m.conversation_id is None or m.conversation_id == wire_id
+                    else _other_id(m.conversation_id, conversation_id)
                 ),
-                role=roles.get(m.role) or _unknown_role(m.role),
+                role=roles[m.role],
                 content=m.content,
-                tool_calls=[] if tc is None else _tool_calls(tc),
+                tool_calls=[] if m.tool_calls is None else _tool_calls(m.tool_calls),
                 tool_call_id=m.tool_call_id,
-                usage=u if u is None or type(u) is neutral_usage else _usage(u),
-                created_at=t if t is None or t.tzinfo is not None else t.replace(tzinfo=utc_zone),
-                metadata=md if type(md) is dict else _metadata(md),
+                usage=(
+                    m.usage
+                    if m.usage is None or type(m.usage) is neutral_usage
+                    else _usage(m.usage)
+                ),
+                created_at=(
+                    m.created_at
+                    if m.created_at is None or m.created_at.tzinfo is not None
+                    else m.created_at.replace(tzinfo=utc_zone)
+                ),
+                metadata=m.metadata if type(m.metadata) is dict else _metadata(m.metadata),
             )
-        )
-    return messages
+            for m in decoded
+        ]
+    except KeyError:
+        # roles[...] is the only lookup that can fail: report the first unknown role.
+        for m in decoded:
+            role(m.role, roles)  # raises Malformed for a role that is not in roles
+        raise
 
 
 def _conversation(wire: WemasyConversation) -> Conversation:
