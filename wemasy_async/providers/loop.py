@@ -250,15 +250,17 @@ _TOTAL_TOKENS = attrgetter("total_tokens")
 
 def _conversation(history: LoopHistory, conversation_id: str) -> Conversation:
     messages = _messages(history, conversation_id)
-    # map/filter run in C; a datetime and a TokenUsage are always true.
+    # map/filter/count run in C; a datetime and a TokenUsage are always true, and
+    # filter(None, ...) dropping zero counts does not change their sum.
     times = list(filter(None, map(_CREATED_AT, messages)))
-    tokens = [n for n in map(_TOTAL_TOKENS, filter(None, map(_USAGE, messages))) if n is not None]
+    totals = list(map(_TOTAL_TOKENS, filter(None, map(_USAGE, messages))))
+    cost_tokens = None if totals.count(None) == len(totals) else sum(filter(None, totals))
     return Conversation(
         id=conversation_id,
         provider=NAME,
         started_at=min(times, default=None),
         last_activity_at=max(times, default=None),
-        cost_tokens=sum(tokens) if tokens else None,
+        cost_tokens=cost_tokens,
         messages=messages,
         raw=history,
     )
