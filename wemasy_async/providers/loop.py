@@ -49,6 +49,12 @@ What the decoder accepts where the docs are strict or vague:
   arguments}}`` or flat ``{id, name, arguments}``; ``arguments`` as JSON text or an object.
 - A message's undocumented ``tool_call_id`` (OpenAI's message shape) is kept when present.
 
+``raw`` is the decoded :class:`LoopHistory`, values as sent. The neutral messages are built
+from it in one pass that converts only what is not already neutral (usage, tool calls,
+integer ids, naive timestamps, absent metadata) and otherwise shares the wire's objects:
+ids, ``conversation_id`` and content strings, timestamps with an offset, and an object
+``metadata`` (the same ``dict`` in ``raw`` and in the neutral message).
+
 Refused (``ResponseDecodeError``): a missing ``total`` or ``messages`` (``total`` decides
 whether the list is complete), a negative ``total``, a role other than ``user``,
 ``assistant``, ``system`` or ``tool``, and a tool call without an id or a function name.

@@ -46,6 +46,14 @@ What the decoder accepts where the docs are silent or show only an example:
   ``user``; ``ai``, ``bot``, ``agent``, ``human_agent``, ``humanAgent`` and ``operator`` are
   ``assistant`` (a human agent speaks for the site, as the assistant does). Any other role
   is a :class:`~wemasy_async.errors.ResponseDecodeError`.
+
+``raw`` is the decoded :class:`SiteAssistConversation`, values as sent (the ``id`` a
+``uuid.UUID``). The neutral messages are built from it in one pass that converts only what
+is not already neutral (usage, tool calls, integer ids, a ``conversationId`` that is not the
+conversation's canonical id, naive timestamps, absent metadata) and otherwise shares the
+wire's objects: string ids, content, timestamps with an offset, and an object ``metadata``
+(the same ``dict`` in ``raw`` and in the neutral message). Messages that name the
+conversation share the conversation's ``id`` string.
 """
 
 from __future__ import annotations

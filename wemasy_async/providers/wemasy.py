@@ -31,6 +31,16 @@ What the decoder accepts where the docs are vague (they type most fields as ``st
   ``function`` (as ``tool``) and ``developer`` (as ``system``).
 - The list request's ``page`` is not in the documented body; Laravel's paginator reads it
   from the request input, so it is sent in the JSON body.
+
+``raw`` is the decoded :class:`WemasyConversation` (or :class:`WemasyChatData`), values as
+sent. The neutral models are built from it in one pass that converts only what is not
+already neutral (integer ids, synonym roles, tool calls, usage given as a number or text,
+naive timestamps, ``[]`` metadata) and otherwise shares the wire's objects: content and
+other strings, timestamps that have an offset, the usage object (:data:`WemasyUsage` *is*
+:class:`~wemasy_async.models.TokenUsage`, immutable) and an object ``metadata`` (the same
+``dict`` in ``raw`` and in the neutral message). Messages that name the conversation share
+one ``conversation_id`` string. So holding a ``Conversation`` costs little more than its
+wire object (``benchmarks/memory.py``).
 """
 
 from __future__ import annotations
