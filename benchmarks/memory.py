@@ -1,4 +1,5 @@
-"""Memory: peak RSS of a fresh process fetching 100k conversations vs 1k.
+"""Memory: peak RSS of a fresh process fetching 100k conversations vs 1k, and what one
+``Conversation`` holding 20 messages retains next to the bare wire Struct of the same body.
 
 Each measurement is a fresh ``python -m benchmarks.memory URL N`` process that fetches ``N``
 conversations through ``Client.fetch_conversations(ids, concurrency=64)`` from a fake Wemasy
@@ -13,17 +14,22 @@ request) is reported too, so the fetching's own share can be read off.
 
 from __future__ import annotations
 
+import gc
 import resource
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+import tracemalloc
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import anyio
 
 CONVERSATIONS = 2000
 CONCURRENCY = 64
+RETAINED_MESSAGES = 20
+RETAINED_COUNT = 500
+RETAINED_TARGET = 1.5
 
 
 def _ids(count: int) -> Iterator[int]:
@@ -85,11 +91,96 @@ def _measure(url: str, count: int) -> dict[str, Any]:
     return result
 
 
+def _retained_cases(
+    count: int,
+) -> list[tuple[str, list[bytes], Callable[[bytes], object], Callable[[bytes], object]]]:
+    """Per provider: ``count`` bodies, our parse, and the bare decode of what ``raw`` holds."""
+    import msgspec
+
+    from wemasy_async.providers.base import Response
+    from wemasy_async.providers.loop import LoopHistory, LoopProvider
+    from wemasy_async.providers.siteassist import SiteAssistConversation, SiteAssistProvider
+    from wemasy_async.providers.wemasy import WemasyConversation, WemasyProvider, _Envelope
+    from wemasy_async.testing.loop import FakeLoop
+    from wemasy_async.testing.siteassist import FakeSiteAssist
+    from wemasy_async.testing.wemasy import FakeWemasy
+
+    sizes = {"messages_per_conversation": (RETAINED_MESSAGES, RETAINED_MESSAGES)}
+    wemasy = FakeWemasy(conversations=count, record_requests=False, **sizes)
+    siteassist = FakeSiteAssist(conversations=count, record_requests=False, **sizes)
+    loop = FakeLoop(conversations=count, long_conversations=0, record_requests=False, **sizes)
+
+    def loop_body(conversation_id: str) -> bytes:
+        encoded = loop._encoded_messages(conversation_id) or []
+        return b'{"total":%d,"messages":[%s]}' % (len(encoded), b",".join(encoded))
+
+    def ours(call: Any) -> Callable[[bytes], object]:
+        parse = call.parse
+        return lambda body: parse(Response(200, {}, body))
+
+    wemasy_bare = msgspec.json.Decoder(_Envelope[WemasyConversation], strict=False).decode
+    return [
+        (
+            "wemasy",
+            [wemasy._encoded_conversation(i + 1) or b"" for i in range(count)],
+            ours(WemasyProvider().get_conversation(1)),
+            lambda body: wemasy_bare(body).data,  # the conversation, as raw holds it
+        ),
+        (
+            "siteassist",
+            [siteassist._encoded_conversation(c) or b"" for c in siteassist.conversation_ids],
+            ours(SiteAssistProvider().get_conversation(siteassist.conversation_ids[0])),
+            msgspec.json.Decoder(SiteAssistConversation).decode,
+        ),
+        (
+            "loop",
+            [loop_body(c) for c in loop.conversation_ids],
+            ours(LoopProvider().get_conversation(loop.conversation_ids[0])),
+            msgspec.json.Decoder(LoopHistory, strict=False).decode,
+        ),
+    ]
+
+
+def _traced_per_object(build: Callable[[bytes], object], bodies: list[bytes]) -> float:
+    build(bodies[0])  # warm any lazy state outside the measurement
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        kept = [build(body) for body in bodies]
+        gc.collect()
+        after = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    return (after - before - sys.getsizeof(kept)) / len(kept)
+
+
+def retained(count: int = RETAINED_COUNT) -> list[dict[str, Any]]:
+    """Bytes retained per object: our ``Conversation`` (with ``raw``) vs the bare wire Struct."""
+    rows = []
+    for provider, bodies, ours, bare in _retained_cases(count):
+        bare_bytes = _traced_per_object(bare, bodies)
+        ours_bytes = _traced_per_object(ours, bodies)
+        rows.append(
+            {
+                "provider": provider,
+                "messages": RETAINED_MESSAGES,
+                "count": count,
+                "body_bytes": sum(map(len, bodies)) / count,
+                "bare_bytes": bare_bytes,
+                "ours_bytes": ours_bytes,
+                "ratio": ours_bytes / bare_bytes,
+            }
+        )
+    return rows
+
+
 def run(url: str, small: int = 1_000, large: int = 100_000) -> dict[str, Any]:
     """Peak RSS of fresh processes fetching ``small`` and ``large`` conversations."""
     low = _measure(url, small)
     high = _measure(url, large)
     return {
+        "retained": retained(),
         "small": low,
         "large": high,
         "ratio": high["peak_kib"] / low["peak_kib"],
@@ -118,8 +209,33 @@ def format_table(result: dict[str, Any]) -> str:
         f"import: {result['growth_ratio']:.2f}x. `fetch_conversations(concurrency="
         f"{CONCURRENCY})`, ids from a generator, results dropped.",
     ]
+    if "retained" in result:
+        lines += ["", *format_retained(result["retained"])]
     return "\n".join(lines)
 
 
+def format_retained(rows: list[dict[str, Any]]) -> list[str]:
+    """The retained-size table (see the module docstring)."""
+    lines = [
+        f"Retained per object, {rows[0]['count']:,} kept, {rows[0]['messages']} messages each "
+        "(tracemalloc):",
+        "",
+        "| provider | body | bare wire Struct | Conversation (with raw) "
+        f"| ours / bare (target <= {RETAINED_TARGET}x) |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        mark = "(met)" if row["ratio"] <= RETAINED_TARGET else "(MISSED)"
+        lines.append(
+            f"| {row['provider']} | {row['body_bytes'] / 1024:.1f} KiB "
+            f"| {row['bare_bytes'] / 1024:.1f} KiB | {row['ours_bytes'] / 1024:.1f} KiB "
+            f"| {row['ratio']:.2f}x {mark} |"
+        )
+    return lines
+
+
 if __name__ == "__main__":
-    child(sys.argv[1], int(sys.argv[2]))
+    if sys.argv[1:] == ["retained"]:
+        print("\n".join(format_retained(retained())))
+    else:
+        child(sys.argv[1], int(sys.argv[2]))

@@ -5,6 +5,10 @@ their fields are, and safe to share between tasks. Ids are always ``str`` here, 
 provider uses on the wire (Wemasy's integers become ``"27"``). Timestamps are timezone-aware
 ``datetime`` objects in UTC when the provider sends a naive one. Fields a provider does not
 have are ``None``; the provider's own decoded wire object stays reachable as ``raw``.
+
+Neutral models share what is already neutral with ``raw`` rather than copy it: strings,
+aware timestamps, immutable usage objects, and ``metadata`` dicts (a message's ``metadata``
+may be the very ``dict`` its ``raw`` counterpart holds; copy it before changing it).
 """
 
 from __future__ import annotations

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import AsyncIterator, Mapping
+from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import unquote
 
@@ -643,3 +644,28 @@ def test_conversation_uses_earliest_and_latest_timestamps_in_any_order() -> None
     conversation = get_parse(response(200, body))
     assert conversation.started_at.isoformat() == "2024-03-05T09:00:00+00:00"
     assert conversation.last_activity_at.isoformat() == "2024-03-05T10:00:00+00:00"
+
+
+def test_neutral_messages_share_the_wire_strings_and_aggregate_out_of_order() -> None:
+    body = msgspec.json.encode(
+        {
+            "total": 3,
+            "messages": [
+                wire_message(2, token_usage={"total_tokens": 0}, metadata={"a": 1}),
+                wire_message(1, created_at=None),
+                wire_message(3, created_at="2024-03-05T08:00:00", token_usage={"total_tokens": 5}),
+            ],
+        }
+    )
+    conversation = get_parse(response(200, body))
+    first = conversation.messages[0]
+    wire = conversation.raw.messages[0]
+    assert first.id is wire.id
+    assert first.content is wire.content
+    assert first.metadata is wire.metadata
+    assert first.created_at is wire.created_at  # already aware
+    assert [m.metadata for m in conversation.messages] == [{"a": 1}, {}, {}]
+    # Out of order, one missing, one naive (UTC): the range is still the earliest and latest.
+    assert conversation.started_at == datetime(2024, 3, 5, 8, 0, tzinfo=timezone.utc)
+    assert conversation.last_activity_at == datetime(2024, 3, 5, 9, 0, 2, tzinfo=timezone.utc)
+    assert conversation.cost_tokens == 5  # a zero count counts as a count

@@ -777,3 +777,19 @@ def test_message_conversation_id_is_normalised_only_when_it_is_a_uuid() -> None:
     )
     messages = messages_parse(response(200, body))
     assert [m.conversation_id for m in messages] == [DOCS_ID, "Conv-1", DOCS_ID]
+
+
+def test_a_message_naming_its_conversation_canonically_shares_the_conversation_id() -> None:
+    other = "AAAAAAAA-e89b-12d3-a456-426614174000"
+    body = conversation_body(
+        messages=[
+            {"role": "user", "conversationId": DOCS_ID},
+            {"role": "user", "conversationId": other},
+            {"role": "user", "conversationId": ""},
+        ]
+    )
+    conversation = get_parse(response(200, body))
+    first, second, third = conversation.messages
+    assert first.conversation_id is conversation.id
+    assert second.conversation_id == other.lower()
+    assert third.conversation_id == ""

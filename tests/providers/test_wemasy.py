@@ -24,6 +24,7 @@ from wemasy_async import (
     RateLimitError,
     RateLimitInfo,
     ResponseDecodeError,
+    TokenUsage,
     UnprocessableEntityError,
 )
 from wemasy_async.providers import get_provider, provider_names
@@ -731,3 +732,47 @@ def test_non_empty_php_list_metadata_is_kept() -> None:
     body = b'{"success": true, "data": {"id": 1, "messages": [{"role": "user", "metadata": [1]}]}}'
     (message,) = get_parse(response(200, body)).messages
     assert message.metadata == {"items": [1]}
+
+
+@pytest.mark.parametrize(
+    ("wire", "expected"),
+    [
+        ('"conversation_id": 1', "1"),  # the conversation's own id: its text, shared
+        ('"conversation_id": "1"', "1"),
+        ('"conversation_id": 7', "7"),  # another conversation's: kept, as text
+        ('"conversation_id": "07"', "07"),
+        ('"conversation_id": ""', "1"),  # blank: the conversation it came in
+        ('"conversation_id": null', "1"),
+    ],
+)
+def test_a_message_conversation_id_in_every_form(wire: str, expected: str) -> None:
+    body = b'{"data": {"id": 1, "messages": [{"role": "user", %s}]}}' % wire.encode()
+    conversation = get_parse(response(200, body))
+    (message,) = conversation.messages
+    assert message.conversation_id == expected
+    if wire in ('"conversation_id": 1', '"conversation_id": null'):
+        assert message.conversation_id is conversation.id  # one string for all messages
+
+
+def test_neutral_messages_share_what_the_wire_already_has_in_neutral_form() -> None:
+    body = (
+        b'{"data": {"id": 1, "messages": [{"id": 5, "role": "assistant", "content": "hi",'
+        b' "usage": {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3},'
+        b' "created_at": "2024-01-15T10:30:00Z", "metadata": {}}]}}'
+    )
+    conversation = get_parse(response(200, body))
+    (message,) = conversation.messages
+    (wire,) = conversation.raw.messages
+    assert message.usage == TokenUsage(prompt_tokens=1, completion_tokens=2, total_tokens=3)
+    assert message.usage is wire.usage  # immutable, so one object serves both
+    assert message.created_at is wire.created_at  # already aware
+    assert message.metadata == {}
+    assert message.id == "5"
+    assert wire.id == 5
+
+
+@pytest.mark.parametrize("usage", ['"7"', "7", '" 7 "', '"{\\"total_tokens\\": 7}"'])
+def test_usage_other_than_an_object_is_converted(usage: str) -> None:
+    body = b'{"data": {"id": 1, "messages": [{"role": "user", "usage": %s}]}}' % usage.encode()
+    (message,) = get_parse(response(200, body)).messages
+    assert message.usage == TokenUsage(total_tokens=7)

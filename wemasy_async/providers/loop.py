@@ -49,6 +49,12 @@ What the decoder accepts where the docs are strict or vague:
   arguments}}`` or flat ``{id, name, arguments}``; ``arguments`` as JSON text or an object.
 - A message's undocumented ``tool_call_id`` (OpenAI's message shape) is kept when present.
 
+``raw`` is the decoded :class:`LoopHistory`, values as sent. The neutral messages are built
+from it in one pass that converts only what is not already neutral (usage, tool calls,
+integer ids, naive timestamps, absent metadata) and otherwise shares the wire's objects:
+ids, ``conversation_id`` and content strings, timestamps with an offset, and an object
+``metadata`` (the same ``dict`` in ``raw`` and in the neutral message).
+
 Refused (``ResponseDecodeError``): a missing ``total`` or ``messages`` (``total`` decides
 whether the list is complete), a negative ``total``, a role other than ``user``,
 ``assistant``, ``system`` or ``tool``, and a tool call without an id or a function name.
@@ -58,7 +64,8 @@ from __future__ import annotations
 
 import unicodedata
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timezone
+from operator import attrgetter
 from typing import Annotated, Any, ClassVar, Final, TypeVar
 from urllib.parse import quote
 from uuid import UUID
@@ -81,7 +88,6 @@ from wemasy_async.providers.wire import (
     reader,
     role,
     tool_calls,
-    utc,
 )
 from wemasy_async.validation import check_int, short_repr
 
@@ -201,48 +207,66 @@ _ROLES: dict[str, Role] = {
 }
 
 
-def _usage(wire: LoopTokenUsage | None) -> TokenUsage | None:
-    if wire is None:
-        return None
-    return TokenUsage(
-        prompt_tokens=wire.prompt_tokens,
-        completion_tokens=wire.completion_tokens,
-        total_tokens=wire.total_tokens,
-    )
-
-
-def _message(wire: LoopMessage, conversation_id: str) -> Message:
-    return Message(
-        id=None if wire.id is None else str(wire.id),
-        conversation_id=wire.conversation_id or conversation_id,
-        role=role(wire.role, _ROLES),
-        content=wire.content,
-        tool_calls=tool_calls(wire.tool_calls),
-        tool_call_id=wire.tool_call_id,
-        usage=_usage(wire.token_usage),
-        created_at=utc(wire.created_at),
-        metadata=wire.metadata or {},
-    )
-
-
 def _messages(history: LoopHistory, conversation_id: str) -> list[Message]:
-    return [_message(m, conversation_id) for m in history.messages]
+    """The neutral messages; one pass, converting only the fields that are not canonical.
+
+    ``id``, ``conversation_id``, ``content``, ``created_at`` with an offset and an object
+    ``metadata`` are the wire's own objects (shared with ``raw``); only usage, tool calls,
+    naive timestamps and absent metadata make new ones.
+    """
+    roles, utc_zone, neutral_usage = _ROLES, timezone.utc, TokenUsage
+    try:
+        return [
+            Message(
+                id=m.id if m.id is None or type(m.id) is str else str(m.id),
+                conversation_id=m.conversation_id or conversation_id,
+                role=roles[m.role],
+                content=m.content,
+                tool_calls=[] if m.tool_calls is None else tool_calls(m.tool_calls),
+                tool_call_id=m.tool_call_id,
+                usage=(
+                    None
+                    if m.token_usage is None
+                    else neutral_usage(
+                        prompt_tokens=m.token_usage.prompt_tokens,
+                        completion_tokens=m.token_usage.completion_tokens,
+                        total_tokens=m.token_usage.total_tokens,
+                    )
+                ),
+                created_at=(
+                    m.created_at
+                    if m.created_at is None or m.created_at.tzinfo is not None
+                    else m.created_at.replace(tzinfo=utc_zone)
+                ),
+                metadata={} if m.metadata is None else m.metadata,
+            )
+            for m in history.messages
+        ]
+    except KeyError:
+        # roles[...] is the only lookup that can fail: report the first unknown role.
+        for m in history.messages:
+            role(m.role, roles)  # raises Malformed for a role that is not in roles
+        raise
+
+
+_CREATED_AT = attrgetter("created_at")
+_USAGE = attrgetter("usage")
+_TOTAL_TOKENS = attrgetter("total_tokens")
 
 
 def _conversation(history: LoopHistory, conversation_id: str) -> Conversation:
     messages = _messages(history, conversation_id)
-    times = [m.created_at for m in messages if m.created_at is not None]
-    tokens = [
-        m.usage.total_tokens
-        for m in messages
-        if m.usage is not None and m.usage.total_tokens is not None
-    ]
+    # map/filter/count run in C; a datetime and a TokenUsage are always true, and
+    # filter(None, ...) dropping zero counts does not change their sum.
+    times = list(filter(None, map(_CREATED_AT, messages)))
+    totals = list(map(_TOTAL_TOKENS, filter(None, map(_USAGE, messages))))
+    cost_tokens = None if totals.count(None) == len(totals) else sum(filter(None, totals))
     return Conversation(
         id=conversation_id,
         provider=NAME,
         started_at=min(times, default=None),
         last_activity_at=max(times, default=None),
-        cost_tokens=sum(tokens) if tokens else None,
+        cost_tokens=cost_tokens,
         messages=messages,
         raw=history,
     )

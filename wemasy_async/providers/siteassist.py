@@ -46,6 +46,14 @@ What the decoder accepts where the docs are silent or show only an example:
   ``user``; ``ai``, ``bot``, ``agent``, ``human_agent``, ``humanAgent`` and ``operator`` are
   ``assistant`` (a human agent speaks for the site, as the assistant does). Any other role
   is a :class:`~wemasy_async.errors.ResponseDecodeError`.
+
+``raw`` is the decoded :class:`SiteAssistConversation`, values as sent (the ``id`` a
+``uuid.UUID``). The neutral messages are built from it in one pass that converts only what
+is not already neutral (usage, tool calls, integer ids, a ``conversationId`` that is not the
+conversation's canonical id, naive timestamps, absent metadata) and otherwise shares the
+wire's objects: string ids, content, timestamps with an offset, and an object ``metadata``
+(the same ``dict`` in ``raw`` and in the neutral message). Messages that name the
+conversation share the conversation's ``id`` string.
 """
 
 from __future__ import annotations
@@ -54,8 +62,8 @@ import math
 import re
 import uuid
 from collections.abc import Callable, Mapping
-from datetime import datetime
-from typing import Any, ClassVar, TypeVar
+from datetime import datetime, timezone
+from typing import Any, ClassVar, TypeVar, cast
 
 import msgspec
 
@@ -184,9 +192,7 @@ _ROLES: dict[str, Role] = {
 }
 
 
-def _usage(wire: SiteAssistUsage | None) -> TokenUsage | None:
-    if wire is None:
-        return None
+def _usage(wire: SiteAssistUsage) -> TokenUsage:
     return TokenUsage(
         prompt_tokens=_first(wire.prompt_tokens, wire.prompt_tokens_snake),
         completion_tokens=_first(wire.completion_tokens, wire.completion_tokens_snake),
@@ -198,27 +204,56 @@ def _first(value: T | None, fallback: T | None) -> T | None:
     return fallback if value is None else value
 
 
-def _message(wire: SiteAssistMessage, conversation_id: str) -> Message:
-    return Message(
-        id=None if wire.id is None else str(wire.id),
-        conversation_id=(
-            conversation_id if wire.conversation_id is None else _canonical(wire.conversation_id)
-        ),
-        role=role(wire.role, _ROLES),
-        content=wire.content,
-        tool_calls=tool_calls(_first(wire.tool_calls, wire.tool_calls_snake)),
-        tool_call_id=_first(wire.tool_call_id, wire.tool_call_id_snake),
-        usage=_usage(_first(wire.usage, wire.token_usage)),
-        created_at=utc(wire.created_at),
-        metadata=wire.metadata or {},
-    )
+def _messages(wire: SiteAssistConversation, conversation_id: str) -> list[Message] | None:
+    """The neutral messages; one pass, converting only the fields that are not canonical.
 
-
-def _messages(wire: SiteAssistConversation) -> list[Message] | None:
+    A ``conversationId`` that is the conversation's own id in canonical form is replaced by
+    the conversation's id text (one string for all messages); any other goes through the
+    UUID check. String ids, ``content``, ``created_at`` with an offset and an object
+    ``metadata`` are the wire's own objects (shared with ``raw``).
+    """
     if wire.messages is msgspec.UNSET:
         return None
-    conversation_id = str(wire.id)
-    return [_message(m, conversation_id) for m in wire.messages or ()]
+    roles, utc_zone = _ROLES, timezone.utc
+    wires = wire.messages or ()
+    try:
+        return [
+            Message(
+                id=m.id if m.id is None or type(m.id) is str else str(m.id),
+                conversation_id=(
+                    conversation_id
+                    if m.conversation_id is None or m.conversation_id == conversation_id
+                    else _canonical(m.conversation_id)
+                ),
+                role=roles[m.role],
+                content=m.content,
+                tool_calls=(
+                    tool_calls(m.tool_calls)
+                    if m.tool_calls is not None
+                    else []
+                    if m.tool_calls_snake is None
+                    else tool_calls(m.tool_calls_snake)
+                ),
+                tool_call_id=m.tool_call_id_snake if m.tool_call_id is None else m.tool_call_id,
+                usage=(
+                    None
+                    if m.usage is None and m.token_usage is None
+                    else _usage(cast(SiteAssistUsage, m.usage or m.token_usage))  # a Struct is true
+                ),
+                created_at=(
+                    m.created_at
+                    if m.created_at is None or m.created_at.tzinfo is not None
+                    else m.created_at.replace(tzinfo=utc_zone)
+                ),
+                metadata={} if m.metadata is None else m.metadata,
+            )
+            for m in wires
+        ]
+    except KeyError:
+        # roles[...] is the only lookup that can fail: report the first unknown role.
+        for m in wires:
+            role(m.role, roles)  # raises Malformed for a role that is not in roles
+        raise
 
 
 def _human_agent(value: str | SiteAssistHumanAgent | None) -> str | None:
@@ -232,8 +267,9 @@ def _human_agent(value: str | SiteAssistHumanAgent | None) -> str | None:
 def _conversation(wire: SiteAssistConversation) -> Conversation:
     if wire.object is not None and wire.object != "conversation":
         raise Malformed(f"object is {short_repr(wire.object)}, not 'conversation'")
+    conversation_id = str(wire.id)
     return Conversation(
-        id=str(wire.id),
+        id=conversation_id,
         provider=NAME,
         status=wire.status,
         started_at=utc(wire.created_at),
@@ -243,7 +279,7 @@ def _conversation(wire: SiteAssistConversation) -> Conversation:
         close_reason=wire.close_reason,
         human_handled=wire.is_human_handled,
         human_agent=_human_agent(wire.human_agent),
-        messages=_messages(wire),
+        messages=_messages(wire, conversation_id),
         raw=wire,
     )
 

@@ -31,12 +31,22 @@ What the decoder accepts where the docs are vague (they type most fields as ``st
   ``function`` (as ``tool``) and ``developer`` (as ``system``).
 - The list request's ``page`` is not in the documented body; Laravel's paginator reads it
   from the request input, so it is sent in the JSON body.
+
+``raw`` is the decoded :class:`WemasyConversation` (or :class:`WemasyChatData`), values as
+sent. The neutral models are built from it in one pass that converts only what is not
+already neutral (integer ids, synonym roles, tool calls, usage given as a number or text,
+naive timestamps, ``[]`` metadata) and otherwise shares the wire's objects: content and
+other strings, timestamps that have an offset, the usage object (:data:`WemasyUsage` *is*
+:class:`~wemasy_async.models.TokenUsage`, immutable) and an object ``metadata`` (the same
+``dict`` in ``raw`` and in the neutral message). Messages that name the conversation share
+one ``conversation_id`` string. So holding a ``Conversation`` costs little more than its
+wire object (``benchmarks/memory.py``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any, ClassVar, Generic, TypeVar
 
@@ -98,12 +108,12 @@ T = TypeVar("T")
 # --- Wire format -----------------------------------------------------------------------------
 
 
-class WemasyUsage(msgspec.Struct, frozen=True, kw_only=True):
-    """Token usage as Wemasy sends it."""
+WemasyUsage = TokenUsage
+"""Token usage as Wemasy sends it: ``{prompt_tokens, completion_tokens, total_tokens}``.
 
-    prompt_tokens: int | None = None
-    completion_tokens: int | None = None
-    total_tokens: int | None = None
+The wire object already has the neutral shape, so it is the neutral :class:`TokenUsage`
+itself, and ``raw`` and the neutral message share one (immutable) object.
+"""
 
 
 ToolCallsWire = list[OpenAIToolCall] | OpenAIToolCall | str | None
@@ -249,44 +259,77 @@ def _tool_calls(value: ToolCallsWire) -> list[ToolCall]:
 
 
 def _usage(value: UsageWire) -> TokenUsage | None:
-    if value is None:
-        return None
+    if value is None or isinstance(value, TokenUsage):
+        # The wire object already is the neutral one (WemasyUsage is TokenUsage): shared.
+        return value
     if isinstance(value, str):
         text = value.strip()
         if text.isascii() and text.isdigit():
             return TokenUsage(total_tokens=int(text))
         return _usage(_decode_embedded(_USAGE, text, "usage"))
-    if isinstance(value, int):
-        return TokenUsage(total_tokens=value)
-    return TokenUsage(
-        prompt_tokens=value.prompt_tokens,
-        completion_tokens=value.completion_tokens,
-        total_tokens=value.total_tokens,
-    )
+    return TokenUsage(total_tokens=value)
 
 
-def _message(wire: WemasyMessage, conversation_id: str) -> Message:
-    metadata = wire.metadata
-    if isinstance(metadata, list):  # PHP encodes an empty associative array as []
-        metadata = {"items": metadata} if metadata else {}
-    return Message(
-        id=_text_id(wire.id),
-        conversation_id=_text_id(wire.conversation_id) or conversation_id,
-        role=role(wire.role, _ROLES),
-        content=wire.content,
-        tool_calls=_tool_calls(wire.tool_calls),
-        tool_call_id=wire.tool_call_id,
-        usage=_usage(wire.usage),
-        created_at=utc(wire.created_at),
-        metadata=metadata or {},
-    )
+def _metadata(value: dict[str, Any] | list[Any] | None) -> dict[str, Any]:
+    if isinstance(value, list):  # PHP encodes an empty associative array as []
+        return {"items": value} if value else {}
+    return value or {}
 
 
-def _messages(wire: list[WemasyMessage] | str | None, conversation_id: str) -> list[Message]:
+def _other_id(value: int | str, conversation_id: str) -> str:
+    # The rare message whose conversation_id is not the conversation's integer id.
+    return str(value) or conversation_id
+
+
+def _messages(
+    wire: list[WemasyMessage] | str | None, wire_id: int, conversation_id: str
+) -> list[Message]:
+    """The neutral messages; one pass, converting only the fields that are not canonical.
+
+    ``conversation_id`` (the conversation's id as text) is shared by every message that
+    names that conversation, or none; ``created_at`` is shared when it has an offset,
+    ``usage`` always (see ``_usage``), ``content`` and an object ``metadata`` are the wire's
+    own objects. Only ids, roles that are synonyms, tool calls, naive timestamps and
+    ``[]`` metadata are converted.
+    """
     decoded: list[WemasyMessage] | None = (
         _decode_embedded(_MESSAGES, wire, "messages") if isinstance(wire, str) else wire
     )
-    return [_message(m, conversation_id) for m in decoded or ()]
+    if not decoded:
+        return []
+    roles, utc_zone, neutral_usage = _ROLES, timezone.utc, TokenUsage
+    try:
+        return [
+            Message(
+                id=None if m.id is None else str(m.id),
+                conversation_id=(
+                    conversation_id
+                    if m.conversation_id is None or m.conversation_id == wire_id
+                    else _other_id(m.conversation_id, conversation_id)
+                ),
+                role=roles[m.role],
+                content=m.content,
+                tool_calls=[] if m.tool_calls is None else _tool_calls(m.tool_calls),
+                tool_call_id=m.tool_call_id,
+                usage=(
+                    m.usage
+                    if m.usage is None or type(m.usage) is neutral_usage
+                    else _usage(m.usage)
+                ),
+                created_at=(
+                    m.created_at
+                    if m.created_at is None or m.created_at.tzinfo is not None
+                    else m.created_at.replace(tzinfo=utc_zone)
+                ),
+                metadata=m.metadata if type(m.metadata) is dict else _metadata(m.metadata),
+            )
+            for m in decoded
+        ]
+    except KeyError:
+        # roles[...] is the only lookup that can fail: report the first unknown role.
+        for m in decoded:
+            role(m.role, roles)  # raises Malformed for a role that is not in roles
+        raise
 
 
 def _conversation(wire: WemasyConversation) -> Conversation:
@@ -305,7 +348,9 @@ def _conversation(wire: WemasyConversation) -> Conversation:
         cost_tokens=wire.cost_tokens,
         cost_amount=wire.cost_amount,
         messages=(
-            None if wire.messages is msgspec.UNSET else _messages(wire.messages, conversation_id)
+            None
+            if wire.messages is msgspec.UNSET
+            else _messages(wire.messages, wire.id, conversation_id)
         ),
         raw=wire,
     )
@@ -405,7 +450,8 @@ _read_conversation = _reader(
 _read_messages = _reader(
     _CONVERSATION,
     "a Wemasy conversation envelope",
-    lambda e: _messages(_ok(e).messages or None, str(e.data.id)),  # absent or null: none
+    # absent or null: none
+    lambda e: _messages(_ok(e).messages or None, e.data.id, str(e.data.id)),
 )
 _read_chat = _reader(_CHAT, "a Wemasy chat reply envelope", lambda e: _chat_reply(_ok(e)))
 
