@@ -143,13 +143,29 @@ class Provider:
         name: The registry name, e.g. ``"wemasy"``.
         default_base_url: The documented base URL.
         token_env: The environment variable the token falls back to.
-        capabilities: The operations this provider supports.
+        capabilities: The operations this provider supports: derived from the operations a
+            subclass overrides (``iter_conversations`` comes with ``list_conversations``),
+            unless the subclass sets it.
     """
 
     name: ClassVar[str]
     default_base_url: ClassVar[str]
     token_env: ClassVar[str]
     capabilities: ClassVar[frozenset[Operation]] = frozenset()
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        if "capabilities" in cls.__dict__:
+            return  # set by hand (a provider that overrides more than it offers)
+        # Derived, so that a hand-kept set cannot drift from the methods it describes.
+        offered = {
+            operation
+            for operation in _OVERRIDABLE
+            if getattr(cls, operation) is not getattr(Provider, operation)
+        }
+        if "list_conversations" in offered:
+            offered.add("iter_conversations")  # the client pages through list_conversations
+        cls.capabilities = frozenset(offered)
 
     def get_conversation(self, conversation_id: ConversationId) -> Call[Conversation]:
         """Describe fetching one conversation with its messages."""
@@ -171,3 +187,12 @@ class Provider:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"
+
+
+# The operations a Provider subclass may override (iter_conversations is the client's own).
+_OVERRIDABLE: tuple[Operation, ...] = (
+    "get_conversation",
+    "list_messages",
+    "list_conversations",
+    "chat",
+)

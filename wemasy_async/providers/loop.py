@@ -80,7 +80,7 @@ from wemasy_async.errors import (
 from wemasy_async.headers import parse_retry_after
 from wemasy_async.models import Conversation, Message, Role, TokenUsage
 from wemasy_async.protocols import ConversationId
-from wemasy_async.providers.base import Call, Operation, Provider, Request, Response
+from wemasy_async.providers.base import Call, Provider, Request, Response
 from wemasy_async.providers.wire import (
     OpenAIToolCall,
     body_of,
@@ -360,7 +360,6 @@ class LoopProvider(Provider):
     name: ClassVar[str] = NAME
     default_base_url: ClassVar[str] = "https://ai.platform.loop.health"
     token_env: ClassVar[str] = "LOOP_API_TOKEN"
-    capabilities: ClassVar[frozenset[Operation]] = frozenset({"get_conversation", "list_messages"})
 
     def get_conversation(self, conversation_id: ConversationId) -> Call[Conversation]:
         """Describe reading every message of a conversation, as a derived ``Conversation``.

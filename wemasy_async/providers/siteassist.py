@@ -74,7 +74,7 @@ from wemasy_async.errors import (
 from wemasy_async.headers import parse_retry_after
 from wemasy_async.models import Conversation, Message, Role, TokenUsage
 from wemasy_async.protocols import ConversationId
-from wemasy_async.providers.base import Call, Operation, Provider, Request, Response
+from wemasy_async.providers.base import Call, Provider, Request, Response
 from wemasy_async.providers.wire import (
     Malformed,
     OpenAIToolCall,
@@ -385,7 +385,6 @@ class SiteAssistProvider(Provider):
     name: ClassVar[str] = NAME
     default_base_url: ClassVar[str] = "https://api.siteassist.io/v2"
     token_env: ClassVar[str] = "SITEASSIST_API_TOKEN"
-    capabilities: ClassVar[frozenset[Operation]] = frozenset({"get_conversation", "list_messages"})
 
     def get_conversation(self, conversation_id: ConversationId) -> Call[Conversation]:
         """Describe ``GET /conversations/{id}``; the id must be a UUID (see `check_uuid`)."""

@@ -64,7 +64,6 @@ from wemasy_async.providers.base import (
     Call,
     ChatParams,
     ListConversationsParams,
-    Operation,
     Provider,
     Request,
     Response,
@@ -482,9 +481,6 @@ class WemasyProvider(Provider):
     name: ClassVar[str] = NAME
     default_base_url: ClassVar[str] = "https://api.wemasy.nl/api"
     token_env: ClassVar[str] = "WEMASY_API_TOKEN"
-    capabilities: ClassVar[frozenset[Operation]] = frozenset(
-        {"get_conversation", "list_messages", "list_conversations", "iter_conversations", "chat"}
-    )
 
     def get_conversation(self, conversation_id: ConversationId) -> Call[Conversation]:
         """Describe ``conversations/get``; the id must be a positive integer."""
