@@ -1,0 +1,224 @@
+"""Client CPU per request, and a profile of the request path.
+
+A fast client behind a slow server shows 1.0x on wall-clock alone, so this measures what
+the client process itself spends: ``time.process_time()`` (user + system CPU of this
+process) around ``requests`` ``get_conversation`` calls by ``concurrency`` workers, divided
+by the number of requests. The fake Wemasy server runs in another process (started by
+``python -m benchmarks.cpu serve``, here so that every conversation has exactly
+``messages`` messages), so none of its CPU is counted. Contenders, as in
+:mod:`benchmarks.e2e`:
+
+- ``bare``: aiohttp + ``msgspec.json.Decoder`` into minimal Structs; the floor.
+- ``sdk_nolimit``: ``Client("wemasy", rate_limit=False)``: the request path and decoding.
+- ``sdk``: ``Client("wemasy")`` with its defaults (the limiter on, never waiting).
+
+Rounds alternate between the contenders so drift affects all alike; the least CPU per
+request of all rounds counts (the machine may be shared: other processes slow a round down,
+never speed it up).
+
+:func:`profile` runs ``cProfile`` over the client (limiter off) doing the same calls and
+returns the top of the profile, by cumulative and by own time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import io
+import pstats
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import anyio
+
+from benchmarks.e2e import _pool, bare_loop
+from wemasy_async import Client
+
+MESSAGES = (20, 100)
+CONCURRENCY = 16
+
+
+@contextmanager
+def fake_server(messages: int, conversations: int) -> Iterator[str]:
+    """A fake Wemasy server in another process whose conversations have ``messages`` each."""
+    command = [sys.executable, "-m", "benchmarks.cpu", "serve", str(messages), str(conversations)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline().strip()
+        if not line.startswith("URL "):
+            raise RuntimeError(f"fake server did not start: {line!r}")
+        yield line.removeprefix("URL ")
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+async def _serve(messages: int, conversations: int) -> None:
+    from wemasy_async.testing.wemasy import FakeWemasy
+
+    server = FakeWemasy(
+        conversations=conversations,
+        messages_per_conversation=(messages, messages),
+        # The limiter learns this limit from the first response and never waits.
+        rate_limit=10_000_000,
+        record_requests=False,
+    )
+    await server.start()
+    try:
+        sys.stdout.write(f"URL {server.url}\n")
+        sys.stdout.flush()
+        await asyncio.Event().wait()  # until terminated
+    finally:
+        await server.close()
+
+
+async def _sdk(url: str, ids: range, concurrency: int, rate_limit: bool) -> float:
+    async with Client("wemasy", base_url=url, token="bench", rate_limit=rate_limit) as client:
+        return await _pool(client.get_conversation, ids, concurrency)
+
+
+async def sdk(url: str, ids: range, concurrency: int) -> float:
+    return await _sdk(url, ids, concurrency, True)
+
+
+async def sdk_nolimit(url: str, ids: range, concurrency: int) -> float:
+    return await _sdk(url, ids, concurrency, False)
+
+
+CONTENDERS: dict[str, Callable[[str, range, int], Awaitable[float]]] = {
+    "bare": bare_loop,
+    "sdk_nolimit": sdk_nolimit,
+    "sdk": sdk,
+}
+
+
+def measure(
+    contender: Callable[[str, range, int], Awaitable[float]],
+    url: str,
+    ids: range,
+    concurrency: int,
+) -> tuple[float, float]:
+    """One round: (CPU seconds of this process per request, requests per second)."""
+    started = time.process_time()
+    rps = anyio.run(contender, url, ids, concurrency)
+    return (time.process_time() - started) / len(ids), rps
+
+
+def run(
+    *,
+    requests: int = 3000,
+    rounds: int = 5,
+    messages: tuple[int, ...] = MESSAGES,
+    concurrency: int = CONCURRENCY,
+) -> list[dict[str, Any]]:
+    """The least CPU per request (and the best req/s) of each contender, per message count."""
+    rows = []
+    ids = range(1, requests + 1)
+    for count in messages:
+        cpu = dict.fromkeys(CONTENDERS, float("inf"))
+        rps = dict.fromkeys(CONTENDERS, 0.0)
+        with fake_server(count, requests) as url:
+            anyio.run(bare_loop, url, range(1, 201), concurrency)  # warm the server up
+            for _ in range(rounds):
+                for name, contender in CONTENDERS.items():
+                    seconds, rate = measure(contender, url, ids, concurrency)
+                    cpu[name] = min(cpu[name], seconds)
+                    rps[name] = max(rps[name], rate)
+        rows.append(
+            {
+                "messages": count,
+                "requests": requests,
+                "concurrency": concurrency,
+                "rounds": rounds,
+                **{f"{name}_cpu_us": cpu[name] * 1e6 for name in CONTENDERS},
+                **{f"{name}_rps": rps[name] for name in CONTENDERS},
+                "ratio_nolimit": cpu["sdk_nolimit"] / cpu["bare"],
+                "ratio": cpu["sdk"] / cpu["bare"],
+            }
+        )
+    return rows
+
+
+def profile(*, requests: int = 3000, messages: int = 20, concurrency: int = CONCURRENCY) -> str:
+    """The top of a cProfile of the client (limiter off) doing ``requests`` calls."""
+    with fake_server(messages, requests) as url:
+        ids = range(1, requests + 1)
+        anyio.run(sdk_nolimit, url, range(1, 201), concurrency)  # warm up both sides
+        profiler = cProfile.Profile()
+        profiler.enable()
+        anyio.run(sdk_nolimit, url, ids, concurrency)
+        profiler.disable()
+    out = io.StringIO()
+    stats = pstats.Stats(profiler, stream=out)
+    stats.strip_dirs()
+    for order in ("cumulative", "tottime"):
+        out.write(f"\nTop by {order} time:\n")
+        stats.sort_stats(order).print_stats(15)
+    # pstats pads with blank lines and repeats its header: keep the table lines.
+    lines = [line.rstrip() for line in out.getvalue().splitlines()]
+    kept = [
+        line
+        for line in lines
+        if line and not line.startswith(("   Ordered by", "   List reduced", "         "))
+    ]
+    header = (
+        f"cProfile of Client.get_conversation (limiter off), {requests:,} calls,"
+        f" {messages} messages each, {concurrency} workers, fake server in another process"
+    )
+    return header + "\n" + "\n".join(kept)
+
+
+def format_table(rows: list[dict[str, Any]], profile_text: str | None = None) -> str:
+    lines = [
+        "| messages | bare aiohttp+msgspec | wemasy-async (limiter off) "
+        "| wemasy-async (limiter on) | limiter off / bare | limiter on / bare |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
+    targets = {20: 1.05, 100: 1.1}
+    for row in rows:
+        target = targets.get(row["messages"])
+        mark = ""
+        if target is not None:
+            met = row["ratio_nolimit"] <= target
+            mark = f" (target <= {target}x: {'met' if met else 'MISSED'})"
+        lines.append(
+            f"| {row['messages']} | {row['bare_cpu_us']:.1f} µs ({row['bare_rps']:,.0f} req/s) "
+            f"| {row['sdk_nolimit_cpu_us']:.1f} µs ({row['sdk_nolimit_rps']:,.0f} req/s) "
+            f"| {row['sdk_cpu_us']:.1f} µs ({row['sdk_rps']:,.0f} req/s) "
+            f"| {row['ratio_nolimit']:.2f}x{mark} | {row['ratio']:.2f}x |"
+        )
+    first = rows[0] if rows else {"requests": 0, "concurrency": 0, "rounds": 0}
+    lines += [
+        "",
+        f"Client process CPU time (user + system) per request, least of {first['rounds']}"
+        f" alternating rounds of {first['requests']:,} `get_conversation` calls by"
+        f" {first['concurrency']} workers (best req/s in brackets); the fake server runs in"
+        " another process. Decoding is part of it.",
+    ]
+    if profile_text is not None:
+        lines += ["", "```", profile_text, "```"]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.cpu")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the fake server (prints 'URL <url>')")
+    serve.add_argument("messages", type=int)
+    serve.add_argument("conversations", type=int)
+    args = parser.parse_args()
+    asyncio.run(_serve(args.messages, args.conversations))
+
+
+if __name__ == "__main__":
+    main()
