@@ -11,6 +11,10 @@ by the number of requests. The fake Wemasy server runs in another process (start
 - ``bare``: aiohttp + ``msgspec.json.Decoder`` into minimal Structs; the floor.
 - ``sdk_nolimit``: ``Client("wemasy", rate_limit=False)``: the request path and decoding.
 - ``sdk``: ``Client("wemasy")`` with its defaults (the limiter on, never waiting).
+- ``sdk_path``: the request path alone: ``Client(rate_limit=False)`` with an adapter whose
+  ``get_conversation`` parses the body with the bare loop's decoder (no neutral models), so
+  that ``sdk_path / bare`` is what the client, engine and transport add to aiohttp, and
+  ``sdk_nolimit - sdk_path`` is what decoding into neutral models adds.
 
 Rounds alternate between the contenders so drift affects all alike; the least CPU per
 request of all rounds counts (the machine may be shared: other processes slow a round down,
@@ -27,6 +31,7 @@ import asyncio
 import cProfile
 import io
 import pstats
+import re
 import subprocess
 import sys
 import time
@@ -35,9 +40,13 @@ from contextlib import contextmanager
 from typing import Any
 
 import anyio
+import msgspec
 
-from benchmarks.e2e import _pool, bare_loop
+from benchmarks.e2e import BareEnvelope, _pool, bare_loop
 from wemasy_async import Client
+from wemasy_async.protocols import ConversationId
+from wemasy_async.providers.base import Call
+from wemasy_async.providers.wemasy import WemasyProvider
 
 MESSAGES = (20, 100)
 CONCURRENCY = 16
@@ -95,10 +104,27 @@ async def sdk_nolimit(url: str, ids: range, concurrency: int) -> float:
     return await _sdk(url, ids, concurrency, False)
 
 
+_BARE = msgspec.json.Decoder(BareEnvelope)
+
+
+class _BareDecoding(WemasyProvider):
+    """The Wemasy adapter with the bare loop's decoding: the request path without models."""
+
+    def get_conversation(self, conversation_id: ConversationId) -> Call[Any]:
+        call = super().get_conversation(conversation_id)
+        return Call(call.request, lambda response: _BARE.decode(response.body).data)
+
+
+async def sdk_path(url: str, ids: range, concurrency: int) -> float:
+    async with Client(_BareDecoding(), base_url=url, token="bench", rate_limit=False) as client:
+        return await _pool(client.get_conversation, ids, concurrency)
+
+
 CONTENDERS: dict[str, Callable[[str, range, int], Awaitable[float]]] = {
     "bare": bare_loop,
     "sdk_nolimit": sdk_nolimit,
     "sdk": sdk,
+    "sdk_path": sdk_path,
 }
 
 
@@ -144,6 +170,7 @@ def run(
                 **{f"{name}_rps": rps[name] for name in CONTENDERS},
                 "ratio_nolimit": cpu["sdk_nolimit"] / cpu["bare"],
                 "ratio": cpu["sdk"] / cpu["bare"],
+                "ratio_path": cpu["sdk_path"] / cpu["bare"],
             }
         )
     return rows
@@ -160,29 +187,56 @@ def profile(*, requests: int = 3000, messages: int = 20, concurrency: int = CONC
         profiler.disable()
     out = io.StringIO()
     stats = pstats.Stats(profiler, stream=out)
-    stats.strip_dirs()
-    for order in ("cumulative", "tottime"):
-        out.write(f"\nTop by {order} time:\n")
-        stats.sort_stats(order).print_stats(15)
-    # pstats pads with blank lines and repeats its header: keep the table lines.
-    lines = [line.rstrip() for line in out.getvalue().splitlines()]
-    kept = [
-        line
-        for line in lines
-        if line and not line.startswith(("   Ordered by", "   List reduced", "         "))
-    ]
+    _shorten_paths(stats)
+    sections = []
+    for order, title in (("cumulative", "cumulative time"), ("tottime", "own time")):
+        out.seek(0)
+        out.truncate()
+        stats.sort_stats(order).print_stats(40)
+        lines = [line.rstrip() for line in out.getvalue().splitlines()]
+        start = next(i for i, line in enumerate(lines) if line.lstrip().startswith("ncalls"))
+        # The event loop's and the benchmark's own frames hold everything: left out.
+        kept = [line for line in lines[start + 1 :] if line and not _SCAFFOLDING.search(line)]
+        sections += [f"Top by {title}:", lines[start], *kept[:15]]
     header = (
         f"cProfile of Client.get_conversation (limiter off), {requests:,} calls,"
-        f" {messages} messages each, {concurrency} workers, fake server in another process"
+        f" {messages} messages each, {concurrency} workers, fake server in another process;"
+        " a coroutine's ncalls counts each resumption, the event loop's frames are left out"
     )
-    return header + "\n" + "\n".join(kept)
+    return header + "\n" + "\n".join(sections)
+
+
+def _short(function: tuple[str, int, str]) -> tuple[str, int, str]:
+    filename, line, name = function
+    # "aiohttp/client.py" and "wemasy_async/client.py" stay apart (strip_dirs merges them).
+    return "/".join(filename.replace("\\", "/").split("/")[-2:]), line, name
+
+
+def _shorten_paths(stats: pstats.Stats) -> None:
+    """Like ``Stats.strip_dirs``, keeping each file's directory."""
+    table: Any = stats
+    table.stats = {
+        _short(function): (*numbers, {_short(caller): v for caller, v in callers.items()})
+        for function, (*numbers, callers) in table.stats.items()
+    }
+    table.top_level = {_short(function) for function in table.top_level}
+    table.max_name_len = max(len(pstats.func_std_string(f)) for f in table.stats)
+    table.fcn_list = 0
+
+
+_SCAFFOLDING = re.compile(
+    r"_eventloop\.py|_asyncio\.py:\d+\(run\)|runners\.py|base_events\.py:\d+\(run_|"
+    r"base_events\.py:\d+\(_run_once\)|events\.py:\d+\(_run\)|'run' of '_contextvars|"
+    r"_tasks\.py:\d+\(_run_coro\)|e2e\.py:\d+\(worker\)"
+)
 
 
 def format_table(rows: list[dict[str, Any]], profile_text: str | None = None) -> str:
     lines = [
         "| messages | bare aiohttp+msgspec | wemasy-async (limiter off) "
-        "| wemasy-async (limiter on) | limiter off / bare | limiter on / bare |",
-        "|---:|---:|---:|---:|---:|---:|",
+        "| wemasy-async (limiter on) | request path alone (bare decoding) "
+        "| limiter off / bare | limiter on / bare | request path alone / bare |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     targets = {20: 1.05, 100: 1.1}
     for row in rows:
@@ -195,7 +249,9 @@ def format_table(rows: list[dict[str, Any]], profile_text: str | None = None) ->
             f"| {row['messages']} | {row['bare_cpu_us']:.1f} µs ({row['bare_rps']:,.0f} req/s) "
             f"| {row['sdk_nolimit_cpu_us']:.1f} µs ({row['sdk_nolimit_rps']:,.0f} req/s) "
             f"| {row['sdk_cpu_us']:.1f} µs ({row['sdk_rps']:,.0f} req/s) "
-            f"| {row['ratio_nolimit']:.2f}x{mark} | {row['ratio']:.2f}x |"
+            f"| {row['sdk_path_cpu_us']:.1f} µs ({row['sdk_path_rps']:,.0f} req/s) "
+            f"| {row['ratio_nolimit']:.2f}x{mark} | {row['ratio']:.2f}x "
+            f"| {row['ratio_path']:.2f}x |"
         )
     first = rows[0] if rows else {"requests": 0, "concurrency": 0, "rounds": 0}
     lines += [
