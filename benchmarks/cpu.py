@@ -32,7 +32,6 @@ import cProfile
 import io
 import pstats
 import re
-import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -43,6 +42,7 @@ import anyio
 import msgspec
 
 from benchmarks.e2e import BareEnvelope, _pool, bare_loop
+from benchmarks.fake_process import server_process
 from wemasy_async import Client
 from wemasy_async.protocols import ConversationId
 from wemasy_async.providers.base import Call
@@ -56,20 +56,8 @@ CONCURRENCY = 16
 def fake_server(messages: int, conversations: int) -> Iterator[str]:
     """A fake Wemasy server in another process whose conversations have ``messages`` each."""
     command = [sys.executable, "-m", "benchmarks.cpu", "serve", str(messages), str(conversations)]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
-    try:
-        assert process.stdout is not None
-        line = process.stdout.readline().strip()
-        if not line.startswith("URL "):
-            raise RuntimeError(f"fake server did not start: {line!r}")
-        yield line.removeprefix("URL ")
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    with server_process(command) as url:
+        yield url
 
 
 async def _serve(messages: int, conversations: int) -> None:
