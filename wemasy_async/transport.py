@@ -298,13 +298,13 @@ class AiohttpTransport:
                 trace_request_ctx=progress,
             ) as response:
                 length = response.content_length
-                if length is None or "Content-Encoding" in response.headers:
-                    content = await self._read_counted(response)
-                elif length > self._max_body:
+                if length is not None and length > self._max_body:
                     response.close()
                     raise ResponseTooLargeError(
                         provider=self._provider, status=response.status, limit=self._max_body
                     )
+                if length is None or "Content-Encoding" in response.headers:
+                    content = await self._read_counted(response)
                 else:
                     # The common case: aiohttp stops at Content-Length, within the limit.
                     content = await response.read()
