@@ -1,12 +1,16 @@
-"""``python -m benchmarks [all|decode|e2e|import|memory|overhead|ratelimit]`` (or ``nox -s bench``).
+"""``python -m benchmarks [all|decode|e2e|cpu|import|memory|overhead|ratelimit]``.
 
-Every figure is a ratio against a baseline measured in the same run; fake servers run in a
-separate process.
+Also ``nox -s bench``. Every figure is a ratio against a baseline measured in the same run;
+fake servers run in a separate process.
 
 - ``decode``: each provider's 100-message response through ``Call.parse`` vs bare msgspec,
   pydantic v2 and ``json.loads`` (:mod:`benchmarks.decode`).
 - ``e2e``: ``Client.get_conversation`` vs a bare aiohttp + msgspec loop and an httpx +
-  pydantic client at several concurrencies (:mod:`benchmarks.e2e`).
+  pydantic client at several concurrencies, req/s and client CPU per request
+  (:mod:`benchmarks.e2e`).
+- ``cpu``: the client process's CPU time per request with 20- and 100-message
+  conversations vs bare aiohttp + msgspec, and the top of a profile of the request path
+  (:mod:`benchmarks.cpu`).
 - ``import``: ``python -c "import wemasy_async"`` vs ``import aiohttp`` (:mod:`benchmarks.startup`).
 - ``memory``: peak RSS fetching 100k vs 1k conversations (:mod:`benchmarks.memory`).
 - ``overhead``: the rate limiter's cost per request when it never waits
@@ -30,7 +34,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from benchmarks import decode, e2e, memory, overhead, ratelimit, startup
+from benchmarks import cpu, decode, e2e, memory, overhead, ratelimit, startup
 from benchmarks.fake_process import fake_server
 
 CONVERSATIONS = 5000
@@ -94,6 +98,18 @@ def run_e2e(args: argparse.Namespace) -> tuple[list[dict[str, object]], str]:
             requests_c1=args.requests_c1,
         )
     table = e2e.format_table(rows)
+    print(table)
+    return rows, table
+
+
+def run_cpu(args: argparse.Namespace) -> tuple[list[dict[str, Any]], str]:
+    print(
+        f"\nClient CPU per request, {args.cpu_requests} requests by {cpu.CONCURRENCY} workers,"
+        f" least of {args.cpu_rounds} rounds, 20 and 100 messages per conversation",
+        flush=True,
+    )
+    rows = cpu.run(requests=args.cpu_requests, rounds=args.cpu_rounds)
+    table = cpu.format_table(rows, cpu.profile(requests=args.cpu_requests))
     print(table)
     return rows, table
 
@@ -176,6 +192,7 @@ def run_ratelimit(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
 RUNNERS = {
     "decode": run_decode,
     "e2e": run_e2e,
+    "cpu": run_cpu,
     "import": run_import,
     "memory": run_memory,
     "overhead": run_overhead,
@@ -185,6 +202,7 @@ RUNNERS = {
 TITLES = {
     "decode": "Decode (100-message responses)",
     "e2e": "End-to-end get_conversation",
+    "cpu": "Client CPU per request and the request path's profile",
     "import": "Import time",
     "memory": "Memory (fetch_conversations)",
     "overhead": "Rate-limiter overhead",
@@ -235,6 +253,9 @@ def main() -> None:
     e2e_options.add_argument(
         "--requests-c1", type=int, default=2000, help="requests at concurrency 1"
     )
+    cpu_options = parser.add_argument_group("cpu")
+    cpu_options.add_argument("--cpu-requests", type=int, default=3000)
+    cpu_options.add_argument("--cpu-rounds", type=int, default=5)
     other = parser.add_argument_group("decode, import, memory, overhead")
     other.add_argument("--repeat", type=int, default=5, help="decode: timing samples")
     other.add_argument("--import-runs", type=int, default=15)

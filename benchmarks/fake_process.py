@@ -18,6 +18,16 @@ def fake_server(provider: str = "wemasy", **options: object) -> Iterator[str]:
     command = [sys.executable, "-m", "wemasy_async.testing", "serve", "--provider", provider]
     for key, value in options.items():
         command += [f"--{key.replace('_', '-')}", str(value)]
+    with server_process(command) as url:
+        yield url
+
+
+@contextmanager
+def server_process(command: list[str]) -> Iterator[str]:
+    """Run ``command``, a server that prints ``URL <base url>`` first; yield that URL.
+
+    The process is terminated, and waited for, on exit.
+    """
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     try:
         assert process.stdout is not None

@@ -233,11 +233,16 @@ class Client:
                 stacklevel=1,
             )
 
-    async def _send(self, call: Call[T]) -> T:
+    def _send(self, call: Call[T]) -> Awaitable[T]:
+        """The engine's coroutine sending ``call``, once the client may send at all.
+
+        A plain function, not a coroutine: every call awaits it at once, and each coroutine
+        frame in the chain costs CPU on every suspension of every request.
+        """
         if self._closed:
             raise ClientClosedError("this client is closed; create a new one")
         _require_asyncio()
-        return await self._engine.send(call)
+        return self._engine.send(call)
 
     # --- ConversationStore ---------------------------------------------------------------
 

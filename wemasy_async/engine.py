@@ -135,47 +135,58 @@ class Engine:
             APIStatusError: The provider answered with an error status (after any retries).
             ResponseDecodeError: The provider answered 2xx with a body it does not document.
         """
-        result = await self._send_one(call)
-        next_call = call.follow_up(result)
-        while next_call is not None:
-            result = await self._send_one(next_call)
-            next_call = next_call.follow_up(result)
-        return result
-
-    async def _send_one(self, call: Call[T]) -> T:
+        # One coroutine for the calls, their attempts and (without a limiter) the exchange:
+        # every coroutine frame between the caller and aiohttp costs CPU on each suspension.
         options = self.options
         attempt = 1
         while True:
             try:
-                return await self._attempt(call, options)
+                if options.limiter is None:
+                    result = self._parse(call, await self._exchange(call))
+                else:
+                    result = await self._paced(call, options)
             except APIError as error:
-                # Every error of a request names it (method and path, never the query).
-                error.locate(call.request.method, self._base_path + call.request.path)
-                if options.retry is None:
-                    raise
-                delay = retry_delay(
-                    options.retry, attempt, error, idempotent=call.request.idempotent
-                )
+                delay = self._retry_delay(call, options, attempt, error)
                 if delay is None:
                     raise
-                if isinstance(error, RateLimitError) and options.limiter is not None:
-                    delay = 0.0  # the limiter already holds the whole key until the pause ends
-                logger.info(
-                    "retrying %s %s after %s (attempt %d, waiting %.2f s)",
-                    call.request.method,
-                    call.request.path,
-                    type(error).__name__,
-                    attempt,
-                    delay,
-                )
                 if delay > 0:
                     await anyio.sleep(delay)
                 attempt += 1
+                continue
+            next_call = call.follow_up(result)
+            if next_call is None:
+                return result
+            call = next_call
+            options = self.options
+            attempt = 1
 
-    async def _attempt(self, call: Call[T], options: Options) -> T:
+    def _retry_delay(
+        self, call: Call[T], options: Options, attempt: int, error: APIError
+    ) -> float | None:
+        """Seconds to wait before retrying after ``error``, or ``None`` to raise it."""
+        # Every error of a request names it (method and path, never the query).
+        error.locate(call.request.method, self._base_path + call.request.path)
+        if options.retry is None:
+            return None
+        delay = retry_delay(options.retry, attempt, error, idempotent=call.request.idempotent)
+        if delay is None:
+            return None
+        if isinstance(error, RateLimitError) and options.limiter is not None:
+            delay = 0.0  # the limiter already holds the whole key until the pause ends
+        logger.info(
+            "retrying %s %s after %s (attempt %d, waiting %.2f s)",
+            call.request.method,
+            call.request.path,
+            type(error).__name__,
+            attempt,
+            delay,
+        )
+        return delay
+
+    async def _paced(self, call: Call[T], options: Options) -> T:
+        """One attempt through the limiter: acquire, exchange, parse, release."""
         limiter = options.limiter
-        if limiter is None:
-            return self._parse(call, await self._exchange(call))
+        assert limiter is not None  # only called with one
         max_wait = (options.retry or _DEFAULT_RETRY).max_retry_after
         try:
             reserved = limiter.reserve(max_pause=max_wait)  # no coroutine when due now

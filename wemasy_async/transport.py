@@ -31,6 +31,8 @@ from typing import Protocol
 
 import aiohttp
 import anyio
+import msgspec
+from multidict import CIMultiDict
 from yarl import URL
 
 from wemasy_async.errors import (
@@ -41,7 +43,7 @@ from wemasy_async.errors import (
     WemasyAsyncError,
 )
 from wemasy_async.providers.base import Response
-from wemasy_async.redaction import REDACTED, Redactor, credential_of
+from wemasy_async.redaction import REDACTED, Redactor, SecretHeaders, credential_of
 
 __all__ = ["DEFAULT_MAX_RESPONSE_BYTES", "TRACE_CONFIG", "AiohttpTransport", "Transport"]
 
@@ -56,18 +58,18 @@ _CONNECT_TIMEOUT: type[BaseException] = aiohttp.ConnectionTimeoutError
 _LARGE_BODY = 1024 * 1024
 # Distinct timeouts (with_options(timeout=...) per call) are common; a few are cached.
 _TIMEOUT_CACHE = 32
+# An engine and its with_options copies share two header sets (with and without a body).
+_HEADER_CACHE = 8
 _MESSAGE_CHARS = 300
 
 
-class _Progress:
+class _Progress(msgspec.Struct):
     """How far one request got: whether it is observed at all, and whether it got a
-    connection (from then on its bytes may reach the server)."""
+    connection (from then on its bytes may reach the server). A Struct: one is made per
+    request, and a Struct is built without running Python code."""
 
-    __slots__ = ("connected", "observed")
-
-    def __init__(self, observed: bool) -> None:
-        self.observed = observed
-        self.connected = False
+    observed: bool
+    connected: bool = False
 
 
 # The request the current task is sending, for the connector (which aiohttp calls from that
@@ -163,6 +165,7 @@ class AiohttpTransport:
     __slots__ = (
         "_closed",
         "_given",
+        "_headers",
         "_loop",
         "_max_body",
         "_max_connections",
@@ -186,6 +189,7 @@ class AiohttpTransport:
         self._closed = False
         self._max_connections = max_connections
         self._timeouts: dict[float | None, aiohttp.ClientTimeout] = {}
+        self._headers: dict[int, tuple[Mapping[str, str], CIMultiDict[str]]] = {}
         self._loop: weakref.ref[asyncio.AbstractEventLoop] | None = None
 
     @property
@@ -268,34 +272,13 @@ class AiohttpTransport:
         """
         session = self._session()
         progress = _Progress(isinstance(session.connector, _ObservingConnector))
-        failure: BaseException
-        try:
-            return await self._exchange(session, method, url, headers, body, timeout, progress)
-        except WemasyAsyncError as ours:
-            # Raised below (ResponseTooLargeError): start its traceback here, without the
-            # frames that hold aiohttp's response (its headers may echo the token).
-            failure = ours.with_traceback(None)
-        except asyncio.CancelledError as cancelled:
-            # The same cancellation, without aiohttp's frames (their locals hold the token).
-            failure = asyncio.CancelledError(*cancelled.args)
-        except Exception as exc:  # aiohttp's, the socket's, asyncio's TimeoutError
-            failure = self._translate(exc, url, headers, timeout, progress)
-        # Raised outside the handlers, so that the original is not its __context__.
-        raise failure
-
-    async def _exchange(
-        self,
-        session: aiohttp.ClientSession,
-        method: str,
-        url: str,
-        headers: Mapping[str, str],
-        body: bytes | None,
-        timeout: float | None,
-        progress: _Progress,
-    ) -> Response:
         data: bytes | io.BytesIO | None = body
         if body is not None and len(body) > _LARGE_BODY:
             data = io.BytesIO(body)
+        response: aiohttp.ClientResponse | None = None
+        failure: BaseException
+        # The whole exchange in this one coroutine: each frame between the engine and
+        # aiohttp costs CPU on every suspension of every request.
         observing = _CURRENT.set(progress)
         try:
             async with session.request(
@@ -304,8 +287,9 @@ class AiohttpTransport:
                 # re-quote would turn %40 %3B %26 back into @ ; & on the wire.
                 URL(url, encoded=True),
                 data=data,
-                headers=headers,
-                timeout=self._timeout(timeout),
+                headers=self._prepared(headers),
+                # The cached timeout without a method call; _timeout builds a missing one.
+                timeout=self._timeouts.get(timeout) or self._timeout(timeout),
                 allow_redirects=False,
                 # A caller's session may be built with raise_for_status=True; its
                 # ClientResponseError would turn every 4xx/5xx into an APIConnectionError
@@ -313,9 +297,51 @@ class AiohttpTransport:
                 raise_for_status=False,
                 trace_request_ctx=progress,
             ) as response:
-                return Response(response.status, response.headers, await self._read(response))
+                length = response.content_length
+                if length is not None and length > self._max_body:
+                    response.close()
+                    raise ResponseTooLargeError(
+                        provider=self._provider, status=response.status, limit=self._max_body
+                    )
+                if length is None or "Content-Encoding" in response.headers:
+                    content = await self._read_counted(response)
+                else:
+                    # The common case: aiohttp stops at Content-Length, within the limit.
+                    content = await response.read()
+                return Response(response.status, response.headers, content)
+        except WemasyAsyncError as ours:
+            # Raised above (ResponseTooLargeError): start its traceback here, without the
+            # frames that hold aiohttp's response (its headers may echo the token).
+            failure = ours.with_traceback(None)
+        except asyncio.CancelledError as cancelled:
+            # The same cancellation, without aiohttp's frames (their locals hold the token).
+            failure = asyncio.CancelledError(*cancelled.args)
+        except Exception as exc:  # aiohttp's, the socket's, asyncio's TimeoutError
+            failure = self._translate(exc, url, headers, timeout, progress)
         finally:
             _CURRENT.reset(observing)
+        # This frame starts the traceback: aiohttp's response, whose repr shows the headers
+        # the server sent (they may echo the token), must not be among its locals.
+        response = None
+        # Raised outside the handlers, so that the original is not its __context__.
+        raise failure
+
+    def _prepared(self, headers: Mapping[str, str]) -> Mapping[str, str]:
+        """``headers`` in the form aiohttp takes without converting them per request.
+
+        The engine sends one of a few :class:`SecretHeaders` (immutable) for all its
+        requests; each becomes a ``CIMultiDict`` once. Other mappings pass as given.
+        """
+        if type(headers) is not SecretHeaders:
+            return headers
+        cache = self._headers
+        entry = cache.get(id(headers))
+        # The entry holds the headers object itself: its id cannot be reused meanwhile.
+        if entry is None or entry[0] is not headers:
+            if len(cache) >= _HEADER_CACHE:
+                cache.clear()
+            entry = cache[id(headers)] = (headers, CIMultiDict(headers))
+        return entry[1]
 
     def _translate(
         self,
@@ -359,18 +385,10 @@ class AiohttpTransport:
             request_sent=sent,
         )
 
-    async def _read(self, response: aiohttp.ClientResponse) -> bytes:
+    async def _read_counted(self, response: aiohttp.ClientResponse) -> bytes:
+        """The body of a chunked or compressed response, counting what actually arrives (a
+        small gzip body can inflate); ``ResponseTooLargeError`` beyond the limit."""
         limit = self._max_body
-        length = response.content_length
-        if length is not None and length > limit:
-            response.close()
-            raise ResponseTooLargeError(
-                provider=self._provider, status=response.status, limit=limit
-            )
-        if length is not None and "Content-Encoding" not in response.headers:
-            # The common case: aiohttp stops at Content-Length, which is within the limit.
-            return await response.read()
-        # Chunked or compressed: count what actually arrives (a small gzip body can inflate).
         chunks: list[bytes] = []
         size = 0
         content = response.content
