@@ -1,17 +1,33 @@
 """The ``wemasy-async`` command (also ``python -m wemasy_async``).
 
 ``demo`` tours the SDK against the bundled fake servers, with no credentials and no
-network. ``get``, ``messages``, ``list`` and ``chat`` talk to a real provider, with the token
-from the provider's environment variable, and print JSON. ``fetch`` downloads many
-conversations (or their messages) to a JSONL file, resumably. Every failure prints one line
-to stderr and exits non-zero (2 for usage errors); no traceback.
+network. ``get``, ``messages``, ``list`` and ``chat`` talk to a real provider (``--provider``,
+default ``wemasy``), with the token from ``--token`` or else the provider's environment
+variable (``$WEMASY_API_TOKEN``, ...; ``--help`` lists them), and print JSON. ``fetch``
+downloads many conversations (or their messages) to a JSONL file, resumably. Every failure
+prints one line to stderr and exits non-zero (2 for usage errors); no traceback. The token
+is never printed: not in errors, not in ``--help``.
+
+- ``get``, ``list`` and ``chat`` print the neutral fields; ``--raw`` adds each model's
+  ``raw`` (the provider's wire object). ``fetch`` always keeps ``raw`` (it is a backup).
+- ``list --all`` prints the array as the pages come, so a reader that stops early
+  (``| head``) stops the paging; a failure part-way leaves the array unterminated (exit 1).
+- A reader that goes away (a closed pipe) ends any command quietly with exit status 141
+  (128 + SIGPIPE, what a shell reports for a Unix tool ended by that signal).
+- ``chat --tools FILE`` sends a JSON list of OpenAI-style function specs (checked before any
+  request; a bad file is a usage error), which the assistant may call unless
+  ``--no-use-tools``; answer a call with ``--conversation-id C --tool-call-id ID
+  --tool-result TEXT``.
 
 ``fetch --ids-file FILE --out OUT.jsonl [--errors ERR.jsonl] [--messages] [--shard K/N]
 [--redis URL] [--rate-window SECONDS] [--concurrency N]``:
 
 - The ids file holds one id per line; blank lines and lines starting with ``#`` are
   skipped. It is read twice, both times streamed: once to count the work (for the progress
-  bar's total and ETA), then lazily while fetching. Repeated ids are fetched once.
+  bar's total and ETA), then lazily while fetching. A repeated id is one id: fetched once and
+  counted once, in the total ("of N" is distinct ids) and in ``skipped`` alike, so an
+  interrupted run and a whole one agree. Ids added to the file during a run wait for the
+  next run.
 - OUT gets one JSON object per fetched id, appended: the conversation (with its ``id``), or
   ``{"id": ..., "messages": [...]}`` with ``--messages``. Lines are written whole and flushed
   at least every second (and every 1,000 lines), so a crash loses at most that tail.
@@ -24,7 +40,9 @@ to stderr and exits non-zero (2 for usage errors); no traceback.
   without failures removes the file. A 401 (bad token) stops the run instead: every id
   would fail the same way.
 - On a terminal, stderr shows a progress bar (done/total, rate, ETA, errors), then the
-  summary; otherwise just the one-line summary. stdout stays empty.
+  summary; otherwise just the one-line summary. stdout stays empty. When the server's rate
+  limit is what sets the pace, the bar says so (``paced by the server: 60/min``) and its ETA
+  counts at that rate.
 - Concurrency: without ``--concurrency`` the batch tunes it (``fetch_conversations(ids)``).
   ``--rate-window`` is the server's rate-limit window if it is not the documented minute.
 - Many hosts, one token: ``--shard K/N`` (K from 1 to N) fetches only the ids whose shard
