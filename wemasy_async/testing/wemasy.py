@@ -26,18 +26,28 @@ the docs' response table says ``string``.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import math
-import random
+from collections import OrderedDict
 from collections.abc import Iterable
-from datetime import datetime, timedelta, timezone
-from decimal import Decimal
+from datetime import datetime, timezone
 from typing import Any, Final
 
 import msgspec
 from aiohttp import web
 
 from wemasy_async.testing._server import FakeServer, RecordedRequest, Route
+from wemasy_async.testing._wemasy_data import (
+    Conversation,
+    Message,
+    SeededConversations,
+    cost_amount,
+    new_message,
+    timestamp,
+    usage_of,
+)
 
 __all__ = [
     "CHAT_PATH",
@@ -54,43 +64,6 @@ CHAT_PATH: Final = "/services/ai/v1/chat"
 #: Model reported when the chat request names none.
 DEFAULT_MODEL: Final = "gpt-4o-mini"
 
-_AGENTS: Final = ("chat", "support", "sales")
-_GOALS: Final = (
-    "Improve the SEO strategy for the blog",
-    "Draft an SEO strategy for the new product pages",
-    "Review the local SEO strategy for the Amsterdam stores",
-    "Check whether our seo strategy covers voice search",
-    "Answer questions about invoice payments",
-    "Plan the spring newsletter campaign",
-    "Troubleshoot the contact form on the website",
-    "Compare hosting plans for a webshop",
-    "Write product descriptions for summer shoes",
-    "Explain the results of the last Google Ads campaign",
-)
-_USER_TEMPLATES: Final = (
-    "Can you help me with this: {goal}?",
-    "What should I do first?",
-    "Can you give me a concrete example?",
-    "How long will that take?",
-    "Thanks, what else should I consider?",
-)
-_ASSISTANT_TEMPLATES: Final = (
-    "Sure. To {goal_lower}, start by reviewing what you have today.",
-    "A good first step is to list your top ten pages and their main keywords.",
-    "For example, rewrite the title and introduction of your most visited page.",
-    "Most teams finish the first iteration within two weeks.",
-    "Also keep an eye on page speed and mobile usability.",
-)
-_SYSTEM_PROMPT: Final = "You are a helpful assistant for a Dutch web agency."
-_SEEDED_TOOLS: Final = (
-    ("get_weather", {"city": "Amsterdam"}, "The current temperature in Amsterdam is 18°C"),
-    ("search_knowledge_base", {"query": "opening hours"}, "We are open Mon-Fri 09:00-17:00."),
-    ("lookup_order", {"order_id": 1042}, "Order 1042 was shipped on 12 March."),
-)
-
-_PRICE_PER_TOKEN: Final = Decimal("0.00002")
-_FOUR_PLACES: Final = Decimal("0.0001")
-_EPOCH: Final = datetime(2024, 1, 1, tzinfo=timezone.utc)
 _INT_MIN: Final = -(2**63)
 _INT_MAX: Final = 2**63 - 1
 
@@ -105,29 +78,12 @@ _NOT_AN_OBJECT: Final = _encode(
     }
 )
 
-Conversation = dict[str, Any]
-Message = dict[str, Any]
-
-
-def _timestamp(moment: datetime) -> str:
-    # Laravel serialises second-precision DB timestamps with six zero microseconds.
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.000000Z")
-
-
-def _cost_amount(tokens: int) -> str:
-    return str((Decimal(tokens) * _PRICE_PER_TOKEN).quantize(_FOUR_PLACES))
+#: Encoded conversations and summaries kept for reuse (a long run must not keep them all).
+_CACHED_ENCODINGS: Final = 4096
 
 
 def _words(text: str) -> int:
     return len(text.split())
-
-
-def _usage(prompt: int, completion: int) -> dict[str, int]:
-    return {
-        "prompt_tokens": prompt,
-        "completion_tokens": completion,
-        "total_tokens": prompt + completion,
-    }
 
 
 def _normalize(value: Any) -> Any:
@@ -340,20 +296,31 @@ class FakeWemasy(FakeServer):
             raise ValueError("conversations must be >= 0")
         self.seed = seed
         self.forbidden_ids: set[int] = set(forbidden_ids)
-        self.conversations: dict[int, Conversation] = {}
+        #: Conversation id -> wire dict, generated on demand (a `SeededConversations`).
+        self.conversations = SeededConversations(seed, conversations, (low, high))
         #: Body of every chat request that was accepted (200), in order, as the client sent it.
         self.chat_deliveries: list[dict[str, Any]] = []
         #: Conversation id -> tool call ids the fake is waiting for a tool result on.
         self.pending_tool_calls: dict[int, set[str]] = {}
-        self._next_message_id = 1
+        self._next_message_id: int | None = None
         self._tool_call_counter = 0
-        self._get_cache: dict[int, bytes] = {}
-        self._summary_cache: dict[int, msgspec.Raw] = {}
-        rng = random.Random(seed)
-        for conversation_id in range(1, conversations + 1):
-            self.conversations[conversation_id] = self._seed_conversation(
-                rng, conversation_id, rng.randint(low, high)
-            )
+        self._get_cache: OrderedDict[int, bytes] = OrderedDict()
+        self._summary_cache: OrderedDict[int, msgspec.Raw] = OrderedDict()
+        self._walker: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Start serving (see `FakeServer.start`), then walk the data set in the background."""
+        await super().start()
+        self._walker = asyncio.get_running_loop().create_task(self.conversations.walk_ahead())
+
+    async def close(self) -> None:
+        """Stop the background walk and the server (see `FakeServer.close`)."""
+        walker, self._walker = self._walker, None
+        if walker is not None:
+            walker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await walker
+        await super().close()
 
     # ------------------------------------------------------------------ data
 
@@ -368,85 +335,21 @@ class FakeWemasy(FakeServer):
         tool_call_id: str | None = None,
         usage: dict[str, int] | None = None,
     ) -> Message:
+        if self._next_message_id is None:
+            # New ids follow every seeded one; counting them walks the set once.
+            self._next_message_id = self.conversations.seeded_messages() + 1
         message_id = self._next_message_id
         self._next_message_id += 1
-        return {
-            "id": message_id,
-            "conversation_id": conversation_id,
-            "role": role,
-            "content": content,
-            "tool_calls": tool_calls,
-            "tool_call_id": tool_call_id,
-            "usage": usage,
-            "created_at": _timestamp(created_at),
-            "metadata": {},
-        }
-
-    def _seed_conversation(
-        self, rng: random.Random, conversation_id: int, count: int
-    ) -> Conversation:
-        agent_id = rng.choice(_AGENTS)
-        goal = rng.choice(_GOALS)
-        active = rng.random() < 0.25
-        started = _EPOCH + timedelta(seconds=rng.randrange(365 * 86400))
-        roles: list[str] = []
-        if count >= 3 and rng.random() < 0.15:
-            roles.append("system")
-        if count - len(roles) >= 4 and rng.random() < 0.35:
-            roles += ["user", "tool_call", "tool", "assistant"]
-        while len(roles) < count:
-            roles.append("user" if not roles or roles[-1] != "user" else "assistant")
-
-        messages: list[Message] = []
-        moment = started
-        cost = 0
-        call_id = ""
-        tool_name, tool_args, tool_output = rng.choice(_SEEDED_TOOLS)
-        for index, role in enumerate(roles):
-            moment += timedelta(seconds=rng.randint(5, 120))
-            if role == "system":
-                message = self._new_message(conversation_id, "system", _SYSTEM_PROMPT, moment)
-            elif role == "user":
-                template = _USER_TEMPLATES[0 if index <= 1 else rng.randrange(1, 5)]
-                content = template.format(goal=goal.lower())
-                message = self._new_message(conversation_id, "user", content, moment)
-            elif role == "tool_call":
-                call_id = f"call_{rng.getrandbits(48):012x}"
-                usage = _usage(rng.randint(20, 400), rng.randint(5, 40))
-                cost += usage["total_tokens"]
-                call = {
-                    "id": call_id,
-                    "type": "function",
-                    "function": {"name": tool_name, "arguments": _encode(tool_args).decode()},
-                }
-                message = self._new_message(
-                    conversation_id, "assistant", None, moment, tool_calls=[call], usage=usage
-                )
-            elif role == "tool":
-                message = self._new_message(
-                    conversation_id, "tool", tool_output, moment, tool_call_id=call_id
-                )
-            else:
-                template = _ASSISTANT_TEMPLATES[rng.randrange(len(_ASSISTANT_TEMPLATES))]
-                content = template.format(goal_lower=goal[0].lower() + goal[1:])
-                usage = _usage(rng.randint(20, 400), rng.randint(10, 300))
-                cost += usage["total_tokens"]
-                message = self._new_message(
-                    conversation_id, "assistant", content, moment, usage=usage
-                )
-            messages.append(message)
-        ended = None if active else _timestamp(moment + timedelta(seconds=rng.randint(10, 300)))
-        return {
-            "id": conversation_id,
-            "agent_id": agent_id,
-            "status": "active" if active else "completed",
-            "goal": goal,
-            "cost_tokens": cost,
-            "cost_amount": _cost_amount(cost),
-            "started_at": _timestamp(started),
-            "ended_at": ended,
-            "messages": messages,
-        }
+        return new_message(
+            message_id,
+            conversation_id,
+            role,
+            content,
+            created_at,
+            tool_calls=tool_calls,
+            tool_call_id=tool_call_id,
+            usage=usage,
+        )
 
     def invalidate(self, conversation_id: int | None = None) -> None:
         """Drop cached encodings after `conversations` was changed directly.
@@ -518,22 +421,25 @@ class FakeWemasy(FakeServer):
         return normalized
 
     def _encoded_conversation(self, conversation_id: int) -> bytes | None:
-        cached = self._get_cache.get(conversation_id)
+        cache = self._get_cache
+        cached = cache.get(conversation_id)
         if cached is None:
-            conversation = self.conversations.get(conversation_id)
+            conversation = self.conversations.peek(conversation_id)
             if conversation is None:
                 return None
             cached = _encode({"success": True, "data": conversation})
-            self._get_cache[conversation_id] = cached
+            _keep(cache, conversation_id, cached)
         return cached
 
-    def _summary(self, conversation: Conversation) -> msgspec.Raw:
-        conversation_id: int = conversation["id"]
-        cached = self._summary_cache.get(conversation_id)
+    def _summary(self, conversation_id: int) -> msgspec.Raw:
+        cache = self._summary_cache
+        cached = cache.get(conversation_id)
         if cached is None:
+            conversation = self.conversations.peek(conversation_id)
+            assert conversation is not None, conversation_id
             summary = {k: v for k, v in conversation.items() if k != "messages"}
             cached = msgspec.Raw(_encode(summary))
-            self._summary_cache[conversation_id] = cached
+            _keep(cache, conversation_id, cached)
         return cached
 
     async def _handle_get(self, request: web.Request) -> web.StreamResponse:
@@ -586,12 +492,13 @@ class FakeWemasy(FakeServer):
             page = 1
 
         needle = search.lower() if search is not None else None
-        matches = [
-            conversation
-            for _, conversation in sorted(self.conversations.items())
-            if (agent_id is None or conversation["agent_id"] == agent_id)
-            and (needle is None or needle in (conversation.get("goal") or "").lower())
-        ]
+
+        def keep(agent: str, goal: str | None) -> bool:
+            return (agent_id is None or agent == agent_id) and (
+                needle is None or needle in (goal or "").lower()
+            )
+
+        matches = self.conversations.select(None if agent_id is None and needle is None else keep)
         total = len(matches)
         start = (page - 1) * per_page
         items = [self._summary(c) for c in matches[start : start + per_page]]
@@ -712,7 +619,7 @@ class FakeWemasy(FakeServer):
     def _touch(self, conversation: Conversation, usage: dict[str, int]) -> None:
         tokens: int = conversation["cost_tokens"] + usage["total_tokens"]
         conversation["cost_tokens"] = tokens
-        conversation["cost_amount"] = _cost_amount(tokens)
+        conversation["cost_amount"] = cost_amount(tokens)
         # A new message reopens the conversation.
         conversation["status"] = "active"
         conversation["ended_at"] = None
@@ -761,7 +668,7 @@ class FakeWemasy(FakeServer):
                 self._new_message(conversation_id, "tool", tool_result, now, tool_call_id=call_id)
             )
             content = f"Based on the tool result: {tool_result}"
-            usage = _usage(_words(tool_result) + 10, _words(content))
+            usage = usage_of(_words(tool_result) + 10, _words(content))
         else:
             message: str = body["message"]
             if conversation is None:
@@ -783,10 +690,10 @@ class FakeWemasy(FakeServer):
                 ]
                 self.pending_tool_calls.setdefault(conversation_id, set()).add(call_id)
                 content = None
-                usage = _usage(_words(message) + 10, len(arguments) // 4 + 5)
+                usage = usage_of(_words(message) + 10, len(arguments) // 4 + 5)
             else:
                 content = f"Here is what I found about: {message}"
-                usage = _usage(_words(message) + 10, _words(content))
+                usage = usage_of(_words(message) + 10, _words(content))
 
         new_messages.append(
             self._new_message(
@@ -811,17 +718,24 @@ class FakeWemasy(FakeServer):
         )
 
     def _create_conversation(self, message: str, now: datetime) -> Conversation:
-        conversation_id = max(self.conversations, default=0) + 1
+        conversation_id = self.conversations.max_id() + 1
         conversation: Conversation = {
             "id": conversation_id,
             "agent_id": "chat",
             "status": "active",
             "goal": message[:60],
             "cost_tokens": 0,
-            "cost_amount": _cost_amount(0),
-            "started_at": _timestamp(now),
+            "cost_amount": cost_amount(0),
+            "started_at": timestamp(now),
             "ended_at": None,
             "messages": [],
         }
         self.conversations[conversation_id] = conversation
         return conversation
+
+
+def _keep(cache: OrderedDict[int, Any], key: int, value: Any) -> None:
+    """Store ``value`` in a cache bounded to `_CACHED_ENCODINGS`, dropping the oldest."""
+    cache[key] = value
+    if len(cache) > _CACHED_ENCODINGS:
+        cache.popitem(last=False)
