@@ -38,6 +38,15 @@ from typing import Any, Final
 import msgspec
 from aiohttp import web
 
+from wemasy_async.testing._laravel import (
+    Errors,
+    check_int,
+    check_string,
+    is_laravel_bool,
+    is_number,
+    laravel_int,
+    normalize,
+)
 from wemasy_async.testing._server import FakeServer, RecordedRequest, Route
 from wemasy_async.testing._wemasy_data import (
     Conversation,
@@ -64,8 +73,6 @@ CHAT_PATH: Final = "/services/ai/v1/chat"
 #: Model reported when the chat request names none.
 DEFAULT_MODEL: Final = "gpt-4o-mini"
 
-_INT_MIN: Final = -(2**63)
-_INT_MAX: Final = 2**63 - 1
 
 _encode = msgspec.json.encode
 
@@ -84,114 +91,6 @@ _CACHED_ENCODINGS: Final = 4096
 
 def _words(text: str) -> int:
     return len(text.split())
-
-
-def _normalize(value: Any) -> Any:
-    """Apply Laravel's TrimStrings + ConvertEmptyStringsToNull to decoded JSON input."""
-    if isinstance(value, str):
-        stripped = value.strip()
-        return stripped or None
-    if isinstance(value, dict):
-        return {k: _normalize(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_normalize(v) for v in value]
-    return value
-
-
-def _laravel_int(value: Any) -> int | None:
-    """Return ``value`` as an int if Laravel's ``integer`` rule accepts it, else None."""
-    if isinstance(value, bool):
-        return None
-    result: int
-    if isinstance(value, int):
-        result = value
-    elif isinstance(value, float):
-        if not value.is_integer():
-            return None
-        result = int(value)
-    elif isinstance(value, str):
-        text = value.strip()
-        digits = text[1:] if text[:1] in ("+", "-") else text
-        # PHP's FILTER_VALIDATE_INT rejects leading zeros ("027").
-        if not digits.isascii() or not digits.isdigit() or (len(digits) > 1 and digits[0] == "0"):
-            return None
-        result = int(text)
-    else:
-        return None
-    return result if _INT_MIN <= result <= _INT_MAX else None
-
-
-def _is_number(value: Any) -> bool:
-    if isinstance(value, bool):
-        return False
-    if isinstance(value, (int, float)):
-        return math.isfinite(value)
-    if isinstance(value, str):
-        try:
-            return math.isfinite(float(value))
-        except ValueError:
-            return False
-    return False
-
-
-def _is_laravel_bool(value: Any) -> bool:
-    # Laravel's ``boolean`` rule: a strict in_array() against true, false, 0, 1, "0", "1".
-    if isinstance(value, bool):
-        return True
-    if type(value) is int:
-        return value in (0, 1)
-    return value in ("0", "1")
-
-
-def _label(field: str) -> str:
-    return field.replace("_", " ")
-
-
-class _Errors:
-    """Collects Laravel-style validation errors, one per field."""
-
-    def __init__(self) -> None:
-        self.fields: dict[str, list[str]] = {}
-
-    def add(self, field: str, message: str) -> None:
-        self.fields.setdefault(field, []).append(message)
-
-    def __bool__(self) -> bool:
-        return bool(self.fields)
-
-    def response(self) -> web.Response:
-        first = next(iter(self.fields.values()))[0]
-        more = sum(len(v) for v in self.fields.values()) - 1
-        message = first
-        if more:
-            message += f" (and {more} more error{'s' if more > 1 else ''})"
-        return FakeServer.json_response({"message": message, "errors": self.fields}, 422)
-
-
-def _check_string(errors: _Errors, body: dict[str, Any], field: str) -> str | None:
-    value = body.get(field)
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        errors.add(field, f"The {_label(field)} field must be a string.")
-        return None
-    return value
-
-
-def _check_int(
-    errors: _Errors, body: dict[str, Any], field: str, *, minimum: int | None = None
-) -> int | None:
-    value = body.get(field)
-    if value is None:
-        return None
-    number = _laravel_int(value)
-    if number is None:
-        errors.add(field, f"The {_label(field)} field must be an integer.")
-        return None
-    if minimum is not None and number < minimum:
-        errors.add(field, f"The {_label(field)} field must be at least {minimum}.")
-        return None
-    return number
 
 
 class FakeWemasy(FakeServer):
@@ -324,32 +223,13 @@ class FakeWemasy(FakeServer):
 
     # ------------------------------------------------------------------ data
 
-    def _new_message(
-        self,
-        conversation_id: int,
-        role: str,
-        content: str | None,
-        created_at: datetime,
-        *,
-        tool_calls: list[dict[str, Any]] | None = None,
-        tool_call_id: str | None = None,
-        usage: dict[str, int] | None = None,
-    ) -> Message:
+    def _message_id(self) -> int:
+        """The id of the next message a chat stores."""
         if self._next_message_id is None:
             # New ids follow every seeded one; counting them walks the set once.
             self._next_message_id = self.conversations.seeded_messages() + 1
-        message_id = self._next_message_id
         self._next_message_id += 1
-        return new_message(
-            message_id,
-            conversation_id,
-            role,
-            content,
-            created_at,
-            tool_calls=tool_calls,
-            tool_call_id=tool_call_id,
-            usage=usage,
-        )
+        return self._next_message_id - 1
 
     def invalidate(self, conversation_id: int | None = None) -> None:
         """Drop cached encodings after `conversations` was changed directly.
@@ -417,7 +297,7 @@ class FakeWemasy(FakeServer):
             return {} if not record.body.strip() else None
         if not isinstance(record.json, dict):
             return None
-        normalized: dict[str, Any] = _normalize(record.json)
+        normalized: dict[str, Any] = normalize(record.json)
         return normalized
 
     def _encoded_conversation(self, conversation_id: int) -> bytes | None:
@@ -447,9 +327,9 @@ class FakeWemasy(FakeServer):
         if body is None:
             return self.raw_json_response(_NOT_AN_OBJECT, 422)
         raw_id = body.get("conversation_id")
-        conversation_id = _laravel_int(raw_id)
+        conversation_id = laravel_int(raw_id)
         if conversation_id is None:
-            errors = _Errors()
+            errors = Errors()
             if raw_id is None or raw_id == [] or raw_id == {}:
                 errors.add("conversation_id", "The conversation id field is required.")
             else:
@@ -467,12 +347,12 @@ class FakeWemasy(FakeServer):
         body = self._body(record)
         if body is None:
             return self.raw_json_response(_NOT_AN_OBJECT, 422)
-        errors = _Errors()
-        agent_id = _check_string(errors, body, "agent_id")
-        search = _check_string(errors, body, "search")
+        errors = Errors()
+        agent_id = check_string(errors, body, "agent_id")
+        search = check_string(errors, body, "search")
         per_page = 20
         if body.get("per_page") is not None:
-            parsed = _laravel_int(body["per_page"])
+            parsed = laravel_int(body["per_page"])
             if parsed is None:
                 errors.add("per_page", "The per page field must be an integer.")
             elif not 1 <= parsed <= 100:
@@ -487,7 +367,7 @@ class FakeWemasy(FakeServer):
         raw_page = body.get("page")
         if raw_page is None:
             raw_page = record.query.get("page")
-        page = _laravel_int(raw_page)
+        page = laravel_int(raw_page)
         if page is None or page < 1:
             page = 1
 
@@ -515,38 +395,38 @@ class FakeWemasy(FakeServer):
             }
         )
 
-    def _validate_chat(self, body: dict[str, Any]) -> _Errors:
-        errors = _Errors()
-        message = _check_string(errors, body, "message")
+    def _validate_chat(self, body: dict[str, Any]) -> Errors:
+        errors = Errors()
+        message = check_string(errors, body, "message")
         tool_result_present = body.get("tool_result") is not None
         tool_call_id_present = body.get("tool_call_id") is not None
         if message is None and "message" not in errors.fields and not tool_result_present:
             errors.add("message", "The message field is required when tool result is not present.")
-        _check_int(errors, body, "conversation_id")
+        check_int(errors, body, "conversation_id")
         if tool_result_present and body.get("conversation_id") is None:
             errors.add(
                 "conversation_id",
                 "The conversation id field is required when tool result is present.",
             )
-        _check_int(errors, body, "connection_id")
-        _check_string(errors, body, "model")
+        check_int(errors, body, "connection_id")
+        check_string(errors, body, "model")
         temperature = body.get("temperature")
         if temperature is not None:
-            if not _is_number(temperature):
+            if not is_number(temperature):
                 errors.add("temperature", "The temperature field must be a number.")
             elif not 0 <= float(temperature) <= 2:
                 errors.add("temperature", "The temperature field must be between 0 and 2.")
-        _check_int(errors, body, "max_tokens", minimum=1)
+        check_int(errors, body, "max_tokens", minimum=1)
         use_tools = body.get("use_tools")
-        if use_tools is not None and not _is_laravel_bool(use_tools):
+        if use_tools is not None and not is_laravel_bool(use_tools):
             errors.add("use_tools", "The use tools field must be true or false.")
         self._validate_tools(errors, body.get("tools"))
-        _check_string(errors, body, "tool_call_id")
+        check_string(errors, body, "tool_call_id")
         if tool_result_present and not tool_call_id_present:
             errors.add(
                 "tool_call_id", "The tool call id field is required when tool result is present."
             )
-        _check_string(errors, body, "tool_result")
+        check_string(errors, body, "tool_result")
         if tool_call_id_present and not tool_result_present:
             errors.add(
                 "tool_result", "The tool result field is required when tool call id is present."
@@ -554,7 +434,7 @@ class FakeWemasy(FakeServer):
         return errors
 
     @staticmethod
-    def _validate_tools(errors: _Errors, tools: Any) -> None:
+    def _validate_tools(errors: Errors, tools: Any) -> None:
         if tools is None:
             return
         if not isinstance(tools, list):
@@ -637,7 +517,7 @@ class FakeWemasy(FakeServer):
         conversation: Conversation | None = None
         raw_id = body.get("conversation_id")
         if raw_id is not None:
-            conversation_id = _laravel_int(raw_id)
+            conversation_id = laravel_int(raw_id)
             assert conversation_id is not None
             conversation = self.conversations.get(conversation_id)
             if conversation is None:
@@ -658,14 +538,21 @@ class FakeWemasy(FakeServer):
             call_id: str = body["tool_call_id"]
             pending = self.pending_tool_calls.get(conversation_id)
             if not pending or call_id not in pending:
-                invalid = _Errors()
+                invalid = Errors()
                 invalid.add("tool_call_id", "The selected tool call id is invalid.")
                 return invalid.response()
             pending.discard(call_id)
             if not pending:
                 del self.pending_tool_calls[conversation_id]
             new_messages.append(
-                self._new_message(conversation_id, "tool", tool_result, now, tool_call_id=call_id)
+                new_message(
+                    self._message_id(),
+                    conversation_id,
+                    "tool",
+                    tool_result,
+                    now,
+                    tool_call_id=call_id,
+                )
             )
             content = f"Based on the tool result: {tool_result}"
             usage = usage_of(_words(tool_result) + 10, _words(content))
@@ -674,7 +561,9 @@ class FakeWemasy(FakeServer):
             if conversation is None:
                 conversation = self._create_conversation(message, now)
             conversation_id = conversation["id"]
-            new_messages.append(self._new_message(conversation_id, "user", message, now))
+            new_messages.append(
+                new_message(self._message_id(), conversation_id, "user", message, now)
+            )
             tools: list[dict[str, Any]] | None = body.get("tools")
             use_tools = body.get("use_tools") in (True, 1, "1")
             if use_tools and tools:
@@ -696,8 +585,14 @@ class FakeWemasy(FakeServer):
                 usage = usage_of(_words(message) + 10, _words(content))
 
         new_messages.append(
-            self._new_message(
-                conversation_id, "assistant", content, now, tool_calls=tool_calls, usage=usage
+            new_message(
+                self._message_id(),
+                conversation_id,
+                "assistant",
+                content,
+                now,
+                tool_calls=tool_calls,
+                usage=usage,
             )
         )
         conversation["messages"].extend(new_messages)
