@@ -65,6 +65,8 @@ _CURRENT_RECORD: ContextVar[RecordedRequest] = ContextVar("wemasy_fake_record")
 _JSON_CONTENT_TYPE: Final = "application/json"
 _encode = msgspec.json.encode
 
+# The faults' sizes and pace live here, read when a fault is served, not in `_wire`: tests
+# lower them on this module to see a fault run to its end quickly.
 #: The body size at which ``huge_body`` gives up on a client that never stops reading.
 HUGE_BODY_CAP: Final = 256 * 1024 * 1024
 _HUGE_CHUNK: Final = b"x" * (1024 * 1024)
