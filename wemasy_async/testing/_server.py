@@ -704,24 +704,19 @@ class FakeServer:
         elif kind == "rate_limited":
             response = self.json_response(self.rate_limited_body(self.fault_retry_after), 429)
         else:
-            return await self._serve_handled(kind, request, handler, record, remaining)
+            handled = await handler(request)
+            self._add_limit_headers(handled, remaining)
+            return await self._break_handled(kind, request, record, handled)
         self._add_limit_headers(response, remaining)
         if kind == "rate_limited":
             response.headers["Retry-After"] = str(self.fault_retry_after)
             response.headers["X-RateLimit-Remaining"] = "0"
         return response
 
-    async def _serve_handled(
-        self,
-        kind: str,
-        request: web.Request,
-        handler: Handler,
-        record: RecordedRequest,
-        remaining: int,
+    async def _break_handled(
+        self, kind: str, request: web.Request, record: RecordedRequest, handled: web.StreamResponse
     ) -> web.StreamResponse:
-        """The faults that let the handler run first (and change state)."""
-        handled = await handler(request)
-        self._add_limit_headers(handled, remaining)
+        """The faults that let the handler run first (and change state): break ``handled``."""
         if kind == "process_then_drop":
             return self._drop(request, record)
         if kind == "keepalive_close":

@@ -140,8 +140,11 @@ class FakeWemasy(FakeServer):
       cost is updated and it becomes ``active`` again. The client's original body is
       appended to `chat_deliveries`. ``model`` defaults to `DEFAULT_MODEL`.
 
-    If you mutate ``fake.conversations`` directly, call `invalidate` afterwards: encoded
-    responses are cached per conversation.
+    ``fake.conversations`` is a mutable mapping that generates each conversation when it is
+    read (`SeededConversations`), identical to generating them all up front, so any
+    ``conversations`` starts at once in bounded memory; a conversation read through it, or
+    changed by a chat, is kept. If you mutate ``fake.conversations`` directly, call
+    `invalidate` afterwards: encoded responses are cached per conversation.
     """
 
     url_prefix = "/api"
