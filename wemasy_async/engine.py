@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 import anyio
@@ -23,6 +23,7 @@ from yarl import URL
 from wemasy_async._version import __version__
 from wemasy_async.errors import APIConnectionError, APIError, RateLimitError
 from wemasy_async.headers import RateLimitInfo
+from wemasy_async.hooks import Hooks, PauseEvent, RequestEvent, ResponseEvent, RetryEvent
 from wemasy_async.latency import Latency
 from wemasy_async.providers.base import Call, Response
 from wemasy_async.ratelimit import Limiter, PauseTooLong
@@ -34,10 +35,12 @@ from wemasy_async.transport import Transport
 __all__ = ["Engine", "Latency", "Options"]
 
 T = TypeVar("T")
+E = TypeVar("E", RequestEvent, ResponseEvent, RetryEvent, PauseEvent)
 
 logger = logging.getLogger("wemasy_async")
 
 _DEFAULT_RETRY = RetryPolicy()
+_NO_HOOKS = Hooks(())
 
 
 @dataclass(frozen=True)
@@ -48,11 +51,14 @@ class Options:
         timeout: Total seconds per attempt; ``None`` for no limit.
         retry: The retry policy; ``None`` sends every request once.
         limiter: The key's limiter; ``None`` does not pace.
+        hooks: What is told about requests, responses, retries and pauses; empty (falsy)
+            for nothing, and then the engine builds no event at all.
     """
 
     timeout: float | None
     retry: RetryPolicy | None
     limiter: Limiter | None
+    hooks: Hooks = _NO_HOOKS
 
 
 class Engine:
@@ -126,8 +132,10 @@ class Engine:
         copy.options = options
         return copy
 
-    async def send(self, call: Call[T]) -> T:
+    async def send(self, call: Call[T], operation: str = "") -> T:
         """Send ``call`` and any follow-up calls it asks for; return the final result.
+
+        ``operation`` (the client method) only names the call in hook events.
 
         Raises:
             APIConnectionError: A request could not be completed (after any retries).
@@ -142,13 +150,24 @@ class Engine:
         while True:
             try:
                 if options.limiter is None:
-                    result = self._parse(call, await self._exchange(call))
+                    result = self._parse(call, await self._exchange(call, operation, attempt))
                 else:
-                    result = await self._paced(call, options)
+                    result = await self._paced(call, options, operation, attempt)
             except APIError as error:
                 delay = self._retry_delay(call, options, attempt, error)
                 if delay is None:
                     raise
+                if options.hooks:
+                    await options.hooks.emit(
+                        self._event(
+                            RetryEvent,
+                            call,
+                            operation,
+                            attempt,
+                            error=type(error).__name__,
+                            delay=delay,
+                        )
+                    )
                 if delay > 0:
                     await anyio.sleep(delay)
                 attempt += 1
@@ -183,7 +202,21 @@ class Engine:
         )
         return delay
 
-    async def _paced(self, call: Call[T], options: Options) -> T:
+    def _event(
+        self, kind: type[E], call: Call[T], operation: str, attempt: int, **details: Any
+    ) -> E:
+        """A hook event of ``kind`` about ``call``'s attempt; ``details`` are its own fields."""
+        return kind(
+            provider=self._provider,
+            operation=operation,
+            method=call.request.method,
+            # Paths hold ids the caller chose; blank the token out should one be pasted there.
+            path=self._redactor.text(self._base_path + call.request.path),
+            attempt=attempt,
+            **details,
+        )
+
+    async def _paced(self, call: Call[T], options: Options, operation: str, attempt: int) -> T:
         """One attempt through the limiter: acquire, exchange, parse, release."""
         limiter = options.limiter
         assert limiter is not None  # only called with one
@@ -204,13 +237,17 @@ class Engine:
         info: RateLimitInfo | None = None
         paused = 0.0
         try:
-            response = await self._exchange(call)
+            response = await self._exchange(call, operation, attempt)
             info = RateLimitInfo.from_headers(response.headers)
             try:
                 return self._parse(call, response)
             except RateLimitError as error:
                 hint = error.retry_after
                 paused = hint if hint is not None else limiter.config.pause_without_hint
+                if options.hooks:
+                    await options.hooks.emit(
+                        self._event(PauseEvent, call, operation, attempt, seconds=paused)
+                    )
                 raise
         finally:
             # Also on errors and cancellation: the request is no longer in flight. Nothing
@@ -234,11 +271,14 @@ class Engine:
         except APIError as clean:
             raise clean from None
 
-    async def _exchange(self, call: Call[T]) -> Response:
+    async def _exchange(self, call: Call[T], operation: str, attempt: int) -> Response:
         request = call.request
         url = self._base_url + request.path
         if request.query:
             url = f"{url}?{urlencode(request.query)}"
+        hooks = self.options.hooks
+        if hooks:
+            await hooks.emit(self._event(RequestEvent, call, operation, attempt))
         started = time.perf_counter()
         try:
             response = await self.transport.send(
@@ -253,6 +293,18 @@ class Engine:
             raise
         elapsed = time.perf_counter() - started
         self.latency.observe(elapsed)
+        if hooks:
+            await hooks.emit(
+                self._event(
+                    ResponseEvent,
+                    call,
+                    operation,
+                    attempt,
+                    status=response.status,
+                    elapsed=elapsed,
+                    rate_limit=RateLimitInfo.from_headers(response.headers),
+                )
+            )
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug(
                 "%s %s -> %d in %.1f ms", request.method, url, response.status, elapsed * 1000
