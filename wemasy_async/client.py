@@ -12,6 +12,7 @@ from collections.abc import (
     Awaitable,
     Callable,
     Iterable,
+    Mapping,
     Sequence,
 )
 from dataclasses import replace
@@ -48,6 +49,7 @@ from wemasy_async.providers.base import (
 )
 from wemasy_async.providers.registry import get_provider
 from wemasy_async.ratelimit import Limiter, RateLimit, limiter_key, shared_limiter
+from wemasy_async.request_headers import check_headers, check_user_agent
 from wemasy_async.retry import RetryPolicy
 from wemasy_async.transport import DEFAULT_MAX_RESPONSE_BYTES, AiohttpTransport
 from wemasy_async.validation import check_bool, check_int, is_positive_number, short_repr
@@ -111,9 +113,17 @@ class Client:
         hooks: Callables (sync or async) told about each request, response, retry and
             429 pause, as the typed events of :mod:`wemasy_async.hooks`. One that raises is
             logged and never fails the call.
+        default_headers: Headers sent with every request, e.g. a tracing header. They
+            replace the client's ``Accept`` or ``User-Agent`` if they name them; a JSON
+            body keeps its ``Content-Type``. Their values never appear in reprs or logs.
+        user_agent: A suffix for the ``User-Agent`` header, for libraries that embed the
+            SDK: ``"mylib/2.1"`` sends ``wemasy-async/<version> mylib/2.1``.
 
     Raises:
-        InvalidRequestError: An argument is invalid, or no token was given or found.
+        InvalidRequestError: An argument is invalid, or no token was given or found; a
+            header sets ``Authorization``, ``Host``, ``Content-Length`` or
+            ``Transfer-Encoding`` (the client's own), or has a CR, LF or other control
+            character in its value.
     """
 
     __slots__ = ("__weakref__", "_closed", "_engine", "_provider", "_transport", "base_url")
@@ -131,6 +141,8 @@ class Client:
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         allow_http: bool = False,
         hooks: Sequence[Hook] | None = None,
+        default_headers: Mapping[str, str] | None = None,
+        user_agent: str | None = None,
     ) -> None:
         # Set first so that __del__ works even if a check below raises.
         self._transport: AiohttpTransport | None = None
@@ -147,6 +159,8 @@ class Client:
             _check_session(session)
         token = _check_token(token, self._provider.token_env)
         checked_hooks = check_hooks(hooks)
+        headers = check_headers(default_headers, "default_headers")
+        agent = check_user_agent(user_agent)
         limiter_config = _check_option(rate_limit, RateLimit, "rate_limit")
         self._transport = AiohttpTransport(
             provider=name,
@@ -170,6 +184,8 @@ class Client:
                 ),
                 hooks=checked_hooks,
             ),
+            headers=headers,
+            user_agent=agent,
         )
 
     def with_options(
@@ -178,13 +194,16 @@ class Client:
         timeout: float | _Unset | None = _UNSET,
         retry: RetryPolicy | bool | _Unset = _UNSET,
         hooks: Sequence[Hook] | _Unset | None = _UNSET,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> Client:
         """A client for the same provider, session and limiter, with other settings.
 
         Cheap (no new session); use it per call, e.g.
         ``await client.with_options(timeout=5, retry=False).chat("hi")``. The copy does not
         own the session: close the original, not the copy. ``hooks`` replaces the
-        client's hooks (``None`` or ``[]`` for none).
+        client's hooks (``None`` or ``[]`` for none); ``extra_headers`` are added to the
+        client's headers (and replace those of the same name), checked as
+        ``default_headers`` are.
 
         Raises:
             InvalidRequestError: An argument is invalid.
@@ -196,12 +215,13 @@ class Client:
             options = replace(options, retry=_check_option(retry, RetryPolicy, "retry"))
         if not isinstance(hooks, _Unset):
             options = replace(options, hooks=check_hooks(hooks))
+        headers = check_headers(extra_headers, "extra_headers")
         copy = Client.__new__(Client)
         copy._transport = None  # borrowed: closing or collecting the copy leaves it alone
         copy._closed = False
         copy._provider = self._provider
         copy.base_url = self.base_url
-        copy._engine = self._engine.with_options(options)
+        copy._engine = self._engine.with_options(options, headers)
         return copy
 
     @property

@@ -40,7 +40,6 @@ E = TypeVar("E", RequestEvent, ResponseEvent, RetryEvent, PauseEvent)
 logger = logging.getLogger("wemasy_async")
 
 _DEFAULT_RETRY = RetryPolicy()
-_NO_HOOKS = Hooks(())
 
 
 @dataclass(frozen=True)
@@ -51,14 +50,14 @@ class Options:
         timeout: Total seconds per attempt; ``None`` for no limit.
         retry: The retry policy; ``None`` sends every request once.
         limiter: The key's limiter; ``None`` does not pace.
-        hooks: What is told about requests, responses, retries and pauses; empty (falsy)
-            for nothing, and then the engine builds no event at all.
+        hooks: What is told about requests, responses, retries and pauses; ``None`` for
+            nothing, and then the engine builds no event at all.
     """
 
     timeout: float | None
     retry: RetryPolicy | None
     limiter: Limiter | None
-    hooks: Hooks = _NO_HOOKS
+    hooks: Hooks | None = None
 
 
 class Engine:
@@ -72,7 +71,11 @@ class Engine:
             :class:`~wemasy_async.redaction.Redactor`, never in a repr, log record, error or
             a plain local of a frame an error's traceback shows.
         transport: What does the I/O.
-        options: Timeout, retry policy and limiter.
+        options: Timeout, retry policy, limiter and hooks.
+        headers: The caller's headers for every request, already checked
+            (:func:`~wemasy_async.request_headers.check_headers`); they replace the SDK's
+            ``Accept`` or ``User-Agent`` if they name them.
+        user_agent: A suffix for the ``User-Agent``, already checked.
     """
 
     __slots__ = (
@@ -95,6 +98,8 @@ class Engine:
         token: str,
         transport: Transport,
         options: Options,
+        headers: Mapping[str, str] | None = None,
+        user_agent: str | None = None,
     ) -> None:
         self._provider = provider
         # Normalised (and percent-encoded) once, since request URLs are sent as built.
@@ -105,21 +110,27 @@ class Engine:
         self._base_path = self._redactor.text(URL(self._base_url).raw_path.rstrip("/"))
         self.options = options
         self.transport = transport
+        agent = f"wemasy-async/{__version__}"
         self._headers = SecretHeaders(
             {
                 "Authorization": f"Bearer {token}",
                 "Accept": "application/json",
-                "User-Agent": f"wemasy-async/{__version__}",
+                "User-Agent": agent if user_agent is None else f"{agent} {user_agent}",
             }
         )
-        self._body_headers = self._headers.merged({"Content-Type": "application/json"})
+        self._body_headers = _with_json_body(self._headers)
+        if headers:
+            self._add_headers(headers)
         self.latency = Latency()
 
     def __repr__(self) -> str:
         return f"<Engine {self._provider} {self._base_url}>"
 
-    def with_options(self, options: Options) -> Engine:
-        """A copy sending through the same transport and headers with other options."""
+    def with_options(
+        self, options: Options, extra_headers: Mapping[str, str] | None = None
+    ) -> Engine:
+        """A copy sending through the same transport with other options, and with
+        ``extra_headers`` (already checked) added to the headers."""
         copy = Engine.__new__(Engine)
         copy._provider = self._provider
         copy._base_url = self._base_url
@@ -130,7 +141,14 @@ class Engine:
         copy.transport = self.transport
         copy.latency = self.latency
         copy.options = options
+        if extra_headers:
+            copy._add_headers(extra_headers)
         return copy
+
+    def _add_headers(self, headers: Mapping[str, str]) -> None:
+        self._headers = self._headers.merged(headers)
+        # A JSON body is always declared as one, whatever the caller's headers say.
+        self._body_headers = _with_json_body(self._headers)
 
     async def send(self, call: Call[T], operation: str = "") -> T:
         """Send ``call`` and any follow-up calls it asks for; return the final result.
@@ -310,6 +328,10 @@ class Engine:
                 "%s %s -> %d in %.1f ms", request.method, url, response.status, elapsed * 1000
             )
         return response
+
+
+def _with_json_body(headers: SecretHeaders) -> SecretHeaders:
+    return headers.merged({"Content-Type": "application/json"})
 
 
 def _redacted(response: Response, redactor: Redactor) -> Response | None:

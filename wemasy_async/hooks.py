@@ -116,7 +116,8 @@ Hook = Callable[[Event], object]
 class Hooks:
     """The hooks of one client (and its ``with_options`` copies), called in order.
 
-    Falsy when empty, so the engine guards each point with a plain ``if hooks:``.
+    Never empty: a client without hooks has ``None`` instead, so each point of the engine
+    is guarded by a plain ``if hooks:`` that costs no Python call (no ``__bool__`` here).
     """
 
     __slots__ = ("_failed", "_hooks")
@@ -124,12 +125,6 @@ class Hooks:
     def __init__(self, hooks: Sequence[Hook]) -> None:
         self._hooks = tuple(hooks)
         self._failed: set[int] = set()  # indexes of hooks that raised (logged loudly once)
-
-    def __bool__(self) -> bool:
-        return bool(self._hooks)
-
-    def __len__(self) -> int:
-        return len(self._hooks)
 
     def __repr__(self) -> str:
         return f"<Hooks {len(self._hooks)}>"
@@ -160,14 +155,14 @@ class Hooks:
         )
 
 
-def check_hooks(hooks: object) -> Hooks:
-    """``hooks`` (a sequence of callables, or ``None``) as :class:`Hooks`.
+def check_hooks(hooks: object) -> Hooks | None:
+    """``hooks`` (a sequence of callables, or ``None``) as :class:`Hooks`; ``None`` if none.
 
     Raises:
         InvalidRequestError: ``hooks`` is not a list or tuple of callables.
     """
     if hooks is None:
-        return Hooks(())
+        return None
     if isinstance(hooks, (str, bytes)) or not isinstance(hooks, Sequence):
         raise InvalidRequestError(
             f"hooks must be a list or tuple of callables, got {type(hooks).__name__}",
@@ -179,4 +174,4 @@ def check_hooks(hooks: object) -> Hooks:
                 f"hooks[{position}] must be callable, got {type(hook).__name__}",
                 argument="hooks",
             )
-    return Hooks(hooks)
+    return Hooks(hooks) if hooks else None

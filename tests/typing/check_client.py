@@ -141,3 +141,10 @@ def hooks() -> None:
     Client("wemasy", hooks=sync_hook)  # type: ignore[arg-type]
     Client("wemasy", hooks=[3])  # type: ignore[list-item]
     RequestEvent(provider="p", operation="o", method="GET", path="/", attempt="1")  # type: ignore[arg-type]
+
+
+def headers() -> None:
+    client = Client("wemasy", token="t", default_headers={"X-Trace": "1"}, user_agent="lib/1")
+    assert_type(client.with_options(extra_headers={"X-Call": "2"}), Client)
+    Client("wemasy", default_headers={"X-Trace": 1})  # type: ignore[dict-item]
+    Client("wemasy", user_agent=b"lib/1")  # type: ignore[arg-type]
