@@ -262,10 +262,6 @@ class Engine:
             except RateLimitError as error:
                 hint = error.retry_after
                 paused = hint if hint is not None else limiter.config.pause_without_hint
-                if options.hooks:
-                    await options.hooks.emit(
-                        self._event(PauseEvent, call, operation, attempt, seconds=paused)
-                    )
                 raise
         finally:
             # Also on errors and cancellation: the request is no longer in flight. Nothing
@@ -273,6 +269,11 @@ class Engine:
             pending = limiter.report(ticket, info, paused=paused)
             if pending is not None:
                 await pending
+            # Told once the limiter holds the key, so no request slips out while a hook runs.
+            if paused and options.hooks:
+                await options.hooks.emit(
+                    self._event(PauseEvent, call, operation, attempt, seconds=paused)
+                )
 
     def _parse(self, call: Call[T], response: Response) -> T:
         try:
