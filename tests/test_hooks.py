@@ -253,3 +253,10 @@ async def test_a_connection_failure_is_a_request_then_retries(
     retry = recorder.events[1]
     assert isinstance(retry, RetryEvent)
     assert retry.error == "APIConnectionError"
+
+
+@pytest.mark.parametrize("kind", [RequestEvent, ResponseEvent, RetryEvent, PauseEvent])
+def test_events_are_frozen_untracked_structs(kind: type[msgspec.Struct]) -> None:
+    config = kind.__struct_config__
+    assert config.frozen
+    assert not config.gc  # nothing in them can form a cycle: no GC tracking needed
