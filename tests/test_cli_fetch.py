@@ -6,18 +6,17 @@ import inspect
 import io
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 
+from tests.cli_served import accepted, interrupt_once_written, running, serve
+from tests.cli_served import stop as _stop
+from tests.cli_served import url as _url
 from wemasy_async.cli import _iter_ids, default_errors_path, main
 from wemasy_async.progress import ProgressBar, format_bar, format_duration, format_summary
 
@@ -26,57 +25,19 @@ COUNT = 40
 
 
 def _serve(*extra: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "wemasy_async.testing",
-            "serve",
-            "--conversations",
-            str(COUNT),
-            "--token",
-            TOKEN,
-            *extra,
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-
-
-def _url(process: subprocess.Popen[str]) -> str:
-    assert process.stdout is not None
-    line = process.stdout.readline().strip()
-    assert line.startswith("URL "), line
-    return line.removeprefix("URL ")
-
-
-def _stop(process: subprocess.Popen[str]) -> None:
-    process.terminate()
-    process.wait(timeout=10)
-    if process.stdout is not None:
-        process.stdout.close()
+    return serve(*extra, conversations=COUNT, token=TOKEN)
 
 
 @pytest.fixture(scope="module")
 def server_url() -> Iterator[str]:
     """A fake Wemasy in its own process, so ``main`` can run its own event loop here."""
-    process = _serve()
-    try:
-        yield _url(process)
-    finally:
-        _stop(process)
+    with running(conversations=COUNT, token=TOKEN) as url:
+        yield url
 
 
 @pytest.fixture(autouse=True)
 def token_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WEMASY_API_TOKEN", TOKEN)
-
-
-def accepted(url: str) -> int:
-    """Requests the fake has answered so far (admin paths excluded)."""
-    parts = urlsplit(url)
-    with urllib.request.urlopen(f"{parts.scheme}://{parts.netloc}/__fake__/stats") as response:
-        return int(json.load(response)["accepted"])
 
 
 def write_ids(path: Path, ids: list[str]) -> Path:
@@ -340,13 +301,8 @@ def test_ctrl_c_keeps_what_was_fetched_and_a_rerun_resumes(tmp_path: Path) -> No
             "4",
         ]
         env = {**os.environ, "WEMASY_API_TOKEN": TOKEN}
-        child = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and (not out.exists() or out.stat().st_size == 0):
-            time.sleep(0.05)
-        child.send_signal(signal.SIGINT)
-        _, err = child.communicate(timeout=20)
-        assert child.returncode == 130, err
+        returncode, err = interrupt_once_written(command, env, out)
+        assert returncode == 130, err
         assert err.endswith("interrupted\n")
         assert "Traceback" not in err
         kept = read_jsonl(out)  # whole lines only

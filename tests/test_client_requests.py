@@ -39,6 +39,7 @@ from wemasy_async import (
     RateLimitError,
     ResponseDecodeError,
     UnprocessableEntityError,
+    UnsupportedOperationError,
     __version__,
 )
 from wemasy_async.providers.wemasy import WemasyProvider
@@ -694,3 +695,13 @@ async def test_client_implements_the_protocols() -> None:
                 "chat",
             }
         )
+
+
+def test_chat_service_is_checked_when_wired_not_at_the_first_message() -> None:
+    chatty = Client("wemasy", token="t")
+    assert chatty.chat_service() is chatty
+    for provider in ("loop", "siteassist"):
+        client = Client(provider, token="t")
+        with pytest.raises(UnsupportedOperationError) as caught:
+            client.chat_service()
+        assert (caught.value.provider, caught.value.operation) == (provider, "chat")

@@ -1,17 +1,33 @@
 """The ``wemasy-async`` command (also ``python -m wemasy_async``).
 
 ``demo`` tours the SDK against the bundled fake servers, with no credentials and no
-network. ``get``, ``messages``, ``list`` and ``chat`` talk to a real provider, with the token
-from the provider's environment variable, and print JSON. ``fetch`` downloads many
-conversations (or their messages) to a JSONL file, resumably. Every failure prints one line
-to stderr and exits non-zero (2 for usage errors); no traceback.
+network. ``get``, ``messages``, ``list`` and ``chat`` talk to a real provider (``--provider``,
+default ``wemasy``), with the token from ``--token`` or else the provider's environment
+variable (``$WEMASY_API_TOKEN``, ...; ``--help`` lists them), and print JSON. ``fetch``
+downloads many conversations (or their messages) to a JSONL file, resumably. Every failure
+prints one line to stderr and exits non-zero (2 for usage errors); no traceback. The token
+is never printed: not in errors, not in ``--help``.
+
+- ``get``, ``list`` and ``chat`` print the neutral fields; ``--raw`` adds each model's
+  ``raw`` (the provider's wire object). ``fetch`` always keeps ``raw`` (it is a backup).
+- ``list --all`` prints the array as the pages come, so a reader that stops early
+  (``| head``) stops the paging; a failure part-way leaves the array unterminated (exit 1).
+- A reader that goes away (a closed pipe) ends any command quietly with exit status 141
+  (128 + SIGPIPE, what a shell reports for a Unix tool ended by that signal).
+- ``chat --tools FILE`` sends a JSON list of OpenAI-style function specs (checked before any
+  request; a bad file is a usage error), which the assistant may call unless
+  ``--no-use-tools``; answer a call with ``--conversation-id C --tool-call-id ID
+  --tool-result TEXT``.
 
 ``fetch --ids-file FILE --out OUT.jsonl [--errors ERR.jsonl] [--messages] [--shard K/N]
 [--redis URL] [--rate-window SECONDS] [--concurrency N]``:
 
 - The ids file holds one id per line; blank lines and lines starting with ``#`` are
   skipped. It is read twice, both times streamed: once to count the work (for the progress
-  bar's total and ETA), then lazily while fetching. Repeated ids are fetched once.
+  bar's total and ETA), then lazily while fetching. A repeated id is one id: fetched once and
+  counted once, in the total ("of N" is distinct ids) and in ``skipped`` alike, so an
+  interrupted run and a whole one agree. Ids added to the file during a run wait for the
+  next run.
 - OUT gets one JSON object per fetched id, appended: the conversation (with its ``id``), or
   ``{"id": ..., "messages": [...]}`` with ``--messages``. Lines are written whole and flushed
   at least every second (and every 1,000 lines), so a crash loses at most that tail.
@@ -24,7 +40,9 @@ to stderr and exits non-zero (2 for usage errors); no traceback.
   without failures removes the file. A 401 (bad token) stops the run instead: every id
   would fail the same way.
 - On a terminal, stderr shows a progress bar (done/total, rate, ETA, errors), then the
-  summary; otherwise just the one-line summary. stdout stays empty.
+  summary; otherwise just the one-line summary. stdout stays empty. When the server's rate
+  limit is what sets the pace, the bar says so (``paced by the server: 60/min``) and its ETA
+  counts at that rate.
 - Concurrency: without ``--concurrency`` the batch tunes it (``fetch_conversations(ids)``).
   ``--rate-window`` is the server's rate-limit window if it is not the documented minute.
 - Many hosts, one token: ``--shard K/N`` (K from 1 to N) fetches only the ids whose shard
@@ -47,7 +65,7 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, TextIO, TypeVar
@@ -67,11 +85,12 @@ from wemasy_async.errors import (
 from wemasy_async.models import Conversation
 from wemasy_async.progress import ProgressBar, format_summary
 from wemasy_async.protocols import ConversationStore
-from wemasy_async.providers.registry import provider_names
+from wemasy_async.providers.registry import get_provider, provider_names
 from wemasy_async.ratelimit import RateLimit
 from wemasy_async.validation import MAX_SECONDS
 
 if TYPE_CHECKING:
+    from wemasy_async.ratelimit import Limiter
     from wemasy_async.redis import RedisStore
 
 __all__ = ["main"]
@@ -81,6 +100,7 @@ Value = TypeVar("Value")
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141
 
 WEATHER_TOOL: dict[str, Any] = {
     "type": "function",
@@ -92,13 +112,70 @@ WEATHER_TOOL: dict[str, Any] = {
 }
 
 
+def _format_json(value: object) -> str:
+    return msgspec.json.format(msgspec.json.encode(value), indent=2).decode()
+
+
 def _print_json(value: object) -> None:
-    print(msgspec.json.format(msgspec.json.encode(value), indent=2).decode())
+    print(_format_json(value))
+
+
+def _without_raw(value: object) -> object:
+    """``value`` with the ``raw`` field of every model in it left out (the neutral fields
+    already carry that data); plain values (a message's ``metadata``) are kept as they are."""
+    if isinstance(value, msgspec.Struct):
+        return {
+            field.encode_name: _without_raw(getattr(value, field.name))
+            for field in msgspec.structs.fields(value)
+            if field.name != "raw"
+        }
+    if isinstance(value, list):
+        return [_without_raw(item) for item in value]
+    return value
+
+
+def _output(args: argparse.Namespace, value: object) -> object:
+    return value if args.raw else _without_raw(value)
+
+
+async def _print_json_array(items: AsyncIterator[object]) -> None:
+    """Print ``items`` as one JSON array, formatted as :func:`_print_json` would, one item
+    at a time: a reader that stops early (``| head``) stops the paging too."""
+    opening = "[\n  "
+    async for item in items:
+        sys.stdout.write(opening + _format_json(item).replace("\n", "\n  "))
+        opening = ",\n  "
+    sys.stdout.write("[]\n" if opening == "[\n  " else "\n]\n")
+
+
+def _token_variables() -> dict[str, str]:
+    """Provider name -> the environment variable its token falls back to."""
+    variables: dict[str, str] = {}
+    for name in provider_names():
+        try:
+            variables[name] = get_provider(name).token_env
+        except WemasyAsyncError:  # a broken plug-in must not break --help
+            continue
+    return variables
+
+
+def _token(args: argparse.Namespace) -> str:
+    """``--token``, else the provider's variable; the error names both, never the value."""
+    if args.token is not None:
+        if not args.token:
+            raise CommandError("--token is empty")
+        return str(args.token)
+    variable = get_provider(args.provider).token_env
+    token = os.environ.get(variable)
+    if not token:
+        raise CommandError(f"no API token: pass --token or set ${variable}")
+    return token
 
 
 def _client(args: argparse.Namespace, rate_limit: RateLimit | bool = True) -> Client:
     return Client(
         args.provider,
+        token=_token(args),
         base_url=args.base_url,
         timeout=args.timeout,
         allow_http=args.allow_http,
@@ -108,7 +185,7 @@ def _client(args: argparse.Namespace, rate_limit: RateLimit | bool = True) -> Cl
 
 async def _get(args: argparse.Namespace) -> None:
     async with _client(args) as client:
-        _print_json(await client.get_conversation(args.conversation_id))
+        _print_json(_output(args, await client.get_conversation(args.conversation_id)))
 
 
 async def _messages(args: argparse.Namespace) -> None:
@@ -119,23 +196,21 @@ async def _messages(args: argparse.Namespace) -> None:
 async def _list(args: argparse.Namespace) -> None:
     async with _client(args) as client:
         if args.all:
-            _print_json(
-                [
-                    c
-                    async for c in client.iter_conversations(
-                        agent_id=args.agent_id, search=args.search, per_page=args.per_page
-                    )
-                ]
+            conversations = client.iter_conversations(
+                agent_id=args.agent_id, search=args.search, per_page=args.per_page
             )
+            await _print_json_array(_output(args, c) async for c in conversations)
             return
-        _print_json(
-            await client.list_conversations(
-                agent_id=args.agent_id, search=args.search, per_page=args.per_page, page=args.page
-            )
+        page = await client.list_conversations(
+            agent_id=args.agent_id, search=args.search, per_page=args.per_page, page=args.page
         )
+        _print_json(_output(args, page))
 
 
 async def _chat(args: argparse.Namespace) -> None:
+    tools = None if args.tools is None else load_tools(Path(args.tools))
+    # Tools given: the assistant may call them, unless --no-use-tools says not now.
+    use_tools = args.use_tools if args.use_tools is not None or tools is None else True
     async with _client(args) as client:
         reply = await client.chat(
             args.message,
@@ -143,10 +218,49 @@ async def _chat(args: argparse.Namespace) -> None:
             model=args.model,
             temperature=args.temperature,
             max_tokens=args.max_tokens,
+            use_tools=use_tools,
+            tools=tools,
             tool_call_id=args.tool_call_id,
             tool_result=args.tool_result,
         )
-        _print_json(reply)
+        _print_json(_output(args, reply))
+
+
+TOOL_SPEC_SHAPE = '{"type": "function", "function": {"name": ..., "parameters": {...}}}'
+
+
+def load_tools(path: Path) -> list[dict[str, Any]]:
+    """The tool specs in ``path``: a JSON list of OpenAI-style function definitions.
+
+    Raises:
+        CommandError: (status 2) The file is missing, not JSON, or not a list of specs.
+    """
+    try:
+        data = msgspec.json.decode(path.read_bytes())
+    except OSError as exc:
+        raise CommandError(f"--tools: cannot read {path}: {exc.strerror}", EXIT_USAGE) from None
+    except msgspec.DecodeError as exc:
+        raise CommandError(f"--tools: {path} is not JSON: {exc}", EXIT_USAGE) from None
+    if not isinstance(data, list) or not data:
+        raise CommandError(
+            f"--tools: {path} must hold a non-empty JSON list of tool specs, each"
+            f" {TOOL_SPEC_SHAPE}",
+            EXIT_USAGE,
+        )
+    for number, spec in enumerate(data, 1):
+        function = spec.get("function") if isinstance(spec, dict) else None
+        name = function.get("name") if isinstance(function, dict) else None
+        if not isinstance(name, str) or not name or spec.get("type") != "function":
+            raise CommandError(
+                f"--tools: tool {number} in {path} is not {TOOL_SPEC_SHAPE}", EXIT_USAGE
+            )
+        assert isinstance(function, dict)  # it has a name
+        if not isinstance(function.get("parameters", {}), dict):
+            raise CommandError(
+                f"--tools: tool {number} ({name}) in {path}: parameters must be a JSON object",
+                EXIT_USAGE,
+            )
+    return data
 
 
 async def _fetch_all(
@@ -288,7 +402,8 @@ def _error_record(result: FetchResult[Any]) -> bytes:
 def _prepare(
     ids_file: Path, out: Path, errors: Path, shard: Shard | None
 ) -> tuple[set[str], FetchReport]:
-    """Check the paths, repair OUT, count the work; the ids in OUT and the counts."""
+    """Check the paths, repair OUT, count the work: the distinct ids to fetch, and the
+    counts (each distinct id once, however often the file repeats it)."""
     if not ids_file.is_file():
         raise CommandError(f"ids file not found: {ids_file}", EXIT_USAGE)
     if len({ids_file.resolve(), out.resolve(), errors.resolve()}) != 3:
@@ -300,17 +415,17 @@ def _prepare(
     except OSError as exc:
         raise CommandError(f"cannot read {out}: {exc.strerror}") from None
     report = FetchReport()
+    todo: set[str] = set()
+    skipped: set[str] = set()
     try:
         for conversation_id in _iter_ids(ids_file, shard):
-            if conversation_id in done:
-                report.skipped += 1
-            else:
-                report.total += 1
+            (skipped if conversation_id in done else todo).add(conversation_id)
     except OSError as exc:
         raise CommandError(f"cannot read {ids_file}: {exc.strerror}") from None
     except UnicodeDecodeError:
         raise CommandError(f"{ids_file} is not UTF-8 text", EXIT_USAGE) from None
-    return done, report
+    report.total, report.skipped = len(todo), len(skipped)
+    return todo, report
 
 
 class _Sink:
@@ -384,18 +499,15 @@ async def run_fetch(
     errors = errors if errors is not None else default_errors_path(out)
     if concurrency is not None and not 1 <= concurrency <= MAX_CONCURRENCY:
         raise CommandError(f"concurrency must be from 1 to {MAX_CONCURRENCY}", EXIT_USAGE)
-    done, report = _prepare(ids_file, out, errors, shard)
-    seen: set[str] = set()
+    todo, report = _prepare(ids_file, out, errors, shard)
 
     def pending() -> Iterator[str]:
+        # The file order, each counted id once: a repeat (or an id added to the file since
+        # it was counted) is not in `todo` any more, so the total stays exact.
         for conversation_id in _iter_ids(ids_file, shard):
-            if conversation_id in done:
-                continue
-            if conversation_id in seen:  # a repeated id: counted in the total, fetched once
-                report.total -= 1
-                continue
-            seen.add(conversation_id)
-            yield conversation_id
+            if conversation_id in todo:
+                todo.discard(conversation_id)
+                yield conversation_id
 
     batch: BatchFetch[Any] = (
         client.fetch_messages(pending(), concurrency=concurrency)
@@ -404,13 +516,17 @@ async def run_fetch(
     )
     sink = _Sink(out, errors)  # opened last: nothing may fail between here and `try`
     progress = ProgressBar(bar) if bar is not None else None
+    pace = _Pace(_limiter(client))
     started = time.monotonic()
 
     def show(force: bool = False) -> None:
         if progress is not None:
             done_now = report.succeeded + report.failed
             elapsed = time.monotonic() - started
-            progress.update(done_now, report.total, report.failed, elapsed, force=force)
+            paced = pace.rate(done_now / elapsed if elapsed > 0 else 0.0)
+            progress.update(
+                done_now, report.total, report.failed, elapsed, force=force, paced=paced
+            )
 
     async def ticker() -> None:  # redraw and flush even while results are slow to come
         while True:
@@ -440,7 +556,13 @@ async def run_fetch(
         sink.close()
         if progress is not None:
             progress.finish(
-                report.succeeded + report.failed, report.total, report.failed, report.elapsed
+                report.succeeded + report.failed,
+                report.total,
+                report.failed,
+                report.elapsed,
+                paced=pace.rate(
+                    (report.succeeded + report.failed) / report.elapsed if report.elapsed else 0.0
+                ),
             )
         if not fatal:  # a fatal error is reported on its own, as one line
             summary(
@@ -455,6 +577,42 @@ async def run_fetch(
                 )
             )
     return report
+
+
+def _limiter(client: Client) -> Limiter | None:
+    """The client's rate limiter, read only (``None`` when it does not pace)."""
+    # Client has no public accessor for it yet; the engine's options are where it lives.
+    return client._engine.options.limiter
+
+
+class _Pace:
+    """Whether the server's limit is what sets the pace, for the progress bar.
+
+    It is when requests wait for the limiter (which keeps to the limit the server
+    announced) and the run goes at :attr:`NEAR` of the allowed rate or faster: a limiter
+    also holds a request briefly while it learns the limit, at any pace. The state is held
+    for :attr:`HOLD` seconds so that the bar does not flicker between sends. (Shards
+    sharing one limit through Redis each go at a share of it, so they do not say so.)
+    """
+
+    HOLD = 1.0
+    NEAR = 0.75
+
+    def __init__(self, limiter: Limiter | None) -> None:
+        self._limiter = limiter
+        self._until = float("-inf")
+
+    def rate(self, achieved: float) -> float | None:
+        """The server's allowed rate (per second) while it sets the pace, else ``None``;
+        ``achieved`` is the run's rate so far."""
+        limiter = self._limiter
+        if limiter is None:
+            return None
+        allowed = limiter.allowed_rate
+        now = time.monotonic()
+        if allowed is not None and limiter.waiting > 0 and achieved >= self.NEAR * allowed:
+            self._until = now + self.HOLD
+        return allowed if allowed is not None and now < self._until else None
 
 
 def _encode_result(result: FetchResult[Any], messages: bool) -> bytes:
@@ -632,9 +790,26 @@ async def _demo_tour(client: Client) -> None:
     print(f"   assistant < {reply.content}  [conversation {reply.conversation_id}]")
 
 
+DEFAULT_PROVIDER = "wemasy"
+
+
+def _tokens_epilog() -> str:
+    variables = "\n".join(
+        f"  {name:<12} ${variable}" for name, variable in _token_variables().items()
+    )
+    return (
+        f"The remote commands talk to --provider (default: {DEFAULT_PROVIDER}), with the\n"
+        f"token from --token, else from the provider's environment variable:\n{variables}"
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
+    epilog = _tokens_epilog()
     parser = argparse.ArgumentParser(
-        prog="wemasy-async", description="Async SDK for AI-assistant conversation APIs."
+        prog="wemasy-async",
+        description="Async SDK for AI-assistant conversation APIs.",
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -648,8 +823,27 @@ def _parser() -> argparse.ArgumentParser:
     def remote(
         name: str, help: str, run: Callable[[argparse.Namespace], Awaitable[int | None]]
     ) -> Any:
-        sub = commands.add_parser(name, help=help)
-        sub.add_argument("--provider", default="wemasy", choices=provider_names())
+        sub = commands.add_parser(
+            name,
+            help=help,
+            description=help[0].upper() + help[1:] + ".",
+            epilog=epilog,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        sub.add_argument(
+            "--provider",
+            default=DEFAULT_PROVIDER,
+            choices=provider_names(),
+            help="the provider (default: %(default)s)",
+        )
+        # No default shown, ever: the token must not appear in --help or in any message.
+        sub.add_argument(
+            "--token",
+            default=None,
+            metavar="TOKEN",
+            help="the API token (default: the provider's variable, listed below); other local"
+            " users can see command lines, so prefer the variable on shared machines",
+        )
         sub.add_argument("--base-url", default=None, help="override the provider's base URL")
         sub.add_argument(
             "--allow-http",
@@ -661,22 +855,44 @@ def _parser() -> argparse.ArgumentParser:
         sub.set_defaults(run=run)
         return sub
 
-    remote("get", "print one conversation as JSON", _get).add_argument("conversation_id")
+    raw_help = "also print the provider's wire object (`raw`) next to the neutral fields"
+    get = remote("get", "print one conversation as JSON", _get)
+    get.add_argument("conversation_id")
+    get.add_argument("--raw", action="store_true", help=raw_help)
     remote("messages", "print a conversation's messages", _messages).add_argument("conversation_id")
     listing = remote("list", "print a page of conversations", _list)
     listing.add_argument("--agent-id")
     listing.add_argument("--search")
     listing.add_argument("--per-page", type=int, default=20)
     listing.add_argument("--page", type=int, default=1)
-    listing.add_argument("--all", action="store_true", help="follow every page")
+    listing.add_argument(
+        "--all", action="store_true", help="follow every page (printed as it comes)"
+    )
+    listing.add_argument("--raw", action="store_true", help=raw_help)
     chat = remote("chat", "send a message (or a tool result) and print the reply", _chat)
     chat.add_argument("message", nargs="?")
     chat.add_argument("--conversation-id")
     chat.add_argument("--model")
     chat.add_argument("--temperature", type=float)
     chat.add_argument("--max-tokens", type=int)
-    chat.add_argument("--tool-call-id")
-    chat.add_argument("--tool-result")
+    chat.add_argument(
+        "--tools",
+        metavar="FILE",
+        help=f"JSON list of tools the assistant may call, each {TOOL_SPEC_SHAPE}",
+    )
+    chat.add_argument(
+        "--use-tools",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="whether the assistant may call tools (default: yes with --tools)",
+    )
+    chat.add_argument(
+        "--tool-call-id",
+        metavar="ID",
+        help="answer this tool call of the reply (with --conversation-id and --tool-result)",
+    )
+    chat.add_argument("--tool-result", metavar="TEXT", help="the tool's output, as text")
+    chat.add_argument("--raw", action="store_true", help=raw_help)
     fetch = remote("fetch", "fetch many conversations to a JSONL file, resumably", _fetch)
     fetch.add_argument("--ids-file", required=True, help="one id per line; # comments")
     fetch.add_argument("--out", required=True, help="JSONL output; ids already in it are skipped")
@@ -748,6 +964,20 @@ _concurrency = _argument(
 )
 
 
+def _reader_gone() -> int:
+    """Stop quietly, as Unix tools do when the reader of their output has gone
+    (``wemasy-async list --all | head``): no traceback, exit status 141 (128 + SIGPIPE, what
+    a shell reports for a tool the signal ended)."""
+    # What Python still holds for stdout would fail again at exit, with a message: send it
+    # nowhere instead.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    finally:
+        os.close(devnull)
+    return EXIT_BROKEN_PIPE
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status (0 on success)."""
     args = _parser().parse_args(argv)
@@ -758,6 +988,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             reconfigure(errors="replace")
     try:
         status: int | None = anyio.run(args.run, args, backend="asyncio")
+        sys.stdout.flush()  # here, so that a reader gone by now is handled below
+    except BrokenPipeError:
+        return _reader_gone()
     except CommandError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.status

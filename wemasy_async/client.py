@@ -39,7 +39,7 @@ from wemasy_async.errors import (
 )
 from wemasy_async.hooks import Hook, check_hooks
 from wemasy_async.models import ChatReply, Conversation, Message, Page
-from wemasy_async.protocols import ConversationId, ToolSpec
+from wemasy_async.protocols import ChatService, ConversationId, ToolSpec
 from wemasy_async.providers.base import (
     Call,
     ChatParams,
@@ -489,6 +489,21 @@ class Client:
         )
 
     # --- ChatService ---------------------------------------------------------------------
+
+    def chat_service(self) -> ChatService:
+        """This client as a :class:`~wemasy_async.protocols.ChatService`, checked now.
+
+        Every client has a ``chat`` method (so ``isinstance(client, ChatService)`` is true
+        even for a provider that cannot chat, whose ``chat`` raises); code typed against
+        ``ChatService`` should be handed ``client.chat_service()``, which fails here, at
+        wiring time, rather than at the first message.
+
+        Raises:
+            UnsupportedOperationError: The provider cannot chat (Loop, SiteAssist).
+        """
+        if "chat" not in self._provider.capabilities:
+            raise UnsupportedOperationError(self.provider, "chat")
+        return self
 
     async def chat(
         self,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from typing import TextIO
 
-__all__ = ["ProgressBar", "format_bar", "format_duration", "format_summary"]
+__all__ = ["ProgressBar", "format_bar", "format_duration", "format_rate", "format_summary"]
 
 #: Redraw at most this often (seconds): about 10 times per second.
 REFRESH_INTERVAL = 0.1
@@ -25,9 +25,23 @@ def format_duration(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}"
 
 
-def format_bar(done: int, total: int, failed: int, elapsed: float, *, width: int = 10) -> str:
+def format_rate(per_second: float) -> str:
+    """A rate as providers document their limits, per minute: ``60/min``."""
+    return f"{per_second * 60:,.0f}/min"
+
+
+def format_bar(
+    done: int,
+    total: int,
+    failed: int,
+    elapsed: float,
+    *,
+    width: int = 10,
+    paced: float | None = None,
+) -> str:
     """One line of progress, e.g.
-    ``[#####-----] 1,234/10,000 12% | 812/s | ETA 0:00:11 | 3 errors``.
+    ``[#####-----] 1,234/10,000 12% | 812/s | ETA 0:00:11 | 3 errors``, or with ``paced``
+    ``[#---------] 120/5,000 2% | 2/s | paced by the server: 60/min | ETA 1:21:20 | 0 errors``.
 
     Args:
         done: Ids finished (succeeded or failed).
@@ -35,21 +49,26 @@ def format_bar(done: int, total: int, failed: int, elapsed: float, *, width: int
         failed: Ids that failed so far.
         elapsed: Seconds since the fetching started.
         width: Characters inside the brackets.
+        paced: The server's allowed rate (requests per second) when it is what sets the
+            pace (requests wait for the rate limiter), else ``None``. The ETA then counts
+            at no more than that rate: the burst at the start does not last.
     """
     fraction = min(done / total, 1.0) if total > 0 else 1.0
     filled = int(fraction * width)
     rate = done / elapsed if elapsed > 0 else 0.0
+    expected = rate if paced is None or paced <= 0 else min(rate, paced)
     remaining = max(total - done, 0)
     if remaining == 0:
         eta = 0.0
-    elif rate > 0:
-        eta = remaining / rate
+    elif expected > 0:
+        eta = remaining / expected
     else:
         eta = float("inf")
     errors = f"{failed:,} error" + ("" if failed == 1 else "s")
+    pace = "" if paced is None else f" | paced by the server: {format_rate(paced)}"
     return (
         f"[{'#' * filled}{'-' * (width - filled)}] {done:,}/{total:,} {int(fraction * 100)}% "
-        f"| {rate:,.0f}/s | ETA {format_duration(eta)} | {errors}"
+        f"| {rate:,.0f}/s{pace} | ETA {format_duration(eta)} | {errors}"
     )
 
 
@@ -93,22 +112,32 @@ class ProgressBar:
         self._last_width = 0
 
     def update(
-        self, done: int, total: int, failed: int, elapsed: float, *, force: bool = False
+        self,
+        done: int,
+        total: int,
+        failed: int,
+        elapsed: float,
+        *,
+        force: bool = False,
+        paced: float | None = None,
     ) -> None:
-        """Redraw, unless the last redraw was less than the interval ago (or ``force``)."""
+        """Redraw, unless the last redraw was less than the interval ago (or ``force``);
+        ``paced`` as for :func:`format_bar`."""
         now = time.monotonic()
         if not force and now - self._last_draw < self._interval:
             return
         self._last_draw = now
-        line = format_bar(done, total, failed, elapsed)
+        line = format_bar(done, total, failed, elapsed, paced=paced)
         # Pad over a longer previous line instead of relying on terminal escape codes.
         padding = " " * max(self._last_width - len(line), 0)
         self._last_width = len(line)
         self._stream.write(f"\r{line}{padding}")
         self._stream.flush()
 
-    def finish(self, done: int, total: int, failed: int, elapsed: float) -> None:
+    def finish(
+        self, done: int, total: int, failed: int, elapsed: float, *, paced: float | None = None
+    ) -> None:
         """Draw the final state and end the line."""
-        self.update(done, total, failed, elapsed, force=True)
+        self.update(done, total, failed, elapsed, force=True, paced=paced)
         self._stream.write("\n")
         self._stream.flush()

@@ -23,9 +23,9 @@ How a request waits, and why a cancellation cannot break it:
   round trip, a running average, so that a shared store's answer is back when it is due),
   then confirms the reservation: a 429 or a lower limit that arrived meanwhile voids it (it
   is given back and a new one taken), and one confirmed late is moved to now if the log has
-  room there, else voided too (see :mod:`wemasy_async.schedule`). Nobody hands a send to
-  anybody else, so there is no queue to corrupt: a waiter cancelled at any point gives back
-  exactly the reservation it holds.
+  room there, kept when at most a margin late, else voided too (see
+  :mod:`wemasy_async.schedule`). Nobody hands a send to anybody else, so there is no queue
+  to corrupt: a waiter cancelled at any point gives back exactly the reservation it holds.
 - Each send is a lease: it counts as in flight until :meth:`Limiter.release`, or until it
   leaves the log a window (plus margin) later, so a release that never happens expires.
 - With a store that awaits (Redis), every store call runs in a task of its own that the

@@ -24,11 +24,13 @@ configured ceiling), window ``W`` and margin ``m``:
   429 pause or a lower limit arrived in the meantime.
 - **Late sends move.** A waiter woken late (a busy event loop, a slow store) would send
   later than the log says, and the sends reserved after it were placed by the log's times:
-  late by more than the margin, a window span could see ``L`` or more. So a :class:`Confirm`
-  more than half the margin after the reserved time moves the send to ``now`` when the log
-  has room there (in every span around ``now``, counting the reservations ahead), and fails
-  otherwise (the waiter gives it back and reserves anew). What the log holds is then within
-  half a margin of when the sends go.
+  late by more than the margin, a window span could see more than ``L``. So a
+  :class:`Confirm` more than half the margin after the reserved time moves the send to
+  ``now`` when the log has room there (in every span around ``now``, counting the
+  reservations ahead); if it has none, the send still goes while it is at most a margin
+  late (the ``W + m`` rule keeps every window span at ``L``: a slot is not wasted for that),
+  and the confirmation fails beyond (the waiter gives it back and reserves anew). Every send
+  then goes at most a margin after the time the log holds for it.
 - **Leases.** A send counts as in flight until it is released, or until its bucket leaves
   the log ``W + m`` after it: a release that never happens expires.
 - **The probe.** Until a limit is known (from a response or a ceiling) one request goes out
@@ -412,8 +414,14 @@ def _confirm(state: State, pacing: Pacing, ticket: Ticket, now: float) -> Decisi
     lowered = limit is not None and (ticket.limit is None or limit < ticket.limit)
     if paused > 0 or lowered or _find(state, ticket.bucket) is None:
         return Decision(None, 0.0, paused, limit)
-    if limit is not None and now - ticket.at > pacing.margin / 2:
-        return Decision(_restamp(state, pacing, ticket, limit, now), 0.0, 0.0, limit)
+    late = now - ticket.at
+    if limit is not None and late > pacing.margin / 2:
+        moved = _restamp(state, pacing, ticket, limit, now)
+        if moved is None and late <= pacing.margin:
+            # No room at now, but within the margin the W + m rule still keeps any window
+            # span at L: better sent a little late than its slot wasted.
+            moved = ticket
+        return Decision(moved, 0.0, 0.0, limit)
     return Decision(ticket, 0.0, 0.0, limit)
 
 

@@ -111,6 +111,9 @@ async def protocols(session: aiohttp.ClientSession) -> None:
     service: ChatService = Client("wemasy", token="t", session=session)
     assert_type(await store.get_conversation(1), Conversation)
     assert_type(await service.chat("hi"), ChatReply)
+    # The checked way to hand a client to code typed against ChatService.
+    checked = Client("wemasy", token="t", session=session).chat_service()
+    assert_type(checked, ChatService)
 
 
 def errors(exc: RateLimitError) -> None:

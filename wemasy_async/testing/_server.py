@@ -9,6 +9,11 @@ proxy faults of `FAULT_KINDS` (`FakeServer.queue_fault`, or at random with
 Provider fakes subclass it, declare their routes in `FakeServer.routes` and override the
 ``*_body`` hooks to return the provider's documented error envelopes.
 
+`FakeServer` is the request pipeline and the public API; each step is a part of its own:
+`_auth` (the bearer check), `_limiter` (the fixed windows), `_faults` (which request gets
+which fault), `_wire` (raw bytes on the connection, for the faults aiohttp cannot write),
+`_log` (the parsed request and the counters). Provider fakes import only this module.
+
 This module is test infrastructure: it deliberately imports nothing from the rest of
 ``wemasy_async`` so the SDK is always tested against an independent implementation.
 """
@@ -16,22 +21,29 @@ This module is test infrastructure: it deliberately imports nothing from the res
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import http
+import itertools
 import math
-import random
-import socket
-import struct
 import time
-import weakref
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, ClassVar, Final, TypeVar
 
 import msgspec
 from aiohttp import web
+
+from wemasy_async.testing import _wire
+from wemasy_async.testing._auth import bearer_accepted
+from wemasy_async.testing._faults import FAULT_KINDS, Fault, FaultPlan
+from wemasy_async.testing._limiter import FixedWindow
+from wemasy_async.testing._log import (
+    RecordedRequest,
+    ServerStats,
+    most_in_any_span,
+    parse_request,
+)
 
 __all__ = [
     "ADMIN_PREFIX",
@@ -41,6 +53,7 @@ __all__ = [
     "RecordedRequest",
     "Route",
     "ServerStats",
+    "most_in_any_span",
 ]
 
 #: Paths under this prefix are served by the fake itself (no auth, no rate limit, not logged).
@@ -51,33 +64,9 @@ ADMIN_PREFIX: Final = "/__fake__"
 _CURRENT_RECORD: ContextVar[RecordedRequest] = ContextVar("wemasy_fake_record")
 _JSON_CONTENT_TYPE: Final = "application/json"
 _encode = msgspec.json.encode
-_decode = msgspec.json.decode
 
-#: The fault kinds of `FakeServer.queue_fault` and `FakeServer.inject_faults`; see
-#: `FakeServer.queue_fault` for what each one does.
-FAULT_KINDS: Final[tuple[str, ...]] = (
-    "disconnect",
-    "reset_before_body",
-    "reset_mid_body",
-    "truncated_json",
-    "html_502",
-    "empty_200",
-    "wrong_content_type",
-    "html_200",
-    "stall",
-    "keepalive_close",
-    "error_5xx",
-    "rate_limited",
-    "process_then_drop",
-    "huge_body",
-    "huge_header",
-    "bad_status_line",
-    "many_headers",
-    "slow_trickle",
-    "short_body",
-)
-_FAULT_SET: Final = frozenset(FAULT_KINDS)
-
+# The faults' sizes and pace live here, read when a fault is served, not in `_wire`: tests
+# lower them on this module to see a fault run to its end quickly.
 #: The body size at which ``huge_body`` gives up on a client that never stops reading.
 HUGE_BODY_CAP: Final = 256 * 1024 * 1024
 _HUGE_CHUNK: Final = b"x" * (1024 * 1024)
@@ -90,8 +79,6 @@ TRICKLE_INTERVAL: Final = 0.01
 #: The largest request body the fakes accept (aiohttp's default is 1 MiB; a chat message
 #: may be larger).
 MAX_REQUEST_BYTES: Final = 64 * 1024 * 1024
-#: How often a held connection (``stall``) looks whether its client or the server is gone.
-_HOLD_POLL: Final = 0.02
 _HTML: Final = "text/html"
 _PROXY_502_PAGE: Final = (
     b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
@@ -124,106 +111,6 @@ class Route:
     method: str
     path: str
     handler: Handler
-
-
-@dataclass(slots=True)
-class RecordedRequest:
-    """A request as the fake received it.
-
-    Nothing is redacted: ``headers`` includes the bearer token verbatim. This is test-only
-    infrastructure; never point real credentials at a fake.
-
-    Attributes:
-        method: HTTP method.
-        path: Full request path, including the url prefix (e.g. ``/api/services/ai/v1/chat``).
-        endpoint: ``path`` with the url prefix stripped (e.g. ``/services/ai/v1/chat``).
-        query: Query string parameters (last value wins for repeated keys, like PHP).
-        headers: Request headers (a read-only, case-insensitive mapping).
-        body: Raw request body.
-        json: The body decoded as JSON, or None when the body is empty or not valid JSON.
-        json_error: True when a non-empty body failed to decode as JSON.
-        received_at: Server clock reading when the request arrived.
-        raw_path: The path exactly as it arrived, still percent-encoded (``path`` is
-            decoded, so ``a/b`` and ``a%2Fb`` look alike there).
-        status: Status of the response sent, filled in once the response is produced;
-            0 when no status line was sent: the connection was dropped (the ``disconnect``,
-            ``process_then_drop`` and ``keepalive_close`` faults) or the client gave up
-            during a delay, or the status line was unreadable (``bad_status_line``). Faults
-            that break a response after its status line (``reset_*``, ``stall``,
-            ``huge_body``, ``huge_header``, ``many_headers``, ``slow_trickle``,
-            ``short_body``) record that status line's status.
-        connection: Sequence number of the TCP connection the request arrived on (1 for
-            the first connection the server saw), to tell reused connections from new ones.
-    """
-
-    method: str
-    path: str
-    endpoint: str
-    query: dict[str, str]
-    headers: Mapping[str, str]
-    body: bytes
-    json: Any
-    json_error: bool
-    received_at: float
-    raw_path: str = ""
-    status: int | None = None
-    connection: int = 0
-
-
-@dataclass
-class ServerStats:
-    """Counters for benchmarks and assertions.
-
-    Attributes:
-        requests_total: Every request that reached the server (admin paths excluded).
-        accepted: Authenticated requests admitted by the rate limiter.
-        unauthorized: Requests rejected with 401 by the auth check.
-        rate_limited: 429 responses produced by the rate limiter (429 faults, queued or
-            injected, are not included; see ``status_counts`` for every 429 sent).
-        faults_served: Faults served: queued ones consumed plus injected ones.
-        max_in_window: The most requests accepted within any single rate-limit window.
-        window_counts: Accepted requests per window index (window 0 starts at
-            ``start time + window_offset``).
-        status_counts: Responses sent, by HTTP status (0 counts dropped connections).
-        fault_counts: Faults served, by kind: a `FAULT_KINDS` name, or ``"error"`` and
-            ``"delay"`` for `FakeServer.queue_error` and `FakeServer.queue_delay`.
-    """
-
-    requests_total: int = 0
-    accepted: int = 0
-    unauthorized: int = 0
-    rate_limited: int = 0
-    faults_served: int = 0
-    max_in_window: int = 0
-    window_counts: dict[int, int] = field(default_factory=dict)
-    status_counts: dict[int, int] = field(default_factory=dict)
-    fault_counts: dict[str, int] = field(default_factory=dict)
-
-    def as_dict(self) -> dict[str, Any]:
-        """Return a JSON-able snapshot (as served on ``GET /__fake__/stats``)."""
-        return {
-            "requests_total": self.requests_total,
-            "accepted": self.accepted,
-            "unauthorized": self.unauthorized,
-            "rate_limited": self.rate_limited,
-            "faults_served": self.faults_served,
-            "max_in_window": self.max_in_window,
-            "window_counts": dict(self.window_counts),
-            "status_counts": dict(self.status_counts),
-            "fault_counts": dict(self.fault_counts),
-        }
-
-
-@dataclass
-class _Fault:
-    kind: str  # "error" | "delay" | one of FAULT_KINDS
-    remaining: int
-    path: str | None
-    status: int = 0
-    body: bytes = b""
-    content_type: str = _JSON_CONTENT_TYPE
-    headers: Mapping[str, str] | None = None
-    delay: float = 0.0
 
 
 def _reason(status: int) -> str:
@@ -302,10 +189,7 @@ class FakeServer:
             latency: Seconds every admitted request waits before it is handled, as a
                 distant server would; an attribute, so a test may change it while serving.
         """
-        if rate_limit is not None and rate_limit < 1:
-            raise ValueError("rate_limit must be >= 1 or None")
-        if window <= 0:
-            raise ValueError("window must be > 0")
+        self._limiter = FixedWindow(rate_limit, window, window_offset, clock)
         self.token = token
         self.rate_limit = rate_limit
         self.window = float(window)
@@ -318,28 +202,13 @@ class FakeServer:
         self._clock = clock
         self.latency = float(latency)
         self._limit_header = str(rate_limit) if rate_limit is not None else ""
-        self._faults: list[_Fault] = []
-        self._fault_rng = random.Random(fault_seed)
+        self._faults = FaultPlan(fault_seed)
         #: ``Retry-After`` seconds of a ``"rate_limited"`` fault (0 makes a 429 storm that
         #: does not pause a well-behaved client, for soaks that count rather than wait).
         self.fault_retry_after = 1
-        self._inject_rate = 0.0
-        self._inject_kinds: tuple[str, ...] = FAULT_KINDS
-        self._inject_path: str | None = None
-        # Connections are told apart by their transports; weak, so nothing outlives them.
-        self._connections: weakref.WeakKeyDictionary[asyncio.BaseTransport, int] = (
-            weakref.WeakKeyDictionary()
-        )
-        self._doomed: weakref.WeakSet[asyncio.BaseTransport] = weakref.WeakSet()
-        # Connections held open by a fault (stall, huge_body, slow_trickle): aborted on close().
-        self._held: set[asyncio.BaseTransport] = set()
-        self._closing = False
-        self._connection_count = 0
+        self._connections = _wire.Connections()
         self._runner: web.AppRunner | None = None
         self._url: str | None = None
-        self._origin = 0.0
-        self._window_index = 0
-        self._window_count = 0
         self._prefix_len = len(self.url_prefix)
 
     # ------------------------------------------------------------------ lifecycle
@@ -348,7 +217,7 @@ class FakeServer:
         """Bind the socket and start serving. Raises RuntimeError if already started."""
         if self._runner is not None:
             raise RuntimeError(f"{type(self).__name__} is already started")
-        self._closing = False
+        self._connections.closing = False
         app = web.Application(middlewares=[self._middleware], client_max_size=MAX_REQUEST_BYTES)
         for route in self.routes():
             app.router.add_route(route.method, self.url_prefix + route.path, route.handler)
@@ -369,9 +238,7 @@ class FakeServer:
         self.port = port
         netloc = f"[{host}]" if ":" in host else host
         self._url = f"http://{netloc}:{port}{self.url_prefix}"
-        self._origin = self._clock() + self.window_offset
-        self._window_index = self._current_window(self._clock())
-        self._window_count = 0
+        self._limiter.restart()
 
     async def close(self) -> None:
         """Stop serving and release all resources. Safe to call repeatedly."""
@@ -379,9 +246,7 @@ class FakeServer:
         if runner is not None:
             # Faults that hold a connection open notice this at once, so closing never
             # waits for aiohttp's shutdown timeout on them.
-            self._closing = True
-            for transport in list(self._held):
-                _reset(transport)
+            self._connections.close_all()
             await runner.cleanup()
 
     async def __aenter__(self: _ServerT) -> _ServerT:
@@ -513,8 +378,8 @@ class FakeServer:
             ctype = "text/html" if body.lstrip().startswith("<") else "text/plain"
         else:
             encoded, ctype = _encode(body), _JSON_CONTENT_TYPE
-        self._faults.append(
-            _Fault(
+        self._faults.queue(
+            Fault(
                 kind="error",
                 remaining=times,
                 path=path,
@@ -534,9 +399,7 @@ class FakeServer:
             times: How many matching requests to delay.
             path: Endpoint filter, as for `queue_error`.
         """
-        if times < 1:
-            raise ValueError("times must be >= 1")
-        self._faults.append(_Fault(kind="delay", remaining=times, path=path, delay=seconds))
+        self._faults.queue(Fault(kind="delay", remaining=times, path=path, delay=seconds))
 
     def queue_disconnect(self, *, times: int = 1, path: str | None = None) -> None:
         """Drop the connection without a response for the next ``times`` matching requests.
@@ -625,11 +488,8 @@ class FakeServer:
         Raises:
             ValueError: ``kind`` is unknown or ``times`` < 1.
         """
-        if kind not in _FAULT_SET:
-            raise ValueError(f"unknown fault kind {kind!r}; expected one of {FAULT_KINDS}")
-        if times < 1:
-            raise ValueError("times must be >= 1")
-        self._faults.append(_Fault(kind=kind, remaining=times, path=path))
+        FaultPlan.check_kind(kind)
+        self._faults.queue(Fault(kind=kind, remaining=times, path=path))
 
     def inject_faults(
         self,
@@ -657,53 +517,22 @@ class FakeServer:
             ValueError: ``rate`` is outside [0, 1], ``kinds`` is empty or names an unknown
                 kind.
         """
-        if not 0.0 <= rate <= 1.0:
-            raise ValueError("rate must be between 0 and 1")
-        chosen = tuple(kinds)
-        if not chosen:
-            raise ValueError("kinds must not be empty")
-        unknown = [k for k in chosen if k not in _FAULT_SET]
-        if unknown:
-            raise ValueError(f"unknown fault kinds {unknown}; expected some of {FAULT_KINDS}")
-        if seed is not None:
-            self._fault_rng.seed(seed)
-        self._inject_rate = float(rate)
-        self._inject_kinds = chosen
-        self._inject_path = path
+        self._faults.inject(rate, kinds, seed=seed, path=path)
 
     def clear_faults(self) -> None:
         """Discard all queued faults, stop `inject_faults` and forget doomed connections."""
         self._faults.clear()
-        self._inject_rate = 0.0
-        self._doomed.clear()
+        self._connections.doomed.clear()
 
     @property
     def pending_faults(self) -> int:
         """Number of fault responses still queued (summed over ``times``)."""
-        return sum(f.remaining for f in self._faults)
+        return self._faults.pending
 
     @property
     def held_connections(self) -> int:
         """Connections a ``stall``, ``huge_body`` or ``slow_trickle`` fault holds open now."""
-        return len(self._held)
-
-    def _take_fault(self, endpoint: str, template: str) -> _Fault | None:
-        for i, fault in enumerate(self._faults):
-            if fault.path is None or fault.path == endpoint or fault.path == template:
-                fault.remaining -= 1
-                if fault.remaining == 0:
-                    del self._faults[i]
-                return fault
-        return None
-
-    def _draw_fault(self, request: web.Request, endpoint: str) -> str | None:
-        path = self._inject_path
-        if path is not None and path != endpoint and path != self._route_template(request):
-            return None
-        rng = self._fault_rng
-        if rng.random() >= self._inject_rate:
-            return None
-        return rng.choice(self._inject_kinds)
+        return len(self._connections.held)
 
     def _count_fault(self, kind: str) -> None:
         stats = self.stats
@@ -712,58 +541,22 @@ class FakeServer:
 
     # ------------------------------------------------------------------ rate limiting
 
-    def _current_window(self, now: float) -> int:
-        return math.floor((now - self._origin) / self.window)
-
     def seconds_until_reset(self) -> float:
         """Seconds until the current rate-limit window ends."""
-        now = self._clock()
-        return self._origin + (self._current_window(now) + 1) * self.window - now
+        return self._limiter.seconds_until_reset()
 
-    def _admit(self) -> tuple[bool, int]:
-        """Count one request against the limiter; return (admitted, remaining)."""
-        limit = self.rate_limit
-        assert limit is not None
-        index = self._current_window(self._clock())
-        if index != self._window_index:
-            self._window_index = index
-            self._window_count = 0
-        if self._window_count >= limit:
-            return False, 0
-        self._window_count += 1
-        stats = self.stats
-        stats.accepted += 1
-        stats.window_counts[index] = self._window_count
-        if self._window_count > stats.max_in_window:
-            stats.max_in_window = self._window_count
-        return True, limit - self._window_count
-
-    def _remaining_now(self) -> int:
-        assert self.rate_limit is not None
-        if self._current_window(self._clock()) != self._window_index:
-            return self.rate_limit
-        return max(0, self.rate_limit - self._window_count)
+    def _admit(self) -> int | None:
+        """Count one request against the limiter; the budget left, or None when throttled."""
+        limiter = self._limiter
+        remaining = limiter.admit()
+        if remaining is not None:
+            stats = self.stats
+            stats.accepted += 1
+            stats.window_counts[limiter.index] = limiter.count
+            stats.max_in_window = max(stats.max_in_window, limiter.count)
+        return remaining
 
     # ------------------------------------------------------------------ pipeline
-
-    def _check_auth(self, request: web.Request) -> bool:
-        header = request.headers.get("Authorization")
-        if not header:
-            return False
-        scheme, _, credentials = header.partition(" ")
-        credentials = credentials.strip()
-        if scheme.lower() != "bearer" or not credentials:
-            return False
-        return self.token is None or credentials == self.token
-
-    def _connection_of(self, transport: asyncio.BaseTransport | None) -> int:
-        if transport is None:
-            return 0
-        number = self._connections.get(transport)
-        if number is None:
-            self._connection_count += 1
-            number = self._connections[transport] = self._connection_count
-        return number
 
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -772,34 +565,14 @@ class FakeServer:
             return await handler(request)
         stats = self.stats
         stats.requests_total += 1
-        body = await request.read()
-        parsed: Any = None
-        json_error = False
-        if body.strip():
-            try:
-                parsed = _decode(body)
-            except msgspec.DecodeError:
-                json_error = True
-        prefix_len = self._prefix_len
-        endpoint = path[prefix_len:] if path.startswith(self.url_prefix) else path
-        transport = request.transport
-        record = RecordedRequest(
-            method=request.method,
-            path=path,
-            endpoint=endpoint,
-            query=dict(request.query),
-            headers=request.headers,
-            body=body,
-            json=parsed,
-            json_error=json_error,
-            received_at=self._clock(),
-            raw_path=request.raw_path.partition("?")[0],
-            connection=self._connection_of(transport),
-        )
+        connections = self._connections
+        record = await parse_request(request, self.url_prefix, self._clock, connections.number)
         if self.record_requests:
             self.requests.append(record)
         _CURRENT_RECORD.set(record)
-        if transport is not None and self._doomed and transport in self._doomed:
+        transport = request.transport
+        doomed = connections.doomed
+        if transport is not None and doomed and transport in doomed:
             # The keep-alive connection a keepalive_close fault answered: the server
             # "closed" it while this request was on its way.
             response = self._drop(request, record)
@@ -828,31 +601,31 @@ class FakeServer:
             return response
 
         limited = self.rate_limit is not None
-        if not self._check_auth(request):
+        if not bearer_accepted(request.headers.get("Authorization"), self.token):
             self.stats.unauthorized += 1
             response = self.json_response(self.unauthorized_body(), 401)
             if limited:
-                self._add_limit_headers(response, self._remaining_now())
+                self._add_limit_headers(response, self._limiter.remaining())
             return response
 
         remaining = 0
         if limited:
-            admitted, remaining = self._admit()
-            if not admitted:
+            admitted = self._admit()
+            if admitted is None:
                 return self._throttled_response()
+            remaining = admitted
         if self.latency > 0:
             await asyncio.sleep(self.latency)
 
+        faults = self._faults
         fault = (
-            self._take_fault(record.endpoint, self._route_template(request))
-            if self._faults
-            else None
+            faults.take(record.endpoint, self._route_template(request)) if faults.queued else None
         )
         kind: str | None = None
         if fault is not None:
             kind = fault.kind
-        elif self._inject_rate > 0.0:
-            kind = self._draw_fault(request, record.endpoint)
+        elif faults.rate > 0.0:
+            kind = faults.draw(record.endpoint, self._route_template(request))
         if kind is not None:
             self._count_fault(kind)
             if fault is not None and fault.delay > 0:
@@ -914,51 +687,47 @@ class FakeServer:
         if kind == "reset_before_body":
             headers = {"Content-Type": _JSON_CONTENT_TYPE, "Content-Length": "64"}
             headers.update(self._limit_headers(remaining))
-            return self._reset_after(request, record, 200, _head(200, "OK", headers))
+            record.status = 200
+            return _wire.reset_after(request, _wire.head(200, "OK", headers))
         if kind == "huge_body":
             return await self._huge_body(request, record, remaining)
         if kind in _MALFORMED_HEADS:
             # huge_header and many_headers send a 200 status line; "2x0" is no status.
             record.status = 0 if kind == "bad_status_line" else 200
-            return self._close_after(request, _malformed_head(kind, request))
+            return _wire.close_after(request, _malformed_head(kind, request))
         response: web.StreamResponse
         if kind == "empty_200":
             response = web.Response(body=b"", content_type=_JSON_CONTENT_TYPE)
         elif kind == "error_5xx":
-            status = self._fault_rng.choice((500, 502, 503, 504))
+            status = self._faults.rng.choice((500, 502, 503, 504))
             response = self.json_response(self.error_body(status), status)
         elif kind == "rate_limited":
             response = self.json_response(self.rate_limited_body(self.fault_retry_after), 429)
         else:
-            return await self._serve_handled(kind, request, handler, record, remaining)
+            handled = await handler(request)
+            self._add_limit_headers(handled, remaining)
+            return await self._break_handled(kind, request, record, handled)
         self._add_limit_headers(response, remaining)
         if kind == "rate_limited":
             response.headers["Retry-After"] = str(self.fault_retry_after)
             response.headers["X-RateLimit-Remaining"] = "0"
         return response
 
-    async def _serve_handled(
-        self,
-        kind: str,
-        request: web.Request,
-        handler: Handler,
-        record: RecordedRequest,
-        remaining: int,
+    async def _break_handled(
+        self, kind: str, request: web.Request, record: RecordedRequest, handled: web.StreamResponse
     ) -> web.StreamResponse:
-        """The faults that let the handler run first (and change state)."""
-        handled = await handler(request)
-        self._add_limit_headers(handled, remaining)
+        """The faults that let the handler run first (and change state): break ``handled``."""
         if kind == "process_then_drop":
             return self._drop(request, record)
         if kind == "keepalive_close":
             transport = request.transport
             if transport is not None:
-                self._doomed.add(transport)
+                self._connections.doomed.add(transport)
             return handled
         if kind == "wrong_content_type":
             handled.headers["Content-Type"] = "text/html; charset=utf-8"
             return handled
-        body = _body_bytes(handled)
+        body = _wire.body_bytes(handled)
         half = body[: len(body) // 2]
         if kind == "truncated_json":
             assert isinstance(handled, web.Response)
@@ -969,19 +738,23 @@ class FakeServer:
             for name, value in handled.headers.items()
             if name.lower() not in ("content-length", "transfer-encoding")
         }
+        record.status = handled.status
         if kind == "short_body":
             headers["Content-Length"] = str(len(body) + 100)
-            record.status = handled.status
-            return self._close_after(request, _head(handled.status, handled.reason, headers) + body)
+            return _wire.close_after(
+                request, _wire.head(handled.status, handled.reason, headers) + body
+            )
         headers["Content-Length"] = str(len(body))
+        connections = self._connections
         if kind == "slow_trickle":
-            data = _head(handled.status, handled.reason, headers) + body
-            return await self._trickle(request, record, handled.status, data)
-        data = _head(handled.status, handled.reason, headers) + half
+            data = _wire.head(handled.status, handled.reason, headers) + body
+            one_by_one = (data[i : i + 1] for i in range(len(data)))
+            return await connections.feed(request, one_by_one, TRICKLE_INTERVAL, finish=True)
+        data = _wire.head(handled.status, handled.reason, headers) + half
         if kind == "reset_mid_body":
-            return self._reset_after(request, record, handled.status, data)
+            return _wire.reset_after(request, data)
         assert kind == "stall", kind
-        return await self._stall(request, record, handled.status, data)
+        return await connections.feed(request, (data,), _wire.HOLD_POLL, finish=False)
 
     def _limit_headers(self, remaining: int) -> dict[str, str]:
         if self.rate_limit is None:
@@ -991,75 +764,8 @@ class FakeServer:
     @staticmethod
     def _drop(request: web.Request, record: RecordedRequest) -> web.StreamResponse:
         """Close the connection without a response (recorded as status 0)."""
-        transport = request.transport
-        if transport is not None:
-            transport.close()
         record.status = 0
-        # aiohttp discards the response when the transport is already closed.
-        return web.Response(status=500)
-
-    @staticmethod
-    def _reset_after(
-        request: web.Request, record: RecordedRequest, status: int, data: bytes
-    ) -> web.StreamResponse:
-        """Send ``data`` (a response head, maybe part of a body) raw, then reset."""
-        record.status = status
-        transport = request.transport
-        if transport is not None and not transport.is_closing():
-            transport.write(data)
-            _reset(transport)
-        return web.Response(status=500)  # discarded: the transport is closed
-
-    @staticmethod
-    def _close_after(request: web.Request, data: bytes) -> web.StreamResponse:
-        """Send ``data`` raw, then close the connection (a FIN)."""
-        transport = request.transport
-        if transport is not None and not transport.is_closing():
-            transport.write(data)
-            transport.close()
-        return web.Response(status=500)  # discarded: the transport is closed
-
-    async def _trickle(
-        self, request: web.Request, record: RecordedRequest, status: int, data: bytes
-    ) -> web.StreamResponse:
-        """Send ``data`` one byte at a time until it is sent or the client goes away."""
-        record.status = status
-        transport = request.transport
-        if transport is None or transport.is_closing():
-            return web.Response(status=500)
-        self._held.add(transport)
-        sent = 0
-        try:
-            while sent < len(data) and not transport.is_closing() and not self._closing:
-                transport.write(data[sent : sent + 1])
-                sent += 1
-                await asyncio.sleep(TRICKLE_INTERVAL)
-        finally:
-            self._held.discard(transport)
-            if sent == len(data):
-                transport.close()  # all of it is on its way: a FIN, so none of it is lost
-            else:
-                _reset(transport)
-        return web.Response(status=500)  # discarded: the transport is closed
-
-    async def _stall(
-        self, request: web.Request, record: RecordedRequest, status: int, data: bytes
-    ) -> web.StreamResponse:
-        """Send ``data`` raw, then nothing until the client or the server goes away."""
-        record.status = status
-        transport = request.transport
-        if transport is None or transport.is_closing():
-            return web.Response(status=500)
-        transport.write(data)
-        self._held.add(transport)
-        try:
-            # Polling is plenty for a fault: aiohttp offers no "client went away" awaitable.
-            while not transport.is_closing() and not self._closing:  # noqa: ASYNC110
-                await asyncio.sleep(_HOLD_POLL)
-        finally:
-            self._held.discard(transport)
-            _reset(transport)
-        return web.Response(status=500)
+        return _wire.drop(request)
 
     async def _huge_body(
         self, request: web.Request, record: RecordedRequest, remaining: int
@@ -1069,54 +775,13 @@ class FakeServer:
         response = web.StreamResponse(headers=self._limit_headers(remaining))
         response.content_type = _JSON_CONTENT_TYPE
         response.enable_chunked_encoding()
-        transport = request.transport
-        if transport is None:
-            return response
-        self._held.add(transport)
-        try:
-            await response.prepare(request)
-            await response.write(b'{"data":"')
-            sent = 0
-            while sent < HUGE_BODY_CAP:
-                if self._closing:
-                    _reset(transport)
-                    return response
-                # write() waits for the client to drain the socket buffer (flow control),
-                # so a client that stops reading holds this loop, not memory.
-                await response.write(_HUGE_CHUNK)
-                sent += len(_HUGE_CHUNK)
-            await response.write(b'"}')
-        except ConnectionError:
-            pass  # the client went away: the point of the fault
-        finally:
-            self._held.discard(transport)
-        return response
+        # Read at call time: tests lower the cap to see the JSON closed.
+        count = -(-HUGE_BODY_CAP // len(_HUGE_CHUNK))
+        chunks = itertools.chain((b'{"data":"',), itertools.repeat(_HUGE_CHUNK, count), (b'"}',))
+        return await self._connections.stream(request, response, chunks)
 
     async def _admin_stats(self, request: web.Request) -> web.Response:
         return self.json_response(self.stats.as_dict())
-
-
-def most_in_any_span(times: Iterable[float], span: float) -> int:
-    """The most of ``times`` within any half-open interval of length ``span``.
-
-    With the moments requests were sent, and ``span`` a fixed window's length: the most a
-    server's window could have seen, over every alignment of its windows.
-    """
-    ordered = sorted(times)
-    best = lo = 0
-    for hi, t in enumerate(ordered):
-        while t - ordered[lo] >= span:
-            lo += 1
-        best = max(best, hi - lo + 1)
-    return best
-
-
-def _head(status: int, reason: str, headers: Mapping[str, str]) -> bytes:
-    """A serialized HTTP/1.1 status line and header block."""
-    lines = [f"HTTP/1.1 {status} {reason}\r\n"]
-    lines.extend(f"{name}: {value}\r\n" for name, value in headers.items())
-    lines.append("\r\n")
-    return "".join(lines).encode("latin-1")
 
 
 _MALFORMED_HEADS: Final = frozenset({"huge_header", "bad_status_line", "many_headers"})
@@ -1133,21 +798,3 @@ def _malformed_head(kind: str, request: web.Request) -> bytes:
     assert kind == "bad_status_line", kind
     echoed = request.headers.get("Authorization", "")
     return f"HTTP/1.1 2x0 {echoed}\r\n".encode("latin-1", "replace") + tail
-
-
-def _body_bytes(response: web.StreamResponse) -> bytes:
-    body = response.body if isinstance(response, web.Response) else None
-    return bytes(body) if isinstance(body, (bytes, bytearray)) else b""
-
-
-def _reset(transport: asyncio.BaseTransport) -> None:
-    """Close with a TCP RST (not a FIN), what a crashed or killed server's peer sees."""
-    if transport.is_closing():
-        return
-    sock = transport.get_extra_info("socket")
-    if sock is not None:
-        # SO_LINGER with a zero timeout turns close() into an abortive RST.
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    assert isinstance(transport, asyncio.WriteTransport)
-    transport.abort()

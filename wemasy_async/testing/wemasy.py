@@ -26,18 +26,37 @@ the docs' response table says ``string``.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import math
-import random
+from collections import OrderedDict
 from collections.abc import Iterable
-from datetime import datetime, timedelta, timezone
-from decimal import Decimal
+from datetime import datetime, timezone
 from typing import Any, Final
 
 import msgspec
 from aiohttp import web
 
+from wemasy_async.testing._laravel import (
+    Errors,
+    check_int,
+    check_string,
+    is_laravel_bool,
+    is_number,
+    laravel_int,
+    normalize,
+)
 from wemasy_async.testing._server import FakeServer, RecordedRequest, Route
+from wemasy_async.testing._wemasy_data import (
+    Conversation,
+    Message,
+    SeededConversations,
+    cost_amount,
+    new_message,
+    timestamp,
+    usage_of,
+)
 
 __all__ = [
     "CHAT_PATH",
@@ -54,45 +73,6 @@ CHAT_PATH: Final = "/services/ai/v1/chat"
 #: Model reported when the chat request names none.
 DEFAULT_MODEL: Final = "gpt-4o-mini"
 
-_AGENTS: Final = ("chat", "support", "sales")
-_GOALS: Final = (
-    "Improve the SEO strategy for the blog",
-    "Draft an SEO strategy for the new product pages",
-    "Review the local SEO strategy for the Amsterdam stores",
-    "Check whether our seo strategy covers voice search",
-    "Answer questions about invoice payments",
-    "Plan the spring newsletter campaign",
-    "Troubleshoot the contact form on the website",
-    "Compare hosting plans for a webshop",
-    "Write product descriptions for summer shoes",
-    "Explain the results of the last Google Ads campaign",
-)
-_USER_TEMPLATES: Final = (
-    "Can you help me with this: {goal}?",
-    "What should I do first?",
-    "Can you give me a concrete example?",
-    "How long will that take?",
-    "Thanks, what else should I consider?",
-)
-_ASSISTANT_TEMPLATES: Final = (
-    "Sure. To {goal_lower}, start by reviewing what you have today.",
-    "A good first step is to list your top ten pages and their main keywords.",
-    "For example, rewrite the title and introduction of your most visited page.",
-    "Most teams finish the first iteration within two weeks.",
-    "Also keep an eye on page speed and mobile usability.",
-)
-_SYSTEM_PROMPT: Final = "You are a helpful assistant for a Dutch web agency."
-_SEEDED_TOOLS: Final = (
-    ("get_weather", {"city": "Amsterdam"}, "The current temperature in Amsterdam is 18°C"),
-    ("search_knowledge_base", {"query": "opening hours"}, "We are open Mon-Fri 09:00-17:00."),
-    ("lookup_order", {"order_id": 1042}, "Order 1042 was shipped on 12 March."),
-)
-
-_PRICE_PER_TOKEN: Final = Decimal("0.00002")
-_FOUR_PLACES: Final = Decimal("0.0001")
-_EPOCH: Final = datetime(2024, 1, 1, tzinfo=timezone.utc)
-_INT_MIN: Final = -(2**63)
-_INT_MAX: Final = 2**63 - 1
 
 _encode = msgspec.json.encode
 
@@ -105,137 +85,12 @@ _NOT_AN_OBJECT: Final = _encode(
     }
 )
 
-Conversation = dict[str, Any]
-Message = dict[str, Any]
-
-
-def _timestamp(moment: datetime) -> str:
-    # Laravel serialises second-precision DB timestamps with six zero microseconds.
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.000000Z")
-
-
-def _cost_amount(tokens: int) -> str:
-    return str((Decimal(tokens) * _PRICE_PER_TOKEN).quantize(_FOUR_PLACES))
+#: Encoded conversations and summaries kept for reuse (a long run must not keep them all).
+_CACHED_ENCODINGS: Final = 4096
 
 
 def _words(text: str) -> int:
     return len(text.split())
-
-
-def _usage(prompt: int, completion: int) -> dict[str, int]:
-    return {
-        "prompt_tokens": prompt,
-        "completion_tokens": completion,
-        "total_tokens": prompt + completion,
-    }
-
-
-def _normalize(value: Any) -> Any:
-    """Apply Laravel's TrimStrings + ConvertEmptyStringsToNull to decoded JSON input."""
-    if isinstance(value, str):
-        stripped = value.strip()
-        return stripped or None
-    if isinstance(value, dict):
-        return {k: _normalize(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_normalize(v) for v in value]
-    return value
-
-
-def _laravel_int(value: Any) -> int | None:
-    """Return ``value`` as an int if Laravel's ``integer`` rule accepts it, else None."""
-    if isinstance(value, bool):
-        return None
-    result: int
-    if isinstance(value, int):
-        result = value
-    elif isinstance(value, float):
-        if not value.is_integer():
-            return None
-        result = int(value)
-    elif isinstance(value, str):
-        text = value.strip()
-        digits = text[1:] if text[:1] in ("+", "-") else text
-        # PHP's FILTER_VALIDATE_INT rejects leading zeros ("027").
-        if not digits.isascii() or not digits.isdigit() or (len(digits) > 1 and digits[0] == "0"):
-            return None
-        result = int(text)
-    else:
-        return None
-    return result if _INT_MIN <= result <= _INT_MAX else None
-
-
-def _is_number(value: Any) -> bool:
-    if isinstance(value, bool):
-        return False
-    if isinstance(value, (int, float)):
-        return math.isfinite(value)
-    if isinstance(value, str):
-        try:
-            return math.isfinite(float(value))
-        except ValueError:
-            return False
-    return False
-
-
-def _is_laravel_bool(value: Any) -> bool:
-    # Laravel's ``boolean`` rule: a strict in_array() against true, false, 0, 1, "0", "1".
-    if isinstance(value, bool):
-        return True
-    if type(value) is int:
-        return value in (0, 1)
-    return value in ("0", "1")
-
-
-def _label(field: str) -> str:
-    return field.replace("_", " ")
-
-
-class _Errors:
-    """Collects Laravel-style validation errors, one per field."""
-
-    def __init__(self) -> None:
-        self.fields: dict[str, list[str]] = {}
-
-    def add(self, field: str, message: str) -> None:
-        self.fields.setdefault(field, []).append(message)
-
-    def __bool__(self) -> bool:
-        return bool(self.fields)
-
-    def response(self) -> web.Response:
-        first = next(iter(self.fields.values()))[0]
-        more = sum(len(v) for v in self.fields.values()) - 1
-        message = first
-        if more:
-            message += f" (and {more} more error{'s' if more > 1 else ''})"
-        return FakeServer.json_response({"message": message, "errors": self.fields}, 422)
-
-
-def _check_string(errors: _Errors, body: dict[str, Any], field: str) -> str | None:
-    value = body.get(field)
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        errors.add(field, f"The {_label(field)} field must be a string.")
-        return None
-    return value
-
-
-def _check_int(
-    errors: _Errors, body: dict[str, Any], field: str, *, minimum: int | None = None
-) -> int | None:
-    value = body.get(field)
-    if value is None:
-        return None
-    number = _laravel_int(value)
-    if number is None:
-        errors.add(field, f"The {_label(field)} field must be an integer.")
-        return None
-    if minimum is not None and number < minimum:
-        errors.add(field, f"The {_label(field)} field must be at least {minimum}.")
-        return None
-    return number
 
 
 class FakeWemasy(FakeServer):
@@ -285,8 +140,11 @@ class FakeWemasy(FakeServer):
       cost is updated and it becomes ``active`` again. The client's original body is
       appended to `chat_deliveries`. ``model`` defaults to `DEFAULT_MODEL`.
 
-    If you mutate ``fake.conversations`` directly, call `invalidate` afterwards: encoded
-    responses are cached per conversation.
+    ``fake.conversations`` is a mutable mapping that generates each conversation when it is
+    read (`SeededConversations`), identical to generating them all up front, so any
+    ``conversations`` starts at once in bounded memory; a conversation read through it, or
+    changed by a chat, is kept. If you mutate ``fake.conversations`` directly, call
+    `invalidate` afterwards: encoded responses are cached per conversation.
     """
 
     url_prefix = "/api"
@@ -340,113 +198,41 @@ class FakeWemasy(FakeServer):
             raise ValueError("conversations must be >= 0")
         self.seed = seed
         self.forbidden_ids: set[int] = set(forbidden_ids)
-        self.conversations: dict[int, Conversation] = {}
+        #: Conversation id -> wire dict, generated on demand (a `SeededConversations`).
+        self.conversations = SeededConversations(seed, conversations, (low, high))
         #: Body of every chat request that was accepted (200), in order, as the client sent it.
         self.chat_deliveries: list[dict[str, Any]] = []
         #: Conversation id -> tool call ids the fake is waiting for a tool result on.
         self.pending_tool_calls: dict[int, set[str]] = {}
-        self._next_message_id = 1
+        self._next_message_id: int | None = None
         self._tool_call_counter = 0
-        self._get_cache: dict[int, bytes] = {}
-        self._summary_cache: dict[int, msgspec.Raw] = {}
-        rng = random.Random(seed)
-        for conversation_id in range(1, conversations + 1):
-            self.conversations[conversation_id] = self._seed_conversation(
-                rng, conversation_id, rng.randint(low, high)
-            )
+        self._get_cache: OrderedDict[int, bytes] = OrderedDict()
+        self._summary_cache: OrderedDict[int, msgspec.Raw] = OrderedDict()
+        self._walker: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Start serving (see `FakeServer.start`), then walk the data set in the background."""
+        await super().start()
+        self._walker = asyncio.get_running_loop().create_task(self.conversations.walk_ahead())
+
+    async def close(self) -> None:
+        """Stop the background walk and the server (see `FakeServer.close`)."""
+        walker, self._walker = self._walker, None
+        if walker is not None:
+            walker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await walker
+        await super().close()
 
     # ------------------------------------------------------------------ data
 
-    def _new_message(
-        self,
-        conversation_id: int,
-        role: str,
-        content: str | None,
-        created_at: datetime,
-        *,
-        tool_calls: list[dict[str, Any]] | None = None,
-        tool_call_id: str | None = None,
-        usage: dict[str, int] | None = None,
-    ) -> Message:
-        message_id = self._next_message_id
+    def _message_id(self) -> int:
+        """The id of the next message a chat stores."""
+        if self._next_message_id is None:
+            # New ids follow every seeded one; counting them walks the set once.
+            self._next_message_id = self.conversations.seeded_messages() + 1
         self._next_message_id += 1
-        return {
-            "id": message_id,
-            "conversation_id": conversation_id,
-            "role": role,
-            "content": content,
-            "tool_calls": tool_calls,
-            "tool_call_id": tool_call_id,
-            "usage": usage,
-            "created_at": _timestamp(created_at),
-            "metadata": {},
-        }
-
-    def _seed_conversation(
-        self, rng: random.Random, conversation_id: int, count: int
-    ) -> Conversation:
-        agent_id = rng.choice(_AGENTS)
-        goal = rng.choice(_GOALS)
-        active = rng.random() < 0.25
-        started = _EPOCH + timedelta(seconds=rng.randrange(365 * 86400))
-        roles: list[str] = []
-        if count >= 3 and rng.random() < 0.15:
-            roles.append("system")
-        if count - len(roles) >= 4 and rng.random() < 0.35:
-            roles += ["user", "tool_call", "tool", "assistant"]
-        while len(roles) < count:
-            roles.append("user" if not roles or roles[-1] != "user" else "assistant")
-
-        messages: list[Message] = []
-        moment = started
-        cost = 0
-        call_id = ""
-        tool_name, tool_args, tool_output = rng.choice(_SEEDED_TOOLS)
-        for index, role in enumerate(roles):
-            moment += timedelta(seconds=rng.randint(5, 120))
-            if role == "system":
-                message = self._new_message(conversation_id, "system", _SYSTEM_PROMPT, moment)
-            elif role == "user":
-                template = _USER_TEMPLATES[0 if index <= 1 else rng.randrange(1, 5)]
-                content = template.format(goal=goal.lower())
-                message = self._new_message(conversation_id, "user", content, moment)
-            elif role == "tool_call":
-                call_id = f"call_{rng.getrandbits(48):012x}"
-                usage = _usage(rng.randint(20, 400), rng.randint(5, 40))
-                cost += usage["total_tokens"]
-                call = {
-                    "id": call_id,
-                    "type": "function",
-                    "function": {"name": tool_name, "arguments": _encode(tool_args).decode()},
-                }
-                message = self._new_message(
-                    conversation_id, "assistant", None, moment, tool_calls=[call], usage=usage
-                )
-            elif role == "tool":
-                message = self._new_message(
-                    conversation_id, "tool", tool_output, moment, tool_call_id=call_id
-                )
-            else:
-                template = _ASSISTANT_TEMPLATES[rng.randrange(len(_ASSISTANT_TEMPLATES))]
-                content = template.format(goal_lower=goal[0].lower() + goal[1:])
-                usage = _usage(rng.randint(20, 400), rng.randint(10, 300))
-                cost += usage["total_tokens"]
-                message = self._new_message(
-                    conversation_id, "assistant", content, moment, usage=usage
-                )
-            messages.append(message)
-        ended = None if active else _timestamp(moment + timedelta(seconds=rng.randint(10, 300)))
-        return {
-            "id": conversation_id,
-            "agent_id": agent_id,
-            "status": "active" if active else "completed",
-            "goal": goal,
-            "cost_tokens": cost,
-            "cost_amount": _cost_amount(cost),
-            "started_at": _timestamp(started),
-            "ended_at": ended,
-            "messages": messages,
-        }
+        return self._next_message_id - 1
 
     def invalidate(self, conversation_id: int | None = None) -> None:
         """Drop cached encodings after `conversations` was changed directly.
@@ -514,26 +300,29 @@ class FakeWemasy(FakeServer):
             return {} if not record.body.strip() else None
         if not isinstance(record.json, dict):
             return None
-        normalized: dict[str, Any] = _normalize(record.json)
+        normalized: dict[str, Any] = normalize(record.json)
         return normalized
 
     def _encoded_conversation(self, conversation_id: int) -> bytes | None:
-        cached = self._get_cache.get(conversation_id)
+        cache = self._get_cache
+        cached = cache.get(conversation_id)
         if cached is None:
-            conversation = self.conversations.get(conversation_id)
+            conversation = self.conversations.peek(conversation_id)
             if conversation is None:
                 return None
             cached = _encode({"success": True, "data": conversation})
-            self._get_cache[conversation_id] = cached
+            _keep(cache, conversation_id, cached)
         return cached
 
-    def _summary(self, conversation: Conversation) -> msgspec.Raw:
-        conversation_id: int = conversation["id"]
-        cached = self._summary_cache.get(conversation_id)
+    def _summary(self, conversation_id: int) -> msgspec.Raw:
+        cache = self._summary_cache
+        cached = cache.get(conversation_id)
         if cached is None:
+            conversation = self.conversations.peek(conversation_id)
+            assert conversation is not None, conversation_id
             summary = {k: v for k, v in conversation.items() if k != "messages"}
             cached = msgspec.Raw(_encode(summary))
-            self._summary_cache[conversation_id] = cached
+            _keep(cache, conversation_id, cached)
         return cached
 
     async def _handle_get(self, request: web.Request) -> web.StreamResponse:
@@ -541,9 +330,9 @@ class FakeWemasy(FakeServer):
         if body is None:
             return self.raw_json_response(_NOT_AN_OBJECT, 422)
         raw_id = body.get("conversation_id")
-        conversation_id = _laravel_int(raw_id)
+        conversation_id = laravel_int(raw_id)
         if conversation_id is None:
-            errors = _Errors()
+            errors = Errors()
             if raw_id is None or raw_id == [] or raw_id == {}:
                 errors.add("conversation_id", "The conversation id field is required.")
             else:
@@ -561,12 +350,12 @@ class FakeWemasy(FakeServer):
         body = self._body(record)
         if body is None:
             return self.raw_json_response(_NOT_AN_OBJECT, 422)
-        errors = _Errors()
-        agent_id = _check_string(errors, body, "agent_id")
-        search = _check_string(errors, body, "search")
+        errors = Errors()
+        agent_id = check_string(errors, body, "agent_id")
+        search = check_string(errors, body, "search")
         per_page = 20
         if body.get("per_page") is not None:
-            parsed = _laravel_int(body["per_page"])
+            parsed = laravel_int(body["per_page"])
             if parsed is None:
                 errors.add("per_page", "The per page field must be an integer.")
             elif not 1 <= parsed <= 100:
@@ -581,17 +370,18 @@ class FakeWemasy(FakeServer):
         raw_page = body.get("page")
         if raw_page is None:
             raw_page = record.query.get("page")
-        page = _laravel_int(raw_page)
+        page = laravel_int(raw_page)
         if page is None or page < 1:
             page = 1
 
         needle = search.lower() if search is not None else None
-        matches = [
-            conversation
-            for _, conversation in sorted(self.conversations.items())
-            if (agent_id is None or conversation["agent_id"] == agent_id)
-            and (needle is None or needle in (conversation.get("goal") or "").lower())
-        ]
+
+        def keep(agent: str, goal: str | None) -> bool:
+            return (agent_id is None or agent == agent_id) and (
+                needle is None or needle in (goal or "").lower()
+            )
+
+        matches = self.conversations.select(None if agent_id is None and needle is None else keep)
         total = len(matches)
         start = (page - 1) * per_page
         items = [self._summary(c) for c in matches[start : start + per_page]]
@@ -608,38 +398,38 @@ class FakeWemasy(FakeServer):
             }
         )
 
-    def _validate_chat(self, body: dict[str, Any]) -> _Errors:
-        errors = _Errors()
-        message = _check_string(errors, body, "message")
+    def _validate_chat(self, body: dict[str, Any]) -> Errors:
+        errors = Errors()
+        message = check_string(errors, body, "message")
         tool_result_present = body.get("tool_result") is not None
         tool_call_id_present = body.get("tool_call_id") is not None
         if message is None and "message" not in errors.fields and not tool_result_present:
             errors.add("message", "The message field is required when tool result is not present.")
-        _check_int(errors, body, "conversation_id")
+        check_int(errors, body, "conversation_id")
         if tool_result_present and body.get("conversation_id") is None:
             errors.add(
                 "conversation_id",
                 "The conversation id field is required when tool result is present.",
             )
-        _check_int(errors, body, "connection_id")
-        _check_string(errors, body, "model")
+        check_int(errors, body, "connection_id")
+        check_string(errors, body, "model")
         temperature = body.get("temperature")
         if temperature is not None:
-            if not _is_number(temperature):
+            if not is_number(temperature):
                 errors.add("temperature", "The temperature field must be a number.")
             elif not 0 <= float(temperature) <= 2:
                 errors.add("temperature", "The temperature field must be between 0 and 2.")
-        _check_int(errors, body, "max_tokens", minimum=1)
+        check_int(errors, body, "max_tokens", minimum=1)
         use_tools = body.get("use_tools")
-        if use_tools is not None and not _is_laravel_bool(use_tools):
+        if use_tools is not None and not is_laravel_bool(use_tools):
             errors.add("use_tools", "The use tools field must be true or false.")
         self._validate_tools(errors, body.get("tools"))
-        _check_string(errors, body, "tool_call_id")
+        check_string(errors, body, "tool_call_id")
         if tool_result_present and not tool_call_id_present:
             errors.add(
                 "tool_call_id", "The tool call id field is required when tool result is present."
             )
-        _check_string(errors, body, "tool_result")
+        check_string(errors, body, "tool_result")
         if tool_call_id_present and not tool_result_present:
             errors.add(
                 "tool_result", "The tool result field is required when tool call id is present."
@@ -647,7 +437,7 @@ class FakeWemasy(FakeServer):
         return errors
 
     @staticmethod
-    def _validate_tools(errors: _Errors, tools: Any) -> None:
+    def _validate_tools(errors: Errors, tools: Any) -> None:
         if tools is None:
             return
         if not isinstance(tools, list):
@@ -712,7 +502,7 @@ class FakeWemasy(FakeServer):
     def _touch(self, conversation: Conversation, usage: dict[str, int]) -> None:
         tokens: int = conversation["cost_tokens"] + usage["total_tokens"]
         conversation["cost_tokens"] = tokens
-        conversation["cost_amount"] = _cost_amount(tokens)
+        conversation["cost_amount"] = cost_amount(tokens)
         # A new message reopens the conversation.
         conversation["status"] = "active"
         conversation["ended_at"] = None
@@ -730,7 +520,7 @@ class FakeWemasy(FakeServer):
         conversation: Conversation | None = None
         raw_id = body.get("conversation_id")
         if raw_id is not None:
-            conversation_id = _laravel_int(raw_id)
+            conversation_id = laravel_int(raw_id)
             assert conversation_id is not None
             conversation = self.conversations.get(conversation_id)
             if conversation is None:
@@ -751,23 +541,32 @@ class FakeWemasy(FakeServer):
             call_id: str = body["tool_call_id"]
             pending = self.pending_tool_calls.get(conversation_id)
             if not pending or call_id not in pending:
-                invalid = _Errors()
+                invalid = Errors()
                 invalid.add("tool_call_id", "The selected tool call id is invalid.")
                 return invalid.response()
             pending.discard(call_id)
             if not pending:
                 del self.pending_tool_calls[conversation_id]
             new_messages.append(
-                self._new_message(conversation_id, "tool", tool_result, now, tool_call_id=call_id)
+                new_message(
+                    self._message_id(),
+                    conversation_id,
+                    "tool",
+                    tool_result,
+                    now,
+                    tool_call_id=call_id,
+                )
             )
             content = f"Based on the tool result: {tool_result}"
-            usage = _usage(_words(tool_result) + 10, _words(content))
+            usage = usage_of(_words(tool_result) + 10, _words(content))
         else:
             message: str = body["message"]
             if conversation is None:
                 conversation = self._create_conversation(message, now)
             conversation_id = conversation["id"]
-            new_messages.append(self._new_message(conversation_id, "user", message, now))
+            new_messages.append(
+                new_message(self._message_id(), conversation_id, "user", message, now)
+            )
             tools: list[dict[str, Any]] | None = body.get("tools")
             use_tools = body.get("use_tools") in (True, 1, "1")
             if use_tools and tools:
@@ -783,14 +582,20 @@ class FakeWemasy(FakeServer):
                 ]
                 self.pending_tool_calls.setdefault(conversation_id, set()).add(call_id)
                 content = None
-                usage = _usage(_words(message) + 10, len(arguments) // 4 + 5)
+                usage = usage_of(_words(message) + 10, len(arguments) // 4 + 5)
             else:
                 content = f"Here is what I found about: {message}"
-                usage = _usage(_words(message) + 10, _words(content))
+                usage = usage_of(_words(message) + 10, _words(content))
 
         new_messages.append(
-            self._new_message(
-                conversation_id, "assistant", content, now, tool_calls=tool_calls, usage=usage
+            new_message(
+                self._message_id(),
+                conversation_id,
+                "assistant",
+                content,
+                now,
+                tool_calls=tool_calls,
+                usage=usage,
             )
         )
         conversation["messages"].extend(new_messages)
@@ -811,17 +616,24 @@ class FakeWemasy(FakeServer):
         )
 
     def _create_conversation(self, message: str, now: datetime) -> Conversation:
-        conversation_id = max(self.conversations, default=0) + 1
+        conversation_id = self.conversations.max_id() + 1
         conversation: Conversation = {
             "id": conversation_id,
             "agent_id": "chat",
             "status": "active",
             "goal": message[:60],
             "cost_tokens": 0,
-            "cost_amount": _cost_amount(0),
-            "started_at": _timestamp(now),
+            "cost_amount": cost_amount(0),
+            "started_at": timestamp(now),
             "ended_at": None,
             "messages": [],
         }
         self.conversations[conversation_id] = conversation
         return conversation
+
+
+def _keep(cache: OrderedDict[int, Any], key: int, value: Any) -> None:
+    """Store ``value`` in a cache bounded to `_CACHED_ENCODINGS`, dropping the oldest."""
+    cache[key] = value
+    if len(cache) > _CACHED_ENCODINGS:
+        cache.popitem(last=False)
