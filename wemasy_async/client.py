@@ -485,6 +485,7 @@ class Client:
             pool=pool,
             rate=(lambda: None) if limiter is None else (lambda: limiter.allowed_rate),
             latency=engine.latency.floor if limiter is None else _with_store(engine, limiter),
+            shared=limiter is not None and limiter.shared,
             progress=progress,
         )
 
