@@ -173,6 +173,18 @@ def test_tuner_follows_littles_law_when_the_rate_is_known() -> None:
     tuner = Tuner(cap=512, now=0.0)
     assert tuner.workers == Tuner.INITIAL
     now = _period(tuner, 0.0, 5)  # the limiter's probe
+    assert tuner.update(now, 500.0, 0.2) == math.ceil(500 * 0.2 * 1.5) + 4  # 154 at once
+    now = _period(tuner, now, 480)
+    assert tuner.update(now, 2000.0, 0.2) == 512  # a higher limit, up to the cap
+    now = _period(tuner, now, 1900)
+    assert tuner.update(now, 25.0, 0.2) == 12  # the rate dropped
+    now = _period(tuner, now, 25)
+    assert tuner.update(now, 500.0, 0.001) == 5  # the latency dropped
+
+
+def test_a_tuner_on_a_shared_key_grows_from_what_it_gets() -> None:
+    tuner = Tuner(cap=512, now=0.0, shared=True)
+    now = _period(tuner, 0.0, 5)  # the limiter's probe
     # From what it gets (5/s) towards the rate, REACH times that a period: 7 workers.
     assert tuner.update(now, 500.0, 0.2) == math.ceil(2 * 5 * 0.2 * 1.5) + 4
     sizes = []
@@ -192,7 +204,7 @@ def test_tuner_follows_littles_law_when_the_rate_is_known() -> None:
 
 def test_a_process_sharing_the_key_sizes_for_what_it_gets_not_the_whole_rate() -> None:
     # Four processes share 500/s through one store: this one gets a quarter of the sends.
-    tuner = Tuner(cap=512, now=0.0)
+    tuner = Tuner(cap=512, now=0.0, shared=True)
     now = 0.0
     for _ in range(10):
         now = _period(tuner, now, min(125.0, tuner.workers / 0.2))

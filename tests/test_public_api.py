@@ -19,6 +19,7 @@ PUBLIC_MODULES = [
     "wemasy_async.protocols",
     "wemasy_async.client",
     "wemasy_async.headers",
+    "wemasy_async.hooks",
 ]
 
 

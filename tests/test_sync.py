@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from wemasy_async import Client as AsyncClient
-from wemasy_async import RateLimit
+from wemasy_async import Event, RateLimit, RequestEvent, ResponseEvent
 from wemasy_async.errors import ClientClosedError, InvalidRequestError, NotFoundError
 from wemasy_async.sync import Client
 from wemasy_async.testing import FakeWemasy
@@ -81,6 +81,24 @@ def test_the_operations_return_what_the_async_client_returns(
     assert reply.conversation_id is not None
     assert client.provider == "wemasy"
     assert "chat" in client.capabilities
+
+
+def test_hooks_and_headers_pass_through(fake: FakeWemasy) -> None:
+    events: list[Event] = []
+    with Client(
+        "wemasy",
+        base_url=fake.url,
+        token=TOKEN,
+        hooks=[events.append],
+        default_headers={"X-Tenant": "t1"},
+        user_agent="mylib/1",
+    ) as client:
+        client.get_conversation(5)
+    assert [type(event) for event in events] == [RequestEvent, ResponseEvent]
+    assert fake.requests[-1].headers["X-Tenant"] == "t1"
+    assert fake.requests[-1].headers["User-Agent"].endswith(" mylib/1")
+    with pytest.raises(InvalidRequestError):
+        Client("wemasy", token=TOKEN, default_headers={"Host": "x"})
 
 
 def test_errors_are_the_async_clients_raised_in_the_calling_thread(client: Client) -> None:

@@ -41,6 +41,7 @@ from wemasy_async.errors import (
     WemasyAsyncError,
 )
 from wemasy_async.headers import RateLimitInfo
+from wemasy_async.hooks import Event, Hook, PauseEvent, RequestEvent, ResponseEvent, RetryEvent
 from wemasy_async.models import ChatReply, Conversation, Message, Page, Role, TokenUsage, ToolCall
 from wemasy_async.protocols import ChatService, ConversationId, ConversationStore, ToolSpec
 from wemasy_async.providers.base import Provider
@@ -65,10 +66,12 @@ __all__ = [
     "Conversation",
     "ConversationId",
     "ConversationStore",
+    "Event",
     "FetchFailed",
     "FetchProgress",
     "FetchResult",
     "Fetched",
+    "Hook",
     "InternalServerError",
     "InvalidRequestError",
     "LimiterStore",
@@ -76,14 +79,18 @@ __all__ = [
     "NotFoundError",
     "Page",
     "PaginationError",
+    "PauseEvent",
     "PaymentRequiredError",
     "PermissionDeniedError",
     "Provider",
     "RateLimit",
     "RateLimitError",
     "RateLimitInfo",
+    "RequestEvent",
     "ResponseDecodeError",
+    "ResponseEvent",
     "ResponseTooLargeError",
+    "RetryEvent",
     "RetryPolicy",
     "Role",
     "TokenUsage",

@@ -12,6 +12,7 @@ from collections.abc import (
     Awaitable,
     Callable,
     Iterable,
+    Mapping,
     Sequence,
 )
 from dataclasses import replace
@@ -36,6 +37,7 @@ from wemasy_async.errors import (
     PaginationError,
     UnsupportedOperationError,
 )
+from wemasy_async.hooks import Hook, check_hooks
 from wemasy_async.models import ChatReply, Conversation, Message, Page
 from wemasy_async.protocols import ChatService, ConversationId, ToolSpec
 from wemasy_async.providers.base import (
@@ -47,6 +49,7 @@ from wemasy_async.providers.base import (
 )
 from wemasy_async.providers.registry import get_provider
 from wemasy_async.ratelimit import Limiter, RateLimit, limiter_key, shared_limiter
+from wemasy_async.request_headers import check_headers, check_user_agent
 from wemasy_async.retry import RetryPolicy
 from wemasy_async.transport import DEFAULT_MAX_RESPONSE_BYTES, AiohttpTransport
 from wemasy_async.validation import check_bool, check_int, is_positive_number, short_repr
@@ -107,9 +110,20 @@ class Client:
         allow_http: Allow a plain ``http://`` base URL on a non-loopback host. Off by
             default, because the token would cross the network in clear text; loopback
             hosts (``127.0.0.1``, ``::1``, ``localhost``) are always allowed.
+        hooks: Callables (sync or async) told about each request, response, retry and
+            429 pause, as the typed events of :mod:`wemasy_async.hooks`. One that raises is
+            logged and never fails the call.
+        default_headers: Headers sent with every request, e.g. a tracing header. They
+            replace the client's ``Accept`` or ``User-Agent`` if they name them; a JSON
+            body keeps its ``Content-Type``. Their values never appear in reprs or logs.
+        user_agent: A suffix for the ``User-Agent`` header, for libraries that embed the
+            SDK: ``"mylib/2.1"`` sends ``wemasy-async/<version> mylib/2.1``.
 
     Raises:
-        InvalidRequestError: An argument is invalid, or no token was given or found.
+        InvalidRequestError: An argument is invalid, or no token was given or found; a
+            header sets ``Authorization``, ``Host``, ``Content-Length`` or
+            ``Transfer-Encoding`` (the client's own), or has a CR, LF or other control
+            character in its value.
     """
 
     __slots__ = ("__weakref__", "_closed", "_engine", "_provider", "_transport", "base_url")
@@ -126,6 +140,9 @@ class Client:
         retry: RetryPolicy | bool = True,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         allow_http: bool = False,
+        hooks: Sequence[Hook] | None = None,
+        default_headers: Mapping[str, str] | None = None,
+        user_agent: str | None = None,
     ) -> None:
         # Set first so that __del__ works even if a check below raises.
         self._transport: AiohttpTransport | None = None
@@ -141,6 +158,9 @@ class Client:
         if session is not None:
             _check_session(session)
         token = _check_token(token, self._provider.token_env)
+        checked_hooks = check_hooks(hooks)
+        headers = check_headers(default_headers, "default_headers")
+        agent = check_user_agent(user_agent)
         limiter_config = _check_option(rate_limit, RateLimit, "rate_limit")
         self._transport = AiohttpTransport(
             provider=name,
@@ -162,7 +182,10 @@ class Client:
                     if limiter_config is None
                     else shared_limiter(limiter_key(name, self.base_url, token), limiter_config)
                 ),
+                hooks=checked_hooks,
             ),
+            headers=headers,
+            user_agent=agent,
         )
 
     def with_options(
@@ -170,24 +193,35 @@ class Client:
         *,
         timeout: float | _Unset | None = _UNSET,
         retry: RetryPolicy | bool | _Unset = _UNSET,
+        hooks: Sequence[Hook] | _Unset | None = _UNSET,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> Client:
         """A client for the same provider, session and limiter, with other settings.
 
         Cheap (no new session); use it per call, e.g.
         ``await client.with_options(timeout=5, retry=False).chat("hi")``. The copy does not
-        own the session: close the original, not the copy.
+        own the session: close the original, not the copy. ``hooks`` replaces the
+        client's hooks (``None`` or ``[]`` for none); ``extra_headers`` are added to the
+        client's headers (and replace those of the same name), checked as
+        ``default_headers`` are.
+
+        Raises:
+            InvalidRequestError: An argument is invalid.
         """
         options = self._engine.options
         if not isinstance(timeout, _Unset):
             options = replace(options, timeout=_check_timeout(timeout))
         if not isinstance(retry, _Unset):
             options = replace(options, retry=_check_option(retry, RetryPolicy, "retry"))
+        if not isinstance(hooks, _Unset):
+            options = replace(options, hooks=check_hooks(hooks))
+        headers = check_headers(extra_headers, "extra_headers")
         copy = Client.__new__(Client)
         copy._transport = None  # borrowed: closing or collecting the copy leaves it alone
         copy._closed = False
         copy._provider = self._provider
         copy.base_url = self.base_url
-        copy._engine = self._engine.with_options(options)
+        copy._engine = self._engine.with_options(options, headers)
         return copy
 
     @property
@@ -233,7 +267,7 @@ class Client:
                 stacklevel=1,
             )
 
-    def _send(self, call: Call[T]) -> Awaitable[T]:
+    def _send(self, call: Call[T], operation: Operation) -> Awaitable[T]:
         """The engine's coroutine sending ``call``, once the client may send at all.
 
         A plain function, not a coroutine: every call awaits it at once, and each coroutine
@@ -242,7 +276,7 @@ class Client:
         if self._closed:
             raise ClientClosedError("this client is closed; create a new one")
         _require_asyncio()
-        return self._engine.send(call)
+        return self._engine.send(call, operation)
 
     # --- ConversationStore ---------------------------------------------------------------
 
@@ -254,7 +288,9 @@ class Client:
             NotFoundError: No such conversation.
             APIError: Any other failure; see :mod:`wemasy_async.errors`.
         """
-        return await self._send(self._provider.get_conversation(conversation_id))
+        return await self._send(
+            self._provider.get_conversation(conversation_id), "get_conversation"
+        )
 
     async def list_messages(
         self, conversation_id: ConversationId, *, limit: int | None = None
@@ -269,7 +305,9 @@ class Client:
             InvalidRequestError: The id or limit is not valid (before any I/O).
             NotFoundError: No such conversation.
         """
-        return await self._send(self._provider.list_messages(conversation_id, limit))
+        return await self._send(
+            self._provider.list_messages(conversation_id, limit), "list_messages"
+        )
 
     async def list_conversations(
         self,
@@ -294,7 +332,7 @@ class Client:
         params = ListConversationsParams(
             agent_id=agent_id, search=search, per_page=per_page, page=page
         )
-        return await self._send(self._provider.list_conversations(params))
+        return await self._send(self._provider.list_conversations(params), "list_conversations")
 
     def iter_conversations(
         self,
@@ -333,7 +371,7 @@ class Client:
         wanted = params.page
         previous: list[str] | None = None
         while True:
-            page = await self._send(call)
+            page = await self._send(call, "iter_conversations")
             ids = [conversation.id for conversation in page.items]
             if ids and page.page != wanted:
                 raise PaginationError(
@@ -447,6 +485,7 @@ class Client:
             pool=pool,
             rate=(lambda: None) if limiter is None else (lambda: limiter.allowed_rate),
             latency=engine.latency.floor if limiter is None else _with_store(engine, limiter),
+            shared=limiter is not None and limiter.shared,
             progress=progress,
         )
 
@@ -517,7 +556,7 @@ class Client:
             tool_call_id=tool_call_id,
             tool_result=tool_result,
         )
-        return await self._send(self._provider.chat(params))
+        return await self._send(self._provider.chat(params), "chat")
 
 
 def _check_session(session: object) -> None:

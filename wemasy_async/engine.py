@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 import anyio
@@ -23,6 +23,7 @@ from yarl import URL
 from wemasy_async._version import __version__
 from wemasy_async.errors import APIConnectionError, APIError, RateLimitError
 from wemasy_async.headers import RateLimitInfo
+from wemasy_async.hooks import Hooks, PauseEvent, RequestEvent, ResponseEvent, RetryEvent
 from wemasy_async.latency import Latency
 from wemasy_async.providers.base import Call, Response
 from wemasy_async.ratelimit import Limiter, PauseTooLong
@@ -34,6 +35,7 @@ from wemasy_async.transport import Transport
 __all__ = ["Engine", "Latency", "Options"]
 
 T = TypeVar("T")
+E = TypeVar("E", RequestEvent, ResponseEvent, RetryEvent, PauseEvent)
 
 logger = logging.getLogger("wemasy_async")
 
@@ -48,11 +50,14 @@ class Options:
         timeout: Total seconds per attempt; ``None`` for no limit.
         retry: The retry policy; ``None`` sends every request once.
         limiter: The key's limiter; ``None`` does not pace.
+        hooks: What is told about requests, responses, retries and pauses; ``None`` for
+            nothing, and then the engine builds no event at all.
     """
 
     timeout: float | None
     retry: RetryPolicy | None
     limiter: Limiter | None
+    hooks: Hooks | None = None
 
 
 class Engine:
@@ -66,7 +71,11 @@ class Engine:
             :class:`~wemasy_async.redaction.Redactor`, never in a repr, log record, error or
             a plain local of a frame an error's traceback shows.
         transport: What does the I/O.
-        options: Timeout, retry policy and limiter.
+        options: Timeout, retry policy, limiter and hooks.
+        headers: The caller's headers for every request, already checked
+            (:func:`~wemasy_async.request_headers.check_headers`); they replace the SDK's
+            ``Accept`` or ``User-Agent`` if they name them.
+        user_agent: A suffix for the ``User-Agent``, already checked.
     """
 
     __slots__ = (
@@ -89,6 +98,8 @@ class Engine:
         token: str,
         transport: Transport,
         options: Options,
+        headers: Mapping[str, str] | None = None,
+        user_agent: str | None = None,
     ) -> None:
         self._provider = provider
         # Normalised (and percent-encoded) once, since request URLs are sent as built.
@@ -99,21 +110,27 @@ class Engine:
         self._base_path = self._redactor.text(URL(self._base_url).raw_path.rstrip("/"))
         self.options = options
         self.transport = transport
+        agent = f"wemasy-async/{__version__}"
         self._headers = SecretHeaders(
             {
                 "Authorization": f"Bearer {token}",
                 "Accept": "application/json",
-                "User-Agent": f"wemasy-async/{__version__}",
+                "User-Agent": agent if user_agent is None else f"{agent} {user_agent}",
             }
         )
-        self._body_headers = self._headers.merged({"Content-Type": "application/json"})
+        self._body_headers = _with_json_body(self._headers)
+        if headers:
+            self._add_headers(headers)
         self.latency = Latency()
 
     def __repr__(self) -> str:
         return f"<Engine {self._provider} {self._base_url}>"
 
-    def with_options(self, options: Options) -> Engine:
-        """A copy sending through the same transport and headers with other options."""
+    def with_options(
+        self, options: Options, extra_headers: Mapping[str, str] | None = None
+    ) -> Engine:
+        """A copy sending through the same transport with other options, and with
+        ``extra_headers`` (already checked) added to the headers."""
         copy = Engine.__new__(Engine)
         copy._provider = self._provider
         copy._base_url = self._base_url
@@ -124,10 +141,19 @@ class Engine:
         copy.transport = self.transport
         copy.latency = self.latency
         copy.options = options
+        if extra_headers:
+            copy._add_headers(extra_headers)
         return copy
 
-    async def send(self, call: Call[T]) -> T:
+    def _add_headers(self, headers: Mapping[str, str]) -> None:
+        self._headers = self._headers.merged(headers)
+        # A JSON body is always declared as one, whatever the caller's headers say.
+        self._body_headers = _with_json_body(self._headers)
+
+    async def send(self, call: Call[T], operation: str = "") -> T:
         """Send ``call`` and any follow-up calls it asks for; return the final result.
+
+        ``operation`` (the client method) only names the call in hook events.
 
         Raises:
             APIConnectionError: A request could not be completed (after any retries).
@@ -142,13 +168,24 @@ class Engine:
         while True:
             try:
                 if options.limiter is None:
-                    result = self._parse(call, await self._exchange(call))
+                    result = self._parse(call, await self._exchange(call, operation, attempt))
                 else:
-                    result = await self._paced(call, options)
+                    result = await self._paced(call, options, operation, attempt)
             except APIError as error:
                 delay = self._retry_delay(call, options, attempt, error)
                 if delay is None:
                     raise
+                if options.hooks:
+                    await options.hooks.emit(
+                        self._event(
+                            RetryEvent,
+                            call,
+                            operation,
+                            attempt,
+                            error=type(error).__name__,
+                            delay=delay,
+                        )
+                    )
                 if delay > 0:
                     await anyio.sleep(delay)
                 attempt += 1
@@ -183,7 +220,21 @@ class Engine:
         )
         return delay
 
-    async def _paced(self, call: Call[T], options: Options) -> T:
+    def _event(
+        self, kind: type[E], call: Call[T], operation: str, attempt: int, **details: Any
+    ) -> E:
+        """A hook event of ``kind`` about ``call``'s attempt; ``details`` are its own fields."""
+        return kind(
+            provider=self._provider,
+            operation=operation,
+            method=call.request.method,
+            # Paths hold ids the caller chose; blank the token out should one be pasted there.
+            path=self._redactor.text(self._base_path + call.request.path),
+            attempt=attempt,
+            **details,
+        )
+
+    async def _paced(self, call: Call[T], options: Options, operation: str, attempt: int) -> T:
         """One attempt through the limiter: acquire, exchange, parse, release."""
         limiter = options.limiter
         assert limiter is not None  # only called with one
@@ -204,7 +255,7 @@ class Engine:
         info: RateLimitInfo | None = None
         paused = 0.0
         try:
-            response = await self._exchange(call)
+            response = await self._exchange(call, operation, attempt)
             info = RateLimitInfo.from_headers(response.headers)
             try:
                 return self._parse(call, response)
@@ -218,6 +269,11 @@ class Engine:
             pending = limiter.report(ticket, info, paused=paused)
             if pending is not None:
                 await pending
+            # Told once the limiter holds the key, so no request slips out while a hook runs.
+            if paused and options.hooks:
+                await options.hooks.emit(
+                    self._event(PauseEvent, call, operation, attempt, seconds=paused)
+                )
 
     def _parse(self, call: Call[T], response: Response) -> T:
         try:
@@ -234,11 +290,14 @@ class Engine:
         except APIError as clean:
             raise clean from None
 
-    async def _exchange(self, call: Call[T]) -> Response:
+    async def _exchange(self, call: Call[T], operation: str, attempt: int) -> Response:
         request = call.request
         url = self._base_url + request.path
         if request.query:
             url = f"{url}?{urlencode(request.query)}"
+        hooks = self.options.hooks
+        if hooks:
+            await hooks.emit(self._event(RequestEvent, call, operation, attempt))
         started = time.perf_counter()
         try:
             response = await self.transport.send(
@@ -253,11 +312,27 @@ class Engine:
             raise
         elapsed = time.perf_counter() - started
         self.latency.observe(elapsed)
+        if hooks:
+            await hooks.emit(
+                self._event(
+                    ResponseEvent,
+                    call,
+                    operation,
+                    attempt,
+                    status=response.status,
+                    elapsed=elapsed,
+                    rate_limit=RateLimitInfo.from_headers(response.headers),
+                )
+            )
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug(
                 "%s %s -> %d in %.1f ms", request.method, url, response.status, elapsed * 1000
             )
         return response
+
+
+def _with_json_body(headers: SecretHeaders) -> SecretHeaders:
+    return headers.merged({"Content-Type": "application/json"})
 
 
 def _redacted(response: Response, redactor: Redactor) -> Response | None:

@@ -255,6 +255,11 @@ class Limiter:
         self._logged_limit: int | None = None
 
     @property
+    def shared(self) -> bool:
+        """Whether the state lives in a store other processes may share (not in process)."""
+        return self._local is None
+
+    @property
     def waiting(self) -> int:
         """Requests of this process waiting for their send now (diagnostics and tests)."""
         return self._waiting

@@ -7,7 +7,9 @@ Two tools, used by the engine and the transport:
   test's ``"t"``) only where it stands alone, so that ``"Not found"`` keeps its letters.
 - :class:`SecretHeaders` is the request-header mapping the engine hands to the transport. It
   reads like a plain mapping (aiohttp copies it into its own headers), but its ``repr`` shows
-  ``[REDACTED]`` for credentials: traceback renderers that print frame locals
+  ``[REDACTED]`` for every value but those known to be harmless (``Accept``, ``Content-Type``,
+  ``User-Agent``), hiding the token and any secret a caller's own headers carry
+  (``X-Api-Key``): traceback renderers that print frame locals
   (``traceback.TracebackException(capture_locals=True)``, ``pytest --showlocals``, Sentry,
   rich) see the frames of ``send``, whose ``headers`` argument it is.
 """
@@ -25,7 +27,8 @@ REDACTED = "[REDACTED]"
 # A token this long cannot occur in ordinary text by accident; a shorter one is redacted only
 # where it stands alone.
 _DISTINCTIVE = 16
-_CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
+# The only request-header values a repr shows: the SDK's own, which hold no secret.
+_PLAIN_HEADERS = frozenset({"accept", "content-type", "user-agent"})
 
 
 class Redactor:
@@ -103,7 +106,7 @@ class SecretHeaders(Mapping[str, str]):
 
     def __repr__(self) -> str:
         shown = {
-            name: REDACTED if name.lower() in _CREDENTIAL_HEADERS else value
+            name: value if name.lower() in _PLAIN_HEADERS else REDACTED
             for name, value in self._items.items()
         }
         return f"SecretHeaders({shown!r})"
@@ -112,5 +115,7 @@ class SecretHeaders(Mapping[str, str]):
         raise TypeError("request headers hold the token and cannot be pickled")
 
     def merged(self, extra: Mapping[str, str]) -> SecretHeaders:
-        """A copy with ``extra`` added (or replacing headers of the same name)."""
-        return SecretHeaders({**self._items, **extra})
+        """A copy with ``extra`` added, replacing headers of the same name in any case."""
+        replaced = {name.lower() for name in extra}
+        kept = {k: v for k, v in self._items.items() if k.lower() not in replaced}
+        return SecretHeaders({**kept, **extra})

@@ -34,7 +34,15 @@ import functools
 import os
 import threading
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from types import TracebackType
 from typing import Any, Generic, TypeVar
 
@@ -45,6 +53,7 @@ from wemasy_async.batch import DEFAULT_MAX_CONCURRENCY, BatchFetch, FetchProgres
 from wemasy_async.client import DEFAULT_TIMEOUT
 from wemasy_async.client import Client as AsyncClient
 from wemasy_async.errors import ClientClosedError, InvalidRequestError
+from wemasy_async.hooks import Hook
 from wemasy_async.models import ChatReply, Conversation, Message, Page
 from wemasy_async.protocols import ConversationId, ToolSpec
 from wemasy_async.providers.base import Operation, Provider
@@ -130,7 +139,8 @@ class Client:
     """A blocking client for one provider; see the module docstring.
 
     Takes the arguments of :class:`wemasy_async.Client`, except ``session`` (an aiohttp
-    session belongs to an event loop, and this client's loop is its own).
+    session belongs to an event loop, and this client's loop is its own). Hooks run in the
+    client's own thread, an ``async`` one on its loop.
 
     Raises:
         InvalidRequestError: An argument is invalid, no token was given or found, or it was
@@ -148,6 +158,9 @@ class Client:
         retry: RetryPolicy | bool = True,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         allow_http: bool = False,
+        hooks: Sequence[Hook] | None = None,
+        default_headers: Mapping[str, str] | None = None,
+        user_agent: str | None = None,
     ) -> None:
         _refuse_running_loop()
         options: dict[str, Any] = {
@@ -158,6 +171,9 @@ class Client:
             "retry": retry,
             "max_response_bytes": max_response_bytes,
             "allow_http": allow_http,
+            "hooks": hooks,
+            "default_headers": default_headers,
+            "user_agent": user_agent,
         }
         # Built now, in this thread (no I/O, no loop needed): bad arguments raise here.
         self._make: Callable[[], AsyncClient] = functools.partial(AsyncClient, provider, **options)

@@ -22,12 +22,16 @@ from wemasy_async import (
     Client,
     Conversation,
     ConversationStore,
+    Event,
     Fetched,
     FetchFailed,
     FetchResult,
     Message,
     Page,
     RateLimitError,
+    RequestEvent,
+    ResponseEvent,
+    RetryEvent,
     TokenUsage,
     ToolCall,
     WemasyAsyncError,
@@ -122,3 +126,28 @@ def construction() -> None:
     Client("wemasy", token=3)  # type: ignore[arg-type]
     Client("wemasy", timeout="5")  # type: ignore[arg-type]
     Client("wemasy", session=object())  # type: ignore[arg-type]
+
+
+def hooks() -> None:
+    def sync_hook(event: Event) -> None:
+        if isinstance(event, RetryEvent):
+            assert_type(event.delay, float)
+        elif isinstance(event, ResponseEvent):
+            assert_type(event.rate_limit.remaining, int | None)
+
+    async def async_hook(event: Event) -> None:
+        assert_type(event.attempt, int)
+
+    client = Client("wemasy", token="t", hooks=[sync_hook, async_hook])
+    assert_type(client.with_options(hooks=(sync_hook,)), Client)
+    client.with_options(hooks=None)
+    Client("wemasy", hooks=sync_hook)  # type: ignore[arg-type]
+    Client("wemasy", hooks=[3])  # type: ignore[list-item]
+    RequestEvent(provider="p", operation="o", method="GET", path="/", attempt="1")  # type: ignore[arg-type]
+
+
+def headers() -> None:
+    client = Client("wemasy", token="t", default_headers={"X-Trace": "1"}, user_agent="lib/1")
+    assert_type(client.with_options(extra_headers={"X-Call": "2"}), Client)
+    Client("wemasy", default_headers={"X-Trace": 1})  # type: ignore[dict-item]
+    Client("wemasy", user_agent=b"lib/1")  # type: ignore[arg-type]

@@ -29,3 +29,8 @@ def blocking(client: Client) -> None:
         assert_type(other, Client)
     client.get_conversation()  # type: ignore[call-arg]
     Client("wemasy", session=None)  # type: ignore[call-arg]  # a session belongs to a loop
+
+
+def hooks_and_headers() -> None:
+    Client("wemasy", token="t", hooks=[print], default_headers={"X-A": "1"}, user_agent="l/1")
+    Client("wemasy", default_headers={"X-A": 1})  # type: ignore[dict-item]
