@@ -9,9 +9,11 @@ from __future__ import annotations
 import asyncio
 import gc
 import multiprocessing
+import pickle
 import sys
 import threading
 import time
+import traceback
 import warnings
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -20,7 +22,12 @@ import pytest
 
 from wemasy_async import Client as AsyncClient
 from wemasy_async import Event, RateLimit, RequestEvent, ResponseEvent
-from wemasy_async.errors import ClientClosedError, InvalidRequestError, NotFoundError
+from wemasy_async.errors import (
+    AuthenticationError,
+    ClientClosedError,
+    InvalidRequestError,
+    NotFoundError,
+)
 from wemasy_async.sync import Client
 from wemasy_async.testing import FakeWemasy
 
@@ -222,3 +229,30 @@ def test_a_forked_child_builds_its_own_loop(fake: FakeWemasy) -> None:
     assert results.get(timeout=5) == "4"
     assert client.get_conversation(2).id == "2"  # the parent's client is unharmed
     client.close()
+
+
+def test_an_error_through_the_blocking_client_renders_without_the_token(fake: FakeWemasy) -> None:
+    secret = "sync-secret-token-0123456789"
+    with (
+        Client("wemasy", base_url=fake.url, token=secret, retry=False) as client,
+        pytest.raises(AuthenticationError) as caught,
+    ):
+        client.get_conversation(1)  # the fake wants TOKEN: 401
+    error = caught.value
+    assert error.__traceback__ is not None
+    # From the frame below this test's own (whose locals hold the secret it was given).
+    frames = error.__traceback__.tb_next
+    locals_text = "".join(
+        traceback.TracebackException(type(error), error, frames, capture_locals=True).format()
+    )
+    assert "sync.py" in locals_text  # the facade's own frames are among them
+    renderings = [
+        str(error),
+        repr(error),
+        repr(error.__cause__),
+        repr(error.__context__),
+        locals_text,
+        repr(pickle.loads(pickle.dumps(error))),
+    ]
+    for text in renderings:
+        assert secret not in text

@@ -116,9 +116,14 @@ class _Loop:
             future.cancel()
             raise
 
+    @property
+    def alive(self) -> bool:
+        """Whether the loop runs in this process (a forked child has only the parent's copy)."""
+        return self.pid == os.getpid() and self.thread.is_alive()
+
     def stop(self) -> None:
-        if self.pid != os.getpid() or not self.thread.is_alive():
-            return  # a forked child: the parent's thread is not in this process
+        if not self.alive:
+            return
         if threading.current_thread() is self.thread:  # pragma: no cover - from a finalizer
             return
         self.portal.call(self.portal.stop, True)
@@ -127,7 +132,7 @@ class _Loop:
 
 def _shut_down(loop: _Loop, client: AsyncClient) -> None:
     """Close ``client`` in ``loop`` and stop it: what close() and the finalizer both do."""
-    if loop.pid != os.getpid() or not loop.thread.is_alive():
+    if not loop.alive:
         return
     try:
         loop.call(client.aclose)
@@ -420,5 +425,5 @@ def _blocking_iterator(loop: _Loop, items: AsyncIterator[T]) -> Iterator[T]:
                 return
     finally:
         close = getattr(items, "aclose", None)
-        if close is not None and loop.thread.is_alive():
+        if close is not None and loop.alive:
             loop.call(close)
