@@ -234,6 +234,18 @@ class Client:
         """The operations this client's provider supports."""
         return self._provider.capabilities
 
+    @property
+    def limiter(self) -> Limiter | None:
+        """The rate limiter this client's requests go through, ``None`` with
+        ``rate_limit=False``.
+
+        Clients of the same provider, base URL, token and store share one (and its pace).
+        For diagnostics and progress displays: :attr:`Limiter.allowed_rate` (``None``
+        until the server has told its limit), :meth:`Limiter.paused_for`,
+        :attr:`Limiter.waiting`, :attr:`Limiter.shared`.
+        """
+        return self._engine.options.limiter
+
     def __repr__(self) -> str:
         state = " closed" if self._closed else ""
         return f"<Client provider={self.provider!r} base_url={self.base_url!r}{state}>"
