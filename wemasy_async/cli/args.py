@@ -51,7 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
     tour = subcommands.add_parser("demo", help="tour the SDK against in-process fake servers")
     tour.add_argument("--conversations", type=int, default=1000, help="how many to fetch")
     tour.add_argument(
-        "--concurrency", type=_concurrency, default=64, help="requests in flight (1-1000)"
+        "--concurrency",
+        type=_concurrency,
+        default=64,
+        help=f"requests in flight (1-{MAX_CONCURRENCY})",
     )
     tour.add_argument("--seed", type=int, default=0, help="seed of the fake data")
     tour.set_defaults(run=demo)
