@@ -77,6 +77,18 @@ def test_exported_exception_classes_are_the_whole_error_tree() -> None:
     assert exported == tree
 
 
+def test_http_values_are_still_where_adapters_found_them() -> None:
+    import wemasy_async.exchange
+    import wemasy_async.providers
+    import wemasy_async.providers.base
+
+    for name in ("Request", "Response"):
+        moved = getattr(wemasy_async.exchange, name)
+        assert getattr(wemasy_async.providers.base, name) is moved
+        assert getattr(wemasy_async.providers, name) is moved
+        assert name in wemasy_async.providers.base.__all__
+
+
 def test_version_is_a_string() -> None:
     assert isinstance(wemasy_async.__version__, str)
     assert wemasy_async.__version__[0].isdigit()

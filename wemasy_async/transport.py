@@ -42,7 +42,7 @@ from wemasy_async.errors import (
     ResponseTooLargeError,
     WemasyAsyncError,
 )
-from wemasy_async.providers.base import Response
+from wemasy_async.exchange import Response
 from wemasy_async.redaction import REDACTED, Redactor, SecretHeaders, credential_of
 
 __all__ = ["DEFAULT_MAX_RESPONSE_BYTES", "TRACE_CONFIG", "AiohttpTransport", "Transport"]
