@@ -288,7 +288,7 @@ async def run_fetch(
     )
     sink = _Sink(out, errors)  # opened last: nothing may fail between here and `try`
     progress = ProgressBar(bar) if bar is not None else None
-    pace = _Pace(_limiter(client))
+    pace = _Pace(client.limiter)
     started = time.monotonic()
 
     def show(force: bool = False) -> None:
@@ -349,12 +349,6 @@ async def run_fetch(
                 )
             )
     return report
-
-
-def _limiter(client: Client) -> Limiter | None:
-    """The client's rate limiter, read only (``None`` when it does not pace)."""
-    # Client has no public accessor for it yet; the engine's options are where it lives.
-    return client._engine.options.limiter
 
 
 class _Pace:
