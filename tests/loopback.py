@@ -14,6 +14,20 @@ from typing import TypeVar
 import aiohttp
 from aiohttp import web
 
+from wemasy_async import Client
+
+
+def unpaced_client(base_url: str, token: str, **kwargs: object) -> Client:
+    """A Wemasy client for a loopback server, without rate limiting (the fakes allow plenty)."""
+    return Client(
+        "wemasy",
+        base_url=base_url,
+        token=token,
+        rate_limit=False,
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
 _S = TypeVar("_S", bound="_Served")
 
 # Hop-by-hop headers a proxy does not forward (RFC 9110, 7.6.1), and what aiohttp derives.

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 
 import anyio
 import pytest
-from loopback import ForwardProxy
+from loopback import ForwardProxy, unpaced_client
 from multidict import CIMultiDictProxy
 
 from wemasy_async import (
@@ -37,13 +37,7 @@ async def fake() -> AsyncIterator[FakeWemasy]:
 
 
 def make_client(url: str, **kwargs: object) -> Client:
-    return Client(
-        "wemasy",
-        base_url=url,
-        token=TOKEN,
-        rate_limit=False,
-        **kwargs,  # type: ignore[arg-type]
-    )
+    return unpaced_client(url, TOKEN, **kwargs)
 
 
 def texts_of(value: object) -> list[str]:
