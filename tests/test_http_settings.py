@@ -249,7 +249,13 @@ async def test_trust_env_reads_the_proxy_variables(
         async with make_client(fake.url, trust_env=True, proxy=proxy_url(proxy)) as client:
             await client.get_conversation(4)
         assert len(proxy.seen) == 2
-    assert len(fake.requests) == 4
+        # Without a scheme, a variable's proxy is an http:// one, as curl reads it.
+        monkeypatch.delenv("NO_PROXY")
+        monkeypatch.setenv("HTTP_PROXY", proxy_url(proxy).removeprefix("http://"))
+        async with make_client(fake.url, trust_env=True) as client:
+            await client.get_conversation(5)
+        assert len(proxy.seen) == 3
+    assert len(fake.requests) == 5
 
 
 def test_a_bad_proxy_variable_is_named_not_quoted(monkeypatch: pytest.MonkeyPatch) -> None:

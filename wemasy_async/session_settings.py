@@ -11,8 +11,9 @@ rather than silently ignored). Decisions, each with its reason:
   (``http://user:pass@host:3128``) go to the proxy as ``Proxy-Authorization`` and appear in
   no repr, log record or error message (messages never quote the URL).
 - ``trust_env=True`` reads the proxy for the base URL's scheme from ``$HTTPS_PROXY`` /
-  ``$HTTP_PROXY`` (then ``$ALL_PROXY``), honouring ``$NO_PROXY``, and a CA bundle from
-  ``$SSL_CERT_FILE`` / ``$SSL_CERT_DIR``, once, when the client is made. Unlike aiohttp's own
+  ``$HTTP_PROXY`` (then ``$ALL_PROXY``; ``http://`` when the value names no scheme),
+  honouring ``$NO_PROXY``, and a CA bundle from ``$SSL_CERT_FILE`` / ``$SSL_CERT_DIR``,
+  once, when the client is made; an explicit ``proxy`` or ``ssl`` wins. Unlike aiohttp's own
   ``trust_env``, ``~/.netrc`` is not read: a netrc entry for the API host would replace the
   token as the request's authentication (aiohttp then refuses every request), and aiohttp
   would look the environment up again in a thread for every request.
@@ -170,7 +171,9 @@ def _env_proxy(base_url: str) -> URL | None:
     # NO_PROXY as urllib (and aiohttp, and requests) read it; not in typeshed's stubs.
     if urllib.request.proxy_bypass_environment(target.host or "", proxies):  # type: ignore[attr-defined]
         return None
-    return _check_proxy(value, variable)
+    # "proxy.internal:3128" without a scheme is common in these variables; curl and
+    # requests read it as http://.
+    return _check_proxy(value if "://" in value else f"http://{value}", variable)
 
 
 def _check_ssl(value: object, *, trust: bool) -> ssl_module.SSLContext | bool:
