@@ -105,6 +105,23 @@ async def test_the_pool_is_sized_for_a_batch_unless_told(fake: FakeWemasy) -> No
     assert len(fake.requests) == 6
 
 
+async def test_a_self_tuning_batch_stays_within_the_pool() -> None:
+    async with (
+        FakeWemasy(conversations=50, token=TOKEN, latency=0.02, rate_limit=None) as fake,
+        make_client(fake.url, connection_limit=6) as client,
+    ):
+        workers = []
+        batch = client.fetch_conversations(i % 50 + 1 for i in range(10_000))
+        async with batch:
+            async for result in batch:
+                assert result.ok, result.error
+                workers.append(batch.workers)
+                if len(workers) == 150:
+                    break
+    # Unpaced, it would grow towards max_concurrency (512).
+    assert max(workers) == 6
+
+
 @pytest.mark.parametrize("value", [0, -1, True, 1.5, "5", 100_001])
 def test_a_bad_connection_limit_is_refused(value: object) -> None:
     with pytest.raises(InvalidRequestError) as caught:

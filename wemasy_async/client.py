@@ -125,7 +125,8 @@ class Client:
             SDK: ``"mylib/2.1"`` sends ``wemasy-async/<version> mylib/2.1``.
         connection_limit: The most connections the client's session holds open (1 to
             100,000). ``None`` (the default): 1,000, as many as a batch may keep in flight;
-            a smaller pool also bounds a self-tuning batch's workers.
+            a smaller pool also bounds a self-tuning batch's workers, and requests beyond
+            it wait for a free connection (within their ``timeout``).
         trust_env: Read the proxy (``$HTTPS_PROXY``, ``$HTTP_PROXY``, ``$ALL_PROXY``,
             honouring ``$NO_PROXY``) and a CA bundle (``$SSL_CERT_FILE``,
             ``$SSL_CERT_DIR``) from the environment, now. Off by default; ``~/.netrc`` is
