@@ -8,7 +8,6 @@ import base64
 import contextlib
 import ssl
 from collections.abc import Mapping
-from types import TracebackType
 from typing import TypeVar
 
 import aiohttp
@@ -60,12 +59,7 @@ class _Served:
         await self.start()
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
 

@@ -31,6 +31,7 @@ from wemasy_async.transport import Transport
 __all__ = ["RawResponse", "RawResponses"]
 
 T = TypeVar("T")
+C = TypeVar("C")
 P = ParamSpec("P")
 
 # Response headers whose values are credentials, whatever they hold.
@@ -164,7 +165,19 @@ def _raw(
     return raw
 
 
-class RawResponses:
+class ClientBound(Generic[C]):
+    """What an accessor such as ``with_raw_response`` holds: the client it belongs to."""
+
+    __slots__ = ("_client",)
+
+    def __init__(self, client: C) -> None:
+        self._client = client
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} of {self._client!r}>"
+
+
+class RawResponses(ClientBound[Client]):
     """``client.with_raw_response``: the client's operations, each returning a
     :class:`RawResponse` of what the operation returns.
 
@@ -176,13 +189,7 @@ class RawResponses:
     here instead, or see :mod:`wemasy_async.hooks` for every response of a batch.
     """
 
-    __slots__ = ("_client",)
-
-    def __init__(self, client: Client) -> None:
-        self._client = client
-
-    def __repr__(self) -> str:
-        return f"<RawResponses of {self._client!r}>"
+    __slots__ = ()
 
     get_conversation = _raw(Client.get_conversation)
     list_messages = _raw(Client.list_messages)

@@ -59,7 +59,7 @@ from wemasy_async.models import ChatReply, Conversation, Message, Page
 from wemasy_async.protocols import ConversationId, ToolSpec
 from wemasy_async.providers.base import Operation, Provider
 from wemasy_async.ratelimit import RateLimit
-from wemasy_async.raw import RawResponse
+from wemasy_async.raw import ClientBound, RawResponse
 from wemasy_async.raw import RawResponses as AsyncRawResponses
 from wemasy_async.retry import RetryPolicy
 from wemasy_async.transport import DEFAULT_MAX_RESPONSE_BYTES
@@ -393,17 +393,11 @@ def _blocking(
     return blocking
 
 
-class RawResponses:
+class RawResponses(ClientBound["Client"]):
     """``client.with_raw_response`` of the blocking client; see
     :class:`wemasy_async.raw.RawResponses` (the same operations, without ``await``)."""
 
-    __slots__ = ("_client",)
-
-    def __init__(self, client: Client) -> None:
-        self._client = client
-
-    def __repr__(self) -> str:
-        return f"<RawResponses of {self._client!r}>"
+    __slots__ = ()
 
     get_conversation = _blocking(AsyncRawResponses.get_conversation)
     list_messages = _blocking(AsyncRawResponses.list_messages)
