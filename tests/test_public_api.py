@@ -20,6 +20,7 @@ PUBLIC_MODULES = [
     "wemasy_async.client",
     "wemasy_async.headers",
     "wemasy_async.hooks",
+    "wemasy_async.raw",
 ]
 
 
