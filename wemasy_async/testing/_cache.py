@@ -8,7 +8,7 @@ from typing import Final, TypeVar
 __all__ = ["CACHED_ENCODINGS", "BoundedCache"]
 
 #: Encodings a fake keeps for reuse (a long run must not keep them all).
-CACHED_ENCODINGS: Final = 4096
+CACHED_ENCODINGS: Final = 1024
 
 _K = TypeVar("_K")
 _V = TypeVar("_V")
