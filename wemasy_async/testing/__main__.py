@@ -2,13 +2,19 @@
 
 ``python -m wemasy_async.testing serve [--provider wemasy] [--host 127.0.0.1] [--port 0]
 [--seed 0] [--conversations N] [--rate-limit N] [--window S] [--window-offset S]
-[--token T] [--latency S] [--fault-rate P [--fault-seed N] [--fault-kinds K,K,...]]``
+[--token T] [--latency S] [--fault-rate P [--fault-seed N] [--fault-kinds K,K,...]]
+[--request-log N]``
 
 Prints exactly one line, ``URL <base url>``, to stdout once the server is listening, then
 serves until SIGTERM or SIGINT and exits 0 after a clean shutdown. ``--fault-rate`` breaks
 that share of requests at random (`FakeServer.inject_faults`; ``--fault-kinds`` picks the
-kinds, all of ``FAULT_KINDS`` by default). The request log is off
-in this mode (nobody can read it); ``GET <origin>/__fake__/stats`` returns the counters.
+kinds, all of ``FAULT_KINDS`` by default). ``GET <origin>/__fake__/stats`` returns the
+counters. The request log is off unless ``--request-log N`` keeps the last ``N`` requests;
+``GET <origin>/__fake__/requests`` then lists them (method, raw path, status, arrival time
+on the server's clock, connection number; never headers, queries or bodies).
+
+The fakes generate their conversations on demand, so any ``--conversations`` starts at once
+in bounded memory.
 """
 
 from __future__ import annotations
@@ -61,7 +67,20 @@ def _parser() -> argparse.ArgumentParser:
         default=",".join(FAULT_KINDS),
         help="comma-separated fault kinds to draw from (default: all)",
     )
+    serve.add_argument(
+        "--request-log",
+        type=_count,
+        default=0,
+        help="keep the last N requests, listed on GET /__fake__/requests (default 0: off)",
+    )
     return parser
+
+
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, not {value}")
+    return value
 
 
 async def _serve(args: argparse.Namespace) -> None:
@@ -76,7 +95,7 @@ async def _serve(args: argparse.Namespace) -> None:
         token=args.token,
         host=args.host,
         port=args.port,
-        record_requests=False,
+        request_log=args.request_log,
         latency=args.latency,
     )
     if args.fault_rate > 0:

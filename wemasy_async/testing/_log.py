@@ -1,8 +1,9 @@
 """What a fake server saw: the parsed form of each request, and its counters.
 
 `RecordedRequest` is the parsed request a handler reads (`FakeServer.record_of`) and the
-request log keeps (`FakeServer.requests`); `ServerStats` counts what happened to every
-request, also with the log off. Nothing here touches a socket.
+request log keeps (`FakeServer.requests`, a `RequestLog`: the last N entries, so a long run
+holds a bounded log); `ServerStats` counts what happened to every request, also with the
+log off. Nothing here touches a socket.
 """
 
 from __future__ import annotations
@@ -10,14 +11,56 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final, TypeVar
 
 import msgspec
 from aiohttp import web
 
-__all__ = ["RecordedRequest", "ServerStats", "most_in_any_span", "parse_request"]
+__all__ = [
+    "DEFAULT_REQUEST_LOG",
+    "RecordedRequest",
+    "RequestLog",
+    "ServerStats",
+    "most_in_any_span",
+    "parse_request",
+]
+
+#: Entries a fake's logs keep unless told otherwise: enough for any test's inspection, and
+#: a few megabytes however long the fake runs.
+DEFAULT_REQUEST_LOG: Final = 10_000
 
 _decode = msgspec.json.decode
+_T = TypeVar("_T")
+
+
+class RequestLog(list[_T]):
+    """A list that keeps only the last ``limit`` entries given to `append`.
+
+    The servers add to their logs with `append` only; a test reads the log as the list it
+    is (and may clear or edit it). Other list methods do not apply the bound.
+
+    Args:
+        limit: Entries kept; 0 keeps none (the log is off); None keeps every entry.
+
+    Raises:
+        ValueError: ``limit`` is negative.
+    """
+
+    def __init__(self, limit: int | None = DEFAULT_REQUEST_LOG) -> None:
+        super().__init__()
+        if limit is not None and limit < 0:
+            raise ValueError("a request log's limit must be >= 0 or None")
+        self.limit = limit
+
+    def append(self, entry: _T, /) -> None:
+        """Add ``entry`` at the end, dropping the oldest entry beyond the limit."""
+        limit = self.limit
+        if limit is None:
+            super().append(entry)
+        elif limit > 0:
+            super().append(entry)
+            if len(self) > limit:
+                del self[0]
 
 
 @dataclass(slots=True)

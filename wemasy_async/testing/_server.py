@@ -2,8 +2,8 @@
 
 `FakeServer` is an `aiohttp.web` application wrapper that implements everything the fake
 providers have in common: lifecycle (start/close, async context manager), bearer-token
-authentication, a fixed-window rate limiter with ``X-RateLimit-*`` headers, a request log,
-statistics and fault injection: queued error responses and delays, and the network and
+authentication, a fixed-window rate limiter with ``X-RateLimit-*`` headers, a bounded
+request log, statistics and fault injection: queued error responses and delays, and the network and
 proxy faults of `FAULT_KINDS` (`FakeServer.queue_fault`, or at random with
 `FakeServer.inject_faults`).
 Provider fakes subclass it, declare their routes in `FakeServer.routes` and override the
@@ -12,7 +12,9 @@ Provider fakes subclass it, declare their routes in `FakeServer.routes` and over
 `FakeServer` is the request pipeline and the public API; each step is a part of its own:
 `_auth` (the bearer check), `_limiter` (the fixed windows), `_faults` (which request gets
 which fault), `_wire` (raw bytes on the connection, for the faults aiohttp cannot write),
-`_log` (the parsed request and the counters). Provider fakes import only this module.
+`_log` (the parsed request, the bounded log and the counters). Provider fakes import only
+this module, which also passes on the parts of their data: `_cache` (bounded caches of
+encoded responses) and `_uuid_data` (UUID-keyed data sets generated on demand).
 
 This module is test infrastructure: it deliberately imports nothing from the rest of
 ``wemasy_async`` so the SDK is always tested against an independent implementation.
@@ -21,11 +23,12 @@ This module is test infrastructure: it deliberately imports nothing from the res
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import http
 import itertools
 import math
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from types import TracebackType
@@ -36,24 +39,32 @@ from aiohttp import web
 
 from wemasy_async.testing import _wire
 from wemasy_async.testing._auth import bearer_accepted
+from wemasy_async.testing._cache import BoundedCache
 from wemasy_async.testing._faults import FAULT_KINDS, Fault, FaultPlan
 from wemasy_async.testing._limiter import FixedWindow
 from wemasy_async.testing._log import (
+    DEFAULT_REQUEST_LOG,
     RecordedRequest,
+    RequestLog,
     ServerStats,
     most_in_any_span,
     parse_request,
 )
+from wemasy_async.testing._uuid_data import SeededUuidConversations, uuid4_of
 
 __all__ = [
     "ADMIN_PREFIX",
+    "DEFAULT_REQUEST_LOG",
     "FAULT_KINDS",
     "HUGE_BODY_CAP",
+    "BoundedCache",
     "FakeServer",
     "RecordedRequest",
     "Route",
+    "SeededUuidConversations",
     "ServerStats",
     "most_in_any_span",
+    "uuid4_of",
 ]
 
 #: Paths under this prefix are served by the fake itself (no auth, no rate limit, not logged).
@@ -127,7 +138,7 @@ class FakeServer:
 
     1. Admin paths (``/__fake__/...``) are answered directly.
     2. The request is counted, its body read and JSON-decoded, and it is appended to
-       `requests` (unless ``record_requests=False``).
+       `requests` (which keeps the last ``request_log`` entries).
     3. Unknown paths and wrong methods get a JSON 404/405 without auth or rate limiting,
        like a framework router that rejects them before route middleware runs.
     4. Auth: ``Authorization: Bearer <token>`` must be present (scheme case-insensitive);
@@ -170,6 +181,7 @@ class FakeServer:
         clock: Callable[[], float] = time.monotonic,
         fault_seed: int | None = 0,
         latency: float = 0.0,
+        request_log: int | None = DEFAULT_REQUEST_LOG,
     ) -> None:
         """Configure the server; nothing is bound until `start`.
 
@@ -181,13 +193,19 @@ class FakeServer:
             window_offset: Seconds added to the start time to position window boundaries.
             host: Interface to bind.
             port: Port to bind; 0 picks a free port.
-            record_requests: Append every request to `requests`. Turn off for long
-                benchmarks to keep memory flat.
+            record_requests: Append every request to `requests`; False is ``request_log=0``.
             clock: Monotonic clock in seconds; injectable for deterministic tests.
             fault_seed: Seed of this server's own `random.Random` for random fault choices
                 (`inject_faults`, the status of ``error_5xx``); None seeds from the OS.
             latency: Seconds every admitted request waits before it is handled, as a
                 distant server would; an attribute, so a test may change it while serving.
+            request_log: How many of the latest requests `requests` (and a provider fake's
+                own logs) keep: 0 keeps none, None every one. The default,
+                `DEFAULT_REQUEST_LOG`, is more than a test inspects and keeps the memory of
+                a long run flat.
+
+        Raises:
+            ValueError: ``request_log`` is negative.
         """
         self._limiter = FixedWindow(rate_limit, window, window_offset, clock)
         self.token = token
@@ -196,8 +214,10 @@ class FakeServer:
         self.window_offset = float(window_offset)
         self.host = host
         self.port = port
-        self.record_requests = record_requests
-        self.requests: list[RecordedRequest] = []
+        #: Entries each log keeps (0: logging is off; None: unbounded).
+        self.request_log: int | None = request_log if record_requests else 0
+        self.requests: list[RecordedRequest] = self.new_log()
+        self.record_requests = self.request_log != 0
         self.stats = ServerStats()
         self._clock = clock
         self.latency = float(latency)
@@ -208,6 +228,7 @@ class FakeServer:
         self.fault_retry_after = 1
         self._connections = _wire.Connections()
         self._runner: web.AppRunner | None = None
+        self._tasks: list[asyncio.Task[None]] = []
         self._url: str | None = None
         self._prefix_len = len(self.url_prefix)
 
@@ -222,6 +243,7 @@ class FakeServer:
         for route in self.routes():
             app.router.add_route(route.method, self.url_prefix + route.path, route.handler)
         app.router.add_get(ADMIN_PREFIX + "/stats", self._admin_stats)
+        app.router.add_get(ADMIN_PREFIX + "/requests", self._admin_requests)
         # A short shutdown timeout: a handler parked in a queued delay must not hold up
         # test teardown for aiohttp's default 60 s.
         runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=1.0)
@@ -239,9 +261,17 @@ class FakeServer:
         netloc = f"[{host}]" if ":" in host else host
         self._url = f"http://{netloc}:{port}{self.url_prefix}"
         self._limiter.restart()
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(work) for work in self.background()]
 
     async def close(self) -> None:
         """Stop serving and release all resources. Safe to call repeatedly."""
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         runner, self._runner = self._runner, None
         if runner is not None:
             # Faults that hold a connection open notice this at once, so closing never
@@ -279,6 +309,13 @@ class FakeServer:
         """Return the provider's endpoints. Subclasses must override."""
         raise NotImplementedError
 
+    def background(self) -> Iterable[Coroutine[Any, Any, None]]:
+        """Work to run while serving: started once the server listens, cancelled on `close`.
+
+        The default is none; a fake that generates its data on demand walks it here.
+        """
+        return ()
+
     def unauthorized_body(self) -> Any:
         """Body of the 401 sent for a missing or wrong bearer token."""
         return {"message": "Unauthenticated."}
@@ -315,6 +352,10 @@ class FakeServer:
         return _CURRENT_RECORD.get()
 
     # ------------------------------------------------------------------ request log
+
+    def new_log(self) -> list[Any]:
+        """An empty log bounded like `requests` (for a provider fake's own logs)."""
+        return RequestLog(self.request_log)
 
     def reset_log(self) -> None:
         """Forget all recorded requests."""
@@ -782,6 +823,21 @@ class FakeServer:
 
     async def _admin_stats(self, request: web.Request) -> web.Response:
         return self.json_response(self.stats.as_dict())
+
+    async def _admin_requests(self, request: web.Request) -> web.Response:
+        # Neither headers nor bodies nor queries: they may carry the caller's credentials.
+        return self.json_response(
+            [
+                {
+                    "method": r.method,
+                    "path": r.raw_path,
+                    "status": r.status,
+                    "received_at": r.received_at,
+                    "connection": r.connection,
+                }
+                for r in self.requests
+            ]
+        )
 
 
 _MALFORMED_HEADS: Final = frozenset({"huge_header", "bad_status_line", "many_headers"})

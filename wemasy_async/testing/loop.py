@@ -28,15 +28,21 @@ from __future__ import annotations
 import random
 import re
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any, Final
+from typing import Any, Final, overload
 
 import msgspec
 from aiohttp import web
 
-from wemasy_async.testing._server import FakeServer, Route
+from wemasy_async.testing._server import (
+    BoundedCache,
+    FakeServer,
+    Route,
+    SeededUuidConversations,
+    uuid4_of,
+)
 
 __all__ = ["MESSAGES_PATH", "FakeLoop", "HistoryRequest"]
 
@@ -116,6 +122,156 @@ def _usage(rng: random.Random) -> dict[str, int]:
     }
 
 
+def _uuid(rng: random.Random) -> str:
+    return str(uuid.UUID(int=rng.getrandbits(128), version=4))
+
+
+def _roles(count: int, system: bool, with_tool: bool) -> list[str]:
+    """The roles of a conversation, ``"tool_call"`` for an assistant's tool call."""
+    roles = ["system"] if system else []
+    while len(roles) < count:
+        if with_tool and len(roles) >= 1 and count - len(roles) >= 3 and roles[-1] == "user":
+            roles += ["tool_call", "tool", "assistant"]
+            with_tool = False
+        else:
+            roles.append("user" if not roles or roles[-1] != "user" else "assistant")
+    return roles
+
+
+def _seed_messages(rng: random.Random, conversation_id: str, count: int) -> list[Message]:
+    """The messages of one conversation: the draws after its id and its count."""
+    topic = rng.choice(_TOPICS)
+    system = count >= 3 and rng.random() < 0.2
+    roles = _roles(count, system, rng.random() < 0.35)
+    moment = _EPOCH + timedelta(seconds=rng.randrange(365 * 86400))
+    tool_name, tool_args, tool_output = rng.choice(_TOOLS)
+    messages: list[Message] = []
+    for index, role in enumerate(roles):
+        moment += timedelta(seconds=rng.randint(5, 120), milliseconds=rng.randrange(1000))
+        content = ""
+        tool_calls: list[dict[str, Any]] | None = None
+        usage: dict[str, int] | None = None
+        if role == "system":
+            content = _SYSTEM_PROMPT
+        elif role == "user":
+            template = _USER_TEMPLATES[0 if index <= 1 else rng.randrange(1, 5)]
+            content = template.format(topic=topic)
+        elif role == "tool_call":
+            role = "assistant"
+            tool_calls = [
+                {
+                    "id": f"call_{rng.getrandbits(48):012x}",
+                    "type": "function",
+                    "function": {"name": tool_name, "arguments": _encode(tool_args).decode()},
+                }
+            ]
+            usage = _usage(rng)
+        elif role == "tool":
+            content = tool_output
+        else:
+            content = rng.choice(_ASSISTANT_TEMPLATES).format(topic=topic)
+            usage = _usage(rng)
+        messages.append(
+            {
+                "id": _uuid(rng),
+                "conversation_id": conversation_id,
+                "role": role,
+                "content": content,
+                "tool_calls": tool_calls,
+                "token_usage": usage,
+                "metadata": {},
+                "created_at": _timestamp(moment),
+            }
+        )
+    return messages
+
+
+class _LoopStream:
+    """The Loop data set's draws (`_uuid_data.Stream`): id, message count, messages.
+
+    The first ``long_count`` conversations have ``long_messages`` messages and draw no
+    count. `walk` makes `build`'s draws through ``_randbelow`` (what ``choice``,
+    ``randrange`` and ``randint`` call), which yields the same numbers in a third of the
+    Python calls; ``tests/test_fake_uuid_data.py`` compares with the eager generator.
+    """
+
+    def __init__(self, messages: tuple[int, int], long_count: int, long_messages: int) -> None:
+        self.low, self.high = messages
+        self.long_count = long_count
+        self.long_messages = long_messages
+
+    def _count(self, rng: random.Random, position: int) -> int:
+        if position < self.long_count:
+            return self.long_messages
+        return rng.randint(self.low, self.high)
+
+    def build(self, rng: random.Random, position: int) -> tuple[str, list[Message]]:
+        conversation_id = _uuid(rng)
+        return conversation_id, _seed_messages(rng, conversation_id, self._count(rng, position))
+
+    def walk(self, rng: random.Random, position: int) -> int:
+        below: Callable[[int], int] = rng._randbelow  # type: ignore[attr-defined]
+        bits, uniform = rng.getrandbits, rng.random
+        value = uuid4_of(bits(128))
+        if position < self.long_count:
+            count = self.long_messages
+        else:
+            count = self.low + below(self.high - self.low + 1)
+        below(len(_TOPICS))
+        system = count >= 3 and uniform() < 0.2
+        roles = _roles(count, system, uniform() < 0.35)
+        below(365 * 86400)
+        below(len(_TOOLS))
+        for index, role in enumerate(roles):
+            below(116)  # randint(5, 120)
+            below(1000)
+            if role == "user":
+                if index > 1:
+                    below(4)  # randrange(1, 5)
+            elif role == "tool_call":
+                bits(48)
+                below(881)  # _usage: randint(20, 900)
+                below(296)  # randint(5, 300)
+            elif role == "assistant":
+                below(len(_ASSISTANT_TEMPLATES))
+                below(881)
+                below(296)
+            bits(128)  # the message id
+        return value
+
+
+class _SeededIds:
+    """A list attribute of a `FakeLoop`: its first ``count(fake)`` seeded ids.
+
+    The list is built when first read and kept (a fake of a million conversations that
+    nobody asks for its ids never builds it); assigning replaces it, as for a plain list
+    attribute.
+    """
+
+    def __init__(self, count: Callable[[FakeLoop], int]) -> None:
+        self._count = count
+        self._name = ""
+
+    def __set_name__(self, owner: type[FakeLoop], name: str) -> None:
+        self._name = "_" + name
+
+    @overload
+    def __get__(self, fake: None, owner: type[FakeLoop]) -> _SeededIds: ...
+    @overload
+    def __get__(self, fake: FakeLoop, owner: type[FakeLoop]) -> list[str]: ...
+    def __get__(self, fake: FakeLoop | None, owner: type[FakeLoop]) -> _SeededIds | list[str]:
+        if fake is None:
+            return self
+        ids: list[str] | None = fake.__dict__.get(self._name)
+        if ids is None:
+            seeded = fake.conversations
+            ids = fake.__dict__[self._name] = [seeded.id_at(i) for i in range(self._count(fake))]
+        return ids
+
+    def __set__(self, fake: FakeLoop, ids: list[str]) -> None:
+        fake.__dict__[self._name] = ids
+
+
 class FakeLoop(FakeServer):
     """Fake Loop server with deterministic, seeded conversation histories.
 
@@ -142,8 +298,14 @@ class FakeLoop(FakeServer):
     more than ``default_limit``, so truncation and ``total`` are exercised.
 
     Every request that reaches the handler is appended to `history_requests` with its raw
-    path (unless ``record_requests=False``). If you change ``fake.conversations`` directly,
-    call `invalidate`: encoded messages are cached.
+    path (bounded like `requests`, see ``request_log``). If you change
+    ``fake.conversations`` directly, call `invalidate`: encoded messages are cached.
+
+    ``fake.conversations`` is a mutable mapping that generates each conversation when it is
+    read (`SeededUuidConversations`), identical to generating them all up front, so any
+    ``conversations`` starts at once in bounded memory; a conversation read through it is
+    kept. Reading ``fake.conversation_ids`` builds the list of every id once (about 100
+    bytes per id); the server itself never does.
     """
 
     def __init__(
@@ -182,7 +344,8 @@ class FakeLoop(FakeServer):
             window_offset: Shift of the window boundaries in seconds.
             host: Interface to bind.
             port: Port to bind (0: any free port).
-            record_requests: Keep `requests` and `history_requests`.
+            record_requests: Keep `requests` and `history_requests` (False is
+                ``request_log=0``).
             **kwargs: Passed to `FakeServer` (e.g. ``clock``).
         """
         super().__init__(
@@ -205,81 +368,24 @@ class FakeLoop(FakeServer):
         self.seed = seed
         self.default_limit = default_limit
         self.max_limit = max_limit
-        self.conversations: dict[str, list[Message]] = {}
-        self.conversation_ids: list[str] = []
-        self.long_conversation_ids: list[str] = []
+        self._long_count = min(long_conversations, conversations)
+        stream = _LoopStream((low, high), self._long_count, long_conversation_messages)
+        #: Conversation id -> messages, generated on demand (a `SeededUuidConversations`).
+        self.conversations = SeededUuidConversations(seed, conversations, stream)
         #: Requests that reached the messages handler, in order.
-        self.history_requests: list[HistoryRequest] = []
-        self._encoded: dict[str, list[bytes]] = {}
-        rng = random.Random(seed)
-        long_count = min(long_conversations, conversations)
-        for index in range(conversations):
-            conversation_id = self._uuid(rng)
-            count = long_conversation_messages if index < long_count else rng.randint(low, high)
-            self.conversations[conversation_id] = self._seed(rng, conversation_id, count)
-            self.conversation_ids.append(conversation_id)
-            if index < long_count:
-                self.long_conversation_ids.append(conversation_id)
+        self.history_requests: list[HistoryRequest] = self.new_log()
+        self._encoded: BoundedCache[str, list[bytes]] = BoundedCache()
 
     # ------------------------------------------------------------------ data
 
-    @staticmethod
-    def _uuid(rng: random.Random) -> str:
-        return str(uuid.UUID(int=rng.getrandbits(128), version=4))
+    #: The seeded ids in creation order.
+    conversation_ids = _SeededIds(lambda fake: fake.conversations.count)
+    #: The ids of the long conversations (the first ones).
+    long_conversation_ids = _SeededIds(lambda fake: fake._long_count)
 
-    def _seed(self, rng: random.Random, conversation_id: str, count: int) -> list[Message]:
-        topic = rng.choice(_TOPICS)
-        roles: list[str] = []
-        if count >= 3 and rng.random() < 0.2:
-            roles.append("system")
-        with_tool = rng.random() < 0.35
-        while len(roles) < count:
-            if with_tool and len(roles) >= 1 and count - len(roles) >= 3 and roles[-1] == "user":
-                roles += ["tool_call", "tool", "assistant"]
-                with_tool = False
-            else:
-                roles.append("user" if not roles or roles[-1] != "user" else "assistant")
-        moment = _EPOCH + timedelta(seconds=rng.randrange(365 * 86400))
-        tool_name, tool_args, tool_output = rng.choice(_TOOLS)
-        messages: list[Message] = []
-        for index, role in enumerate(roles):
-            moment += timedelta(seconds=rng.randint(5, 120), milliseconds=rng.randrange(1000))
-            content = ""
-            tool_calls: list[dict[str, Any]] | None = None
-            usage: dict[str, int] | None = None
-            if role == "system":
-                content = _SYSTEM_PROMPT
-            elif role == "user":
-                template = _USER_TEMPLATES[0 if index <= 1 else rng.randrange(1, 5)]
-                content = template.format(topic=topic)
-            elif role == "tool_call":
-                role = "assistant"
-                tool_calls = [
-                    {
-                        "id": f"call_{rng.getrandbits(48):012x}",
-                        "type": "function",
-                        "function": {"name": tool_name, "arguments": _encode(tool_args).decode()},
-                    }
-                ]
-                usage = _usage(rng)
-            elif role == "tool":
-                content = tool_output
-            else:
-                content = rng.choice(_ASSISTANT_TEMPLATES).format(topic=topic)
-                usage = _usage(rng)
-            messages.append(
-                {
-                    "id": self._uuid(rng),
-                    "conversation_id": conversation_id,
-                    "role": role,
-                    "content": content,
-                    "tool_calls": tool_calls,
-                    "token_usage": usage,
-                    "metadata": {},
-                    "created_at": _timestamp(moment),
-                }
-            )
-        return messages
+    def background(self) -> Iterable[Coroutine[Any, Any, None]]:
+        """Walk the data set while serving, so a far id is found at once."""
+        return (self.conversations.walk_ahead(),)
 
     def invalidate(self, conversation_id: str | None = None) -> None:
         """Drop cached encodings after `conversations` was changed directly.
@@ -295,10 +401,10 @@ class FakeLoop(FakeServer):
     def _encoded_messages(self, conversation_id: str) -> list[bytes] | None:
         encoded = self._encoded.get(conversation_id)
         if encoded is None:
-            messages = self.conversations.get(conversation_id)
+            messages = self.conversations.peek(conversation_id)
             if messages is None:
                 return None
-            encoded = self._encoded[conversation_id] = [_encode(m) for m in messages]
+            encoded = self._encoded.keep(conversation_id, [_encode(m) for m in messages])
         return encoded
 
     def reset_log(self) -> None:

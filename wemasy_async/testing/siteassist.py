@@ -32,14 +32,20 @@ import copy
 import random
 import re
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from datetime import datetime, timedelta, timezone
 from typing import Any, Final
 
 import msgspec
 from aiohttp import web
 
-from wemasy_async.testing._server import FakeServer, Route
+from wemasy_async.testing._server import (
+    BoundedCache,
+    FakeServer,
+    Route,
+    SeededUuidConversations,
+    uuid4_of,
+)
 
 __all__ = ["CONVERSATION_PATH", "DOCS_ERROR_BODIES", "FakeSiteAssist"]
 
@@ -138,6 +144,91 @@ def _uuid(rng: random.Random) -> str:
     return str(uuid.UUID(int=rng.getrandbits(128), version=4))
 
 
+def _seed_conversation(rng: random.Random, count: int) -> Conversation:
+    """One conversation of ``count`` messages: the draws after its count."""
+    conversation_id = _uuid(rng)
+    created = _EPOCH + timedelta(milliseconds=rng.randrange(365 * 86_400_000))
+    moment = created
+    messages: list[Message] = []
+    for index in range(count):
+        moment += timedelta(milliseconds=rng.randrange(2_000, 120_000))
+        user = index % 2 == 0
+        lines = _USER_LINES if user else _ASSISTANT_LINES
+        messages.append(
+            {
+                "id": _uuid(rng),
+                "conversationId": conversation_id,
+                "role": "user" if user else "assistant",
+                "content": lines[rng.randrange(len(lines))],
+                "createdAt": _timestamp(moment),
+                "metadata": {},
+            }
+        )
+    last_interaction = _timestamp(moment)
+    closed = rng.random() < 0.7
+    human = rng.random() < 0.2
+    closed_at = (
+        _timestamp(moment + timedelta(milliseconds=rng.randrange(60_000, 3_600_000)))
+        if closed
+        else None
+    )
+    human_agent = (
+        {"id": _uuid(rng), "name": _HUMAN_AGENTS[rng.randrange(len(_HUMAN_AGENTS))]}
+        if human
+        else None
+    )
+    return {
+        "object": "conversation",
+        "id": conversation_id,
+        "createdAt": _timestamp(created),
+        "updatedAt": closed_at or last_interaction,
+        "status": "closed" if closed else "open",
+        "closedAt": closed_at,
+        "closeReason": rng.choice(_CLOSE_REASONS) if closed else None,
+        "lastInterationAt": last_interaction,
+        "isHumanHandled": human,
+        "humanAgent": human_agent,
+        "messages": messages,
+    }
+
+
+class _SiteAssistStream:
+    """The SiteAssist data set's draws (`_uuid_data.Stream`): message count, conversation.
+
+    `walk` makes `build`'s draws through ``_randbelow`` (what ``choice`` and ``randrange``
+    call), which yields the same numbers in fewer Python calls;
+    ``tests/test_fake_uuid_data.py`` compares with the eager generator.
+    """
+
+    def __init__(self, messages: tuple[int, int]) -> None:
+        self.low, self.high = messages
+
+    def build(self, rng: random.Random, position: int) -> tuple[str, Conversation]:
+        conversation = _seed_conversation(rng, rng.randint(self.low, self.high))
+        return conversation["id"], conversation
+
+    def walk(self, rng: random.Random, position: int) -> int:
+        below: Callable[[int], int] = rng._randbelow  # type: ignore[attr-defined]
+        bits, uniform = rng.getrandbits, rng.random
+        count = self.low + below(self.high - self.low + 1)
+        value = uuid4_of(bits(128))
+        below(365 * 86_400_000)
+        for index in range(count):
+            below(118_000)  # randrange(2_000, 120_000)
+            bits(128)  # the message id
+            below(len(_ASSISTANT_LINES if index % 2 else _USER_LINES))
+        closed = uniform() < 0.7
+        human = uniform() < 0.2
+        if closed:
+            below(3_540_000)  # randrange(60_000, 3_600_000)
+        if human:
+            bits(128)
+            below(len(_HUMAN_AGENTS))
+        if closed:
+            below(len(_CLOSE_REASONS))
+        return value
+
+
 class FakeSiteAssist(FakeServer):
     """Fake SiteAssist API server with deterministic seeded conversations.
 
@@ -166,6 +257,11 @@ class FakeSiteAssist(FakeServer):
 
     If you mutate ``fake.conversations`` directly, call `invalidate` afterwards: encoded
     responses are cached per conversation.
+
+    ``fake.conversations`` is a mutable mapping that generates each conversation when it is
+    read (`SeededUuidConversations`), identical to generating them all up front, so any
+    ``conversations`` starts at once in bounded memory; a conversation read through it is
+    kept.
     """
 
     url_prefix = "/v2"
@@ -220,66 +316,22 @@ class FakeSiteAssist(FakeServer):
             raise ValueError("conversations must be >= 0")
         self.seed = seed
         self.forbidden_ids: set[str] = {str(i).lower() for i in forbidden_ids}
-        self.conversations: dict[str, Conversation] = {}
-        self._encoded: dict[str, bytes] = {}
-        rng = random.Random(seed)
-        for _ in range(conversations):
-            conversation = self._seed_conversation(rng, rng.randint(low, high))
-            self.conversations[conversation["id"]] = conversation
+        #: Conversation id -> wire dict, generated on demand (a `SeededUuidConversations`).
+        self.conversations = SeededUuidConversations(
+            seed, conversations, _SiteAssistStream((low, high))
+        )
+        self._encoded: BoundedCache[str, bytes] = BoundedCache()
 
     @property
     def conversation_ids(self) -> list[str]:
         """The conversation ids (lower-case), in creation order."""
         return list(self.conversations)
 
-    # ------------------------------------------------------------------ data
+    def background(self) -> Iterable[Coroutine[Any, Any, None]]:
+        """Walk the data set while serving, so a far id is found at once."""
+        return (self.conversations.walk_ahead(),)
 
-    @staticmethod
-    def _seed_conversation(rng: random.Random, count: int) -> Conversation:
-        conversation_id = _uuid(rng)
-        created = _EPOCH + timedelta(milliseconds=rng.randrange(365 * 86_400_000))
-        moment = created
-        messages: list[Message] = []
-        for index in range(count):
-            moment += timedelta(milliseconds=rng.randrange(2_000, 120_000))
-            user = index % 2 == 0
-            lines = _USER_LINES if user else _ASSISTANT_LINES
-            messages.append(
-                {
-                    "id": _uuid(rng),
-                    "conversationId": conversation_id,
-                    "role": "user" if user else "assistant",
-                    "content": lines[rng.randrange(len(lines))],
-                    "createdAt": _timestamp(moment),
-                    "metadata": {},
-                }
-            )
-        last_interaction = _timestamp(moment)
-        closed = rng.random() < 0.7
-        human = rng.random() < 0.2
-        closed_at = (
-            _timestamp(moment + timedelta(milliseconds=rng.randrange(60_000, 3_600_000)))
-            if closed
-            else None
-        )
-        human_agent = (
-            {"id": _uuid(rng), "name": _HUMAN_AGENTS[rng.randrange(len(_HUMAN_AGENTS))]}
-            if human
-            else None
-        )
-        return {
-            "object": "conversation",
-            "id": conversation_id,
-            "createdAt": _timestamp(created),
-            "updatedAt": closed_at or last_interaction,
-            "status": "closed" if closed else "open",
-            "closedAt": closed_at,
-            "closeReason": rng.choice(_CLOSE_REASONS) if closed else None,
-            "lastInterationAt": last_interaction,
-            "isHumanHandled": human,
-            "humanAgent": human_agent,
-            "messages": messages,
-        }
+    # ------------------------------------------------------------------ data
 
     def invalidate(self, conversation_id: str | uuid.UUID | None = None) -> None:
         """Drop cached encodings after `conversations` was changed directly.
@@ -295,10 +347,10 @@ class FakeSiteAssist(FakeServer):
     def _encoded_conversation(self, conversation_id: str) -> bytes | None:
         encoded = self._encoded.get(conversation_id)
         if encoded is None:
-            conversation = self.conversations.get(conversation_id)
+            conversation = self.conversations.peek(conversation_id)
             if conversation is None:
                 return None
-            encoded = self._encoded[conversation_id] = _encode(conversation)
+            encoded = self._encoded.keep(conversation_id, _encode(conversation))
         return encoded
 
     # ------------------------------------------------------------------ provider hooks

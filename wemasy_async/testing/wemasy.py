@@ -26,12 +26,9 @@ the docs' response table says ``string``.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import hashlib
 import math
-from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Coroutine, Iterable
 from datetime import datetime, timezone
 from typing import Any, Final
 
@@ -47,7 +44,7 @@ from wemasy_async.testing._laravel import (
     laravel_int,
     normalize,
 )
-from wemasy_async.testing._server import FakeServer, RecordedRequest, Route
+from wemasy_async.testing._server import BoundedCache, FakeServer, RecordedRequest, Route
 from wemasy_async.testing._wemasy_data import (
     Conversation,
     Message,
@@ -84,9 +81,6 @@ _NOT_AN_OBJECT: Final = _encode(
         "errors": {"body": ["The request body must be a JSON object."]},
     }
 )
-
-#: Encoded conversations and summaries kept for reuse (a long run must not keep them all).
-_CACHED_ENCODINGS: Final = 4096
 
 
 def _words(text: str) -> int:
@@ -200,29 +194,19 @@ class FakeWemasy(FakeServer):
         self.forbidden_ids: set[int] = set(forbidden_ids)
         #: Conversation id -> wire dict, generated on demand (a `SeededConversations`).
         self.conversations = SeededConversations(seed, conversations, (low, high))
-        #: Body of every chat request that was accepted (200), in order, as the client sent it.
-        self.chat_deliveries: list[dict[str, Any]] = []
+        #: Body of every chat request that was accepted (200), in order, as the client sent it
+        #: (bounded like `requests`, see ``request_log``).
+        self.chat_deliveries: list[dict[str, Any]] = self.new_log()
         #: Conversation id -> tool call ids the fake is waiting for a tool result on.
         self.pending_tool_calls: dict[int, set[str]] = {}
         self._next_message_id: int | None = None
         self._tool_call_counter = 0
-        self._get_cache: OrderedDict[int, bytes] = OrderedDict()
-        self._summary_cache: OrderedDict[int, msgspec.Raw] = OrderedDict()
-        self._walker: asyncio.Task[None] | None = None
+        self._get_cache: BoundedCache[int, bytes] = BoundedCache()
+        self._summary_cache: BoundedCache[int, msgspec.Raw] = BoundedCache()
 
-    async def start(self) -> None:
-        """Start serving (see `FakeServer.start`), then walk the data set in the background."""
-        await super().start()
-        self._walker = asyncio.get_running_loop().create_task(self.conversations.walk_ahead())
-
-    async def close(self) -> None:
-        """Stop the background walk and the server (see `FakeServer.close`)."""
-        walker, self._walker = self._walker, None
-        if walker is not None:
-            walker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await walker
-        await super().close()
+    def background(self) -> Iterable[Coroutine[Any, Any, None]]:
+        """Walk the data set while serving, so a far id is found at once."""
+        return (self.conversations.walk_ahead(),)
 
     # ------------------------------------------------------------------ data
 
@@ -310,8 +294,7 @@ class FakeWemasy(FakeServer):
             conversation = self.conversations.peek(conversation_id)
             if conversation is None:
                 return None
-            cached = _encode({"success": True, "data": conversation})
-            _keep(cache, conversation_id, cached)
+            cached = cache.keep(conversation_id, _encode({"success": True, "data": conversation}))
         return cached
 
     def _summary(self, conversation_id: int) -> msgspec.Raw:
@@ -321,8 +304,7 @@ class FakeWemasy(FakeServer):
             conversation = self.conversations.peek(conversation_id)
             assert conversation is not None, conversation_id
             summary = {k: v for k, v in conversation.items() if k != "messages"}
-            cached = msgspec.Raw(_encode(summary))
-            _keep(cache, conversation_id, cached)
+            cached = cache.keep(conversation_id, msgspec.Raw(_encode(summary)))
         return cached
 
     async def _handle_get(self, request: web.Request) -> web.StreamResponse:
@@ -630,10 +612,3 @@ class FakeWemasy(FakeServer):
         }
         self.conversations[conversation_id] = conversation
         return conversation
-
-
-def _keep(cache: OrderedDict[int, Any], key: int, value: Any) -> None:
-    """Store ``value`` in a cache bounded to `_CACHED_ENCODINGS`, dropping the oldest."""
-    cache[key] = value
-    if len(cache) > _CACHED_ENCODINGS:
-        cache.popitem(last=False)
