@@ -37,7 +37,7 @@ from wemasy_async.errors import (
     PaginationError,
     UnsupportedOperationError,
 )
-from wemasy_async.hooks import Hook, check_hooks
+from wemasy_async.hooks import Hook, batch_reporter, check_hooks
 from wemasy_async.models import ChatReply, Conversation, Message, Page
 from wemasy_async.protocols import ChatService, ConversationId, ToolSpec
 from wemasy_async.providers.base import (
@@ -477,6 +477,7 @@ class Client:
         engine = self._engine
         limiter = engine.options.limiter
         pool: int | None = getattr(engine.transport, "pool_size", None)
+        hooks = engine.options.hooks
         return BatchFetch(
             fetch,
             ids,
@@ -487,6 +488,7 @@ class Client:
             latency=engine.latency.floor if limiter is None else _with_store(engine, limiter),
             shared=limiter is not None and limiter.shared,
             progress=progress,
+            report=None if hooks is None else batch_reporter(hooks, self.provider, operation),
         )
 
     # --- ChatService ---------------------------------------------------------------------

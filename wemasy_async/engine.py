@@ -9,9 +9,10 @@ gets the same rate limiting and retries because they live only here.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import urlencode
@@ -23,8 +24,19 @@ from yarl import URL
 from wemasy_async._version import __version__
 from wemasy_async.errors import APIConnectionError, APIError, RateLimitError
 from wemasy_async.headers import RateLimitInfo
-from wemasy_async.hooks import Hooks, PauseEvent, RequestEvent, ResponseEvent, RetryEvent
+from wemasy_async.hooks import (
+    Hooks,
+    LimiterWaitEvent,
+    NoResponseEvent,
+    OperationEndEvent,
+    OperationStartEvent,
+    PauseEvent,
+    RequestEvent,
+    ResponseEvent,
+    RetryEvent,
+)
 from wemasy_async.latency import Latency
+from wemasy_async.models import ChatReply
 from wemasy_async.providers.base import Call, Response
 from wemasy_async.ratelimit import Limiter, PauseTooLong
 from wemasy_async.redaction import Redactor, SecretHeaders
@@ -35,7 +47,9 @@ from wemasy_async.transport import Transport
 __all__ = ["Engine", "Latency", "Options"]
 
 T = TypeVar("T")
-E = TypeVar("E", RequestEvent, ResponseEvent, RetryEvent, PauseEvent)
+E = TypeVar(
+    "E", RequestEvent, ResponseEvent, RetryEvent, PauseEvent, NoResponseEvent, LimiterWaitEvent
+)
 
 logger = logging.getLogger("wemasy_async")
 
@@ -50,8 +64,8 @@ class Options:
         timeout: Total seconds per attempt; ``None`` for no limit.
         retry: The retry policy; ``None`` sends every request once.
         limiter: The key's limiter; ``None`` does not pace.
-        hooks: What is told about requests, responses, retries and pauses; ``None`` for
-            nothing, and then the engine builds no event at all.
+        hooks: What is told about operations, requests, responses, retries, waits and
+            pauses; ``None`` for nothing, and then the engine builds no event at all.
     """
 
     timeout: float | None
@@ -150,10 +164,12 @@ class Engine:
         # A JSON body is always declared as one, whatever the caller's headers say.
         self._body_headers = _with_json_body(self._headers)
 
-    async def send(self, call: Call[T], operation: str = "") -> T:
-        """Send ``call`` and any follow-up calls it asks for; return the final result.
+    def send(self, call: Call[T], operation: str = "") -> Awaitable[T]:
+        """Send ``call`` and any follow-up calls it asks for; await it for the final result.
 
-        ``operation`` (the client method) only names the call in hook events.
+        ``operation`` (the client method) only names the call in hook events. A plain
+        function: without operation hooks the caller awaits :meth:`_attempts` itself, with
+        no coroutine frame in between.
 
         Raises:
             APIConnectionError: A request could not be completed (after any retries).
@@ -161,6 +177,49 @@ class Engine:
             APIStatusError: The provider answered with an error status (after any retries).
             ResponseDecodeError: The provider answered 2xx with a body it does not document.
         """
+        hooks = self.options.hooks
+        if hooks and (hooks.wants(OperationStartEvent) or hooks.wants(OperationEndEvent)):
+            return self._observed(call, operation, hooks)
+        return self._attempts(call, operation)
+
+    async def _observed(self, call: Call[T], operation: str, hooks: Hooks) -> T:
+        """:meth:`_attempts` between an operation's start and end events."""
+        origin, host, port = _server(self._base_url)
+        await hooks.emit(
+            OperationStartEvent(
+                provider=self._provider,
+                operation=operation,
+                # Not secrets (the token is); blanked all the same should one be pasted there.
+                origin=self._redactor.text(origin),
+                host=self._redactor.text(host),
+                port=port,
+            )
+        )
+        started = time.perf_counter()
+        try:
+            result = await self._attempts(call, operation)
+        except BaseException as error:  # cancellation too: the operation has ended
+            await hooks.emit(
+                OperationEndEvent(
+                    provider=self._provider,
+                    operation=operation,
+                    elapsed=time.perf_counter() - started,
+                    error=type(error).__name__,
+                )
+            )
+            raise
+        await hooks.emit(
+            OperationEndEvent(
+                provider=self._provider,
+                operation=operation,
+                elapsed=time.perf_counter() - started,
+                usage=result.usage if isinstance(result, ChatReply) else None,
+            )
+        )
+        return result
+
+    async def _attempts(self, call: Call[T], operation: str) -> T:
+        """The calls and their attempts (see :meth:`send`)."""
         # One coroutine for the calls, their attempts and (without a limiter) the exchange:
         # every coroutine frame between the caller and aiohttp costs CPU on each suspension.
         options = self.options
@@ -241,7 +300,12 @@ class Engine:
         max_wait = (options.retry or _DEFAULT_RETRY).max_retry_after
         try:
             reserved = limiter.reserve(max_pause=max_wait)  # no coroutine when due now
-            ticket = reserved if isinstance(reserved, Ticket) else await reserved
+            if isinstance(reserved, Ticket):
+                ticket, waited = reserved, 0.0
+            else:
+                began = time.perf_counter()
+                ticket = await reserved
+                waited = time.perf_counter() - began
         except PauseTooLong as held:
             # Fail fast, as for the 429 itself, rather than block for longer than the policy
             # would ever wait (also for requests that were already queued).
@@ -255,6 +319,11 @@ class Engine:
         info: RateLimitInfo | None = None
         paused = 0.0
         try:
+            # Told inside the try: a cancelled hook still gives the ticket back.
+            if waited and options.hooks:
+                await options.hooks.emit(
+                    self._event(LimiterWaitEvent, call, operation, attempt, seconds=waited)
+                )
             response = await self._exchange(call, operation, attempt)
             info = RateLimitInfo.from_headers(response.headers)
             try:
@@ -307,8 +376,20 @@ class Engine:
                 body=request.body,
                 timeout=self.options.timeout,
             )
-        except APIConnectionError as error:
-            logger.debug("%s %s failed: %s", request.method, url, type(error).__name__)
+        except BaseException as error:  # APIConnectionError (timeouts too), cancellation
+            if isinstance(error, APIConnectionError):
+                logger.debug("%s %s failed: %s", request.method, url, type(error).__name__)
+            if hooks:
+                await hooks.emit(
+                    self._event(
+                        NoResponseEvent,
+                        call,
+                        operation,
+                        attempt,
+                        error=type(error).__name__,
+                        elapsed=time.perf_counter() - started,
+                    )
+                )
             raise
         elapsed = time.perf_counter() - started
         self.latency.observe(elapsed)
@@ -329,6 +410,14 @@ class Engine:
                 "%s %s -> %d in %.1f ms", request.method, url, response.status, elapsed * 1000
             )
         return response
+
+
+@functools.lru_cache(maxsize=64)
+def _server(base_url: str) -> tuple[str, str, int]:
+    """The origin (no user name or password), host and port of ``base_url``."""
+    url = URL(base_url)
+    origin = str(url.origin())
+    return origin, url.host or "", url.port or 0
 
 
 def _with_json_body(headers: SecretHeaders) -> SecretHeaders:
