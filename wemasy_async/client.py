@@ -111,8 +111,10 @@ class Client:
             default, because the token would cross the network in clear text; loopback
             hosts (``127.0.0.1``, ``::1``, ``localhost``) are always allowed.
         hooks: Callables (sync or async) told about each request, response, retry and
-            429 pause, as the typed events of :mod:`wemasy_async.hooks`. One that raises is
-            logged and never fails the call.
+            429 pause, as the typed events of :mod:`wemasy_async.hooks` (and of operations,
+            limiter waits and batch progress if they ask; e.g.
+            :class:`wemasy_async.otel.OpenTelemetryHook`). One that raises is logged and
+            never fails the call.
         default_headers: Headers sent with every request, e.g. a tracing header. They
             replace the client's ``Accept`` or ``User-Agent`` if they name them; a JSON
             body keeps its ``Content-Type``. Their values never appear in reprs or logs.

@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import urlencode
@@ -164,12 +164,11 @@ class Engine:
         # A JSON body is always declared as one, whatever the caller's headers say.
         self._body_headers = _with_json_body(self._headers)
 
-    def send(self, call: Call[T], operation: str = "") -> Awaitable[T]:
-        """Send ``call`` and any follow-up calls it asks for; await it for the final result.
+    async def send(self, call: Call[T], operation: str = "", *, observed: bool = False) -> T:
+        """Send ``call`` and any follow-up calls it asks for; return the final result.
 
-        ``operation`` (the client method) only names the call in hook events. A plain
-        function: without operation hooks the caller awaits :meth:`_attempts` itself, with
-        no coroutine frame in between.
+        ``operation`` (the client method) only names the call in hook events; ``observed``
+        says that the operation's start and end are told already (by :meth:`_observed`).
 
         Raises:
             APIConnectionError: A request could not be completed (after any retries).
@@ -177,52 +176,11 @@ class Engine:
             APIStatusError: The provider answered with an error status (after any retries).
             ResponseDecodeError: The provider answered 2xx with a body it does not document.
         """
-        hooks = self.options.hooks
-        if hooks and (hooks.wants(OperationStartEvent) or hooks.wants(OperationEndEvent)):
-            return self._observed(call, operation, hooks)
-        return self._attempts(call, operation)
-
-    async def _observed(self, call: Call[T], operation: str, hooks: Hooks) -> T:
-        """:meth:`_attempts` between an operation's start and end events."""
-        origin, host, port = _server(self._base_url)
-        await hooks.emit(
-            OperationStartEvent(
-                provider=self._provider,
-                operation=operation,
-                # Not secrets (the token is); blanked all the same should one be pasted there.
-                origin=self._redactor.text(origin),
-                host=self._redactor.text(host),
-                port=port,
-            )
-        )
-        started = time.perf_counter()
-        try:
-            result = await self._attempts(call, operation)
-        except BaseException as error:  # cancellation too: the operation has ended
-            await hooks.emit(
-                OperationEndEvent(
-                    provider=self._provider,
-                    operation=operation,
-                    elapsed=time.perf_counter() - started,
-                    error=type(error).__name__,
-                )
-            )
-            raise
-        await hooks.emit(
-            OperationEndEvent(
-                provider=self._provider,
-                operation=operation,
-                elapsed=time.perf_counter() - started,
-                usage=result.usage if isinstance(result, ChatReply) else None,
-            )
-        )
-        return result
-
-    async def _attempts(self, call: Call[T], operation: str) -> T:
-        """The calls and their attempts (see :meth:`send`)."""
         # One coroutine for the calls, their attempts and (without a limiter) the exchange:
         # every coroutine frame between the caller and aiohttp costs CPU on each suspension.
         options = self.options
+        if options.hooks and options.hooks.operations and not observed:
+            return await self._observed(call, operation, options.hooks)
         attempt = 1
         while True:
             try:
@@ -255,6 +213,42 @@ class Engine:
             call = next_call
             options = self.options
             attempt = 1
+
+    async def _observed(self, call: Call[T], operation: str, hooks: Hooks) -> T:
+        """:meth:`send` between an operation's start and end events."""
+        origin, host, port = _server(self._base_url)
+        await hooks.emit(
+            OperationStartEvent(
+                provider=self._provider,
+                operation=operation,
+                # Not secrets (the token is); blanked all the same should one be pasted there.
+                origin=self._redactor.text(origin),
+                host=self._redactor.text(host),
+                port=port,
+            )
+        )
+        started = time.perf_counter()
+        try:
+            result = await self.send(call, operation, observed=True)
+        except BaseException as error:  # cancellation too: the operation has ended
+            await hooks.emit(
+                OperationEndEvent(
+                    provider=self._provider,
+                    operation=operation,
+                    elapsed=time.perf_counter() - started,
+                    error=type(error).__name__,
+                )
+            )
+            raise
+        await hooks.emit(
+            OperationEndEvent(
+                provider=self._provider,
+                operation=operation,
+                elapsed=time.perf_counter() - started,
+                usage=result.usage if isinstance(result, ChatReply) else None,
+            )
+        )
+        return result
 
     def _retry_delay(
         self, call: Call[T], options: Options, attempt: int, error: APIError

@@ -283,7 +283,7 @@ class Hooks:
     is guarded by a plain ``if hooks:`` that costs no Python call (no ``__bool__`` here).
     """
 
-    __slots__ = ("_by_kind", "_failed", "_hooks")
+    __slots__ = ("_by_kind", "_failed", "_hooks", "operations")
 
     def __init__(self, hooks: Sequence[Hook]) -> None:
         self._hooks = tuple(hooks)
@@ -296,6 +296,8 @@ class Hooks:
         # Per kind, the hooks receiving it: the engine asks `wants` before building a kind
         # that none of them receives.
         self._by_kind = {kind: tuple(receivers) for kind, receivers in by_kind.items()}
+        # Whether any hook receives an operation's start or end (asked on every call).
+        self.operations = self.wants(OperationStartEvent) or self.wants(OperationEndEvent)
 
     def __repr__(self) -> str:
         return f"<Hooks {len(self._hooks)}>"
