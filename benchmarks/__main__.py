@@ -182,7 +182,9 @@ def run_ratelimit(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
         print("  ceiling: bare aiohttp, no limit", flush=True)
         ceilings = ratelimit.ceiling()
         print("  non-binding: limiter on / off / bare at concurrency 1, 16, 64", flush=True)
-        unbound = ratelimit.non_binding(rounds=1 if args.quick else 3)
+        unbound = ratelimit.non_binding(
+            requests=2000 if args.quick else 4000, rounds=1 if args.quick else 7
+        )
     table = ratelimit.format_table(rows, ceilings=ceilings, unbound=unbound, quick=args.quick)
     print()
     print(table)

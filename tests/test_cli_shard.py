@@ -20,7 +20,8 @@ from urllib.parse import urlsplit
 import pytest
 
 from tests.served import REPO_ROOT, served
-from wemasy_async.cli import Shard, _iter_ids, main, shard_of
+from wemasy_async.cli import Shard, main, shard_of
+from wemasy_async.cli.export import _iter_ids
 
 TOKEN = "shard-token"
 IDS = [str(i) for i in range(1, 101)]

@@ -272,3 +272,23 @@ async def test_the_copy_uses_a_callers_session_and_never_closes_it(fake: FakeWem
         await original.aclose()
         assert not session.closed
     assert len(fake.requests_to(GET)) == 1
+
+
+async def test_the_limiter_is_visible_and_shared_by_clients_of_one_key(fake: FakeWemasy) -> None:
+    async with (
+        Client("wemasy", base_url=fake.url, token=TOKEN, rate_limit=RateLimit(window=1.0)) as a,
+        Client("wemasy", base_url=fake.url, token=TOKEN, rate_limit=RateLimit(window=1.0)) as b,
+        Client("wemasy", base_url=fake.url, token=TOKEN, rate_limit=False) as off,
+    ):
+        assert off.limiter is None
+        limiter = a.limiter
+        assert limiter is not None
+        assert b.limiter is limiter  # one key, one pace
+        assert a.with_options(timeout=5.0).limiter is limiter
+        assert not limiter.shared  # in process
+        assert limiter.allowed_rate is None  # nothing told yet
+        await a.get_conversation(1)
+        # The fake announces its limit: the pace is known, L - 1 per window at most.
+        assert limiter.allowed_rate is not None
+        assert 0 < limiter.allowed_rate < fake.rate_limit / 1.0
+        assert limiter.paused_for() == 0.0

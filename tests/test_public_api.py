@@ -20,6 +20,7 @@ PUBLIC_MODULES = [
     "wemasy_async.client",
     "wemasy_async.headers",
     "wemasy_async.hooks",
+    "wemasy_async.raw",
 ]
 
 
@@ -75,6 +76,18 @@ def test_exported_exception_classes_are_the_whole_error_tree() -> None:
         if inspect.isclass(getattr(wemasy_async.errors, n))
     }
     assert exported == tree
+
+
+def test_http_values_are_still_where_adapters_found_them() -> None:
+    import wemasy_async.exchange
+    import wemasy_async.providers
+    import wemasy_async.providers.base
+
+    for name in ("Request", "Response"):
+        moved = getattr(wemasy_async.exchange, name)
+        assert getattr(wemasy_async.providers.base, name) is moved
+        assert getattr(wemasy_async.providers, name) is moved
+        assert name in wemasy_async.providers.base.__all__
 
 
 def test_version_is_a_string() -> None:

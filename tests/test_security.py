@@ -34,7 +34,9 @@ from wemasy_async import (
     UnprocessableEntityError,
     WemasyAsyncError,
 )
-from wemasy_async.cli import _client, _parser, main
+from wemasy_async.cli import main
+from wemasy_async.cli.args import build_parser
+from wemasy_async.cli.commands import client_for
 from wemasy_async.testing import FakeServer, RecordedRequest
 
 TOKEN = "sk-SECRET-token-1234567890"
@@ -574,9 +576,9 @@ def test_cli_allow_http_reaches_the_client(monkeypatch: pytest.MonkeyPatch, comm
     extra = {"get": ["1"], "messages": ["1"], "fetch": ["--ids-file", "i", "--out", "o"]}
     argv = [command, *extra.get(command, []), "--base-url", "http://10.1.2.3/api"]
     with pytest.raises(InvalidRequestError):
-        _client(_parser().parse_args(argv))
+        client_for(build_parser().parse_args(argv))
     # Building the client does no I/O: nothing is contacted here.
-    client = _client(_parser().parse_args([*argv, "--allow-http"]))
+    client = client_for(build_parser().parse_args([*argv, "--allow-http"]))
     assert client.base_url == "http://10.1.2.3/api"
 
 

@@ -256,3 +256,18 @@ def test_an_error_through_the_blocking_client_renders_without_the_token(fake: Fa
     ]
     for text in renderings:
         assert secret not in text
+
+
+def test_raw_responses_and_session_settings_block_too(fake: FakeWemasy) -> None:
+    with Client("wemasy", base_url=fake.url, token=TOKEN, connection_limit=3) as client:
+        raw = client.with_raw_response.get_conversation(2)
+        page = client.with_raw_response.list_conversations(per_page=3)
+        with pytest.raises(NotFoundError):
+            client.with_raw_response.list_messages(999_999)
+        assert repr(client) in repr(client.with_raw_response)
+    assert raw.value.id == "2"
+    assert (raw.status, raw.attempts) == (200, 1)
+    assert raw.rate_limit.limit == fake.rate_limit
+    assert len(page.value.items) == 3
+    with pytest.raises(InvalidRequestError):
+        Client("wemasy", token=TOKEN, connection_limit=0)

@@ -61,6 +61,7 @@ from wemasy_async.models import ChatReply, Conversation, Message, Page, Role, To
 from wemasy_async.protocols import ChatService, ConversationId, ConversationStore, ToolSpec
 from wemasy_async.providers.base import Provider
 from wemasy_async.ratelimit import LimiterStore, RateLimit
+from wemasy_async.raw import RawResponse, RawResponses
 from wemasy_async.retry import RetryPolicy, no_backoff
 
 __all__ = [
@@ -109,6 +110,8 @@ __all__ = [
     "RateLimit",
     "RateLimitError",
     "RateLimitInfo",
+    "RawResponse",
+    "RawResponses",
     "RequestEvent",
     "ResponseDecodeError",
     "ResponseEvent",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import os
+import ssl
 import warnings
 from collections.abc import (
     AsyncIterable,
@@ -18,7 +19,7 @@ from collections.abc import (
 from dataclasses import replace
 from enum import Enum
 from types import TracebackType
-from typing import Final, TypeVar
+from typing import TYPE_CHECKING, Final, TypeVar
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -51,8 +52,12 @@ from wemasy_async.providers.registry import get_provider
 from wemasy_async.ratelimit import Limiter, RateLimit, limiter_key, shared_limiter
 from wemasy_async.request_headers import check_headers, check_user_agent
 from wemasy_async.retry import RetryPolicy
-from wemasy_async.transport import DEFAULT_MAX_RESPONSE_BYTES, AiohttpTransport
+from wemasy_async.session_settings import check_session_settings
+from wemasy_async.transport import DEFAULT_MAX_RESPONSE_BYTES, AiohttpTransport, Transport
 from wemasy_async.validation import check_bool, check_int, is_positive_number, short_repr
+
+if TYPE_CHECKING:
+    from wemasy_async.raw import RawResponses
 
 __all__ = ["DEFAULT_TIMEOUT", "Client"]
 
@@ -96,8 +101,8 @@ class Client:
             never closes it. It must not carry ``auth=`` (the token is the client's
             authentication), and it must belong to the running event loop. Without one,
             the client creates its own on first use, inside the running event loop, and
-            closes it in :meth:`aclose`; its connection pool holds up to 1,000 connections,
-            as many as a batch may keep in flight.
+            closes it in :meth:`aclose`, built with the four settings below (a session you
+            give keeps its own: passing any of them with it is an error).
         timeout: Total seconds per attempt (connect, send, wait, read); ``None`` for none.
             Time spent waiting for the rate limiter does not count.
         rate_limit: How to pace requests (:class:`RateLimit`); ``True`` for the defaults,
@@ -120,12 +125,27 @@ class Client:
             body keeps its ``Content-Type``. Their values never appear in reprs or logs.
         user_agent: A suffix for the ``User-Agent`` header, for libraries that embed the
             SDK: ``"mylib/2.1"`` sends ``wemasy-async/<version> mylib/2.1``.
+        connection_limit: The most connections the client's session holds open (1 to
+            100,000). ``None`` (the default): 1,000, as many as a batch may keep in flight;
+            a smaller pool also bounds a self-tuning batch's workers, and requests beyond
+            it wait for a free connection (within their ``timeout``).
+        trust_env: Read the proxy (``$HTTPS_PROXY``, ``$HTTP_PROXY``, ``$ALL_PROXY``,
+            honouring ``$NO_PROXY``) and a CA bundle (``$SSL_CERT_FILE``,
+            ``$SSL_CERT_DIR``) from the environment, now. Off by default; ``~/.netrc`` is
+            never read (see :mod:`wemasy_async.session_settings`).
+        proxy: An ``http://`` or ``https://`` proxy URL for every request; credentials in
+            it (``http://user:pass@host:3128``) are sent to the proxy and never shown in
+            reprs, logs or errors. It wins over ``trust_env``'s.
+        ssl: An :class:`ssl.SSLContext` for TLS, e.g.
+            ``ssl.create_default_context(cafile="private-ca.pem")``; ``None`` for the
+            default verification. Verification cannot be switched off with ``False``.
 
     Raises:
         InvalidRequestError: An argument is invalid, or no token was given or found; a
             header sets ``Authorization``, ``Host``, ``Content-Length`` or
             ``Transfer-Encoding`` (the client's own), or has a CR, LF or other control
-            character in its value.
+            character in its value; a session setting is invalid (also a proxy or CA
+            bundle ``trust_env`` reads) or is given with ``session=``.
     """
 
     __slots__ = ("__weakref__", "_closed", "_engine", "_provider", "_transport", "base_url")
@@ -145,6 +165,10 @@ class Client:
         hooks: Sequence[Hook] | None = None,
         default_headers: Mapping[str, str] | None = None,
         user_agent: str | None = None,
+        connection_limit: int | None = None,
+        trust_env: bool = False,
+        proxy: str | None = None,
+        ssl: ssl.SSLContext | None = None,
     ) -> None:
         # Set first so that __del__ works even if a check below raises.
         self._transport: AiohttpTransport | None = None
@@ -164,12 +188,23 @@ class Client:
         headers = check_headers(default_headers, "default_headers")
         agent = check_user_agent(user_agent)
         limiter_config = _check_option(rate_limit, RateLimit, "rate_limit")
+        settings = check_session_settings(
+            base_url=self.base_url,
+            session_given=session is not None,
+            connection_limit=connection_limit,
+            trust_env=trust_env,
+            proxy=proxy,
+            ssl=ssl,
+            # aiohttp's default of 100 would cap a batch that wants more in flight.
+            default_limit=MAX_CONCURRENCY,
+        )
         self._transport = AiohttpTransport(
             provider=name,
             session=session,
-            # aiohttp's default of 100 would cap a batch that wants more in flight.
-            max_connections=MAX_CONCURRENCY,
+            max_connections=settings.connection_limit,
             max_response_bytes=check_int(max_response_bytes, "max_response_bytes", minimum=1),
+            proxy=settings.proxy,
+            ssl=settings.ssl,
         )
         self._engine = Engine(
             provider=name,
@@ -205,7 +240,9 @@ class Client:
         own the session: close the original, not the copy. ``hooks`` replaces the
         client's hooks (``None`` or ``[]`` for none); ``extra_headers`` are added to the
         client's headers (and replace those of the same name), checked as
-        ``default_headers`` are.
+        ``default_headers`` are. The session's settings (``connection_limit``,
+        ``trust_env``, ``proxy``, ``ssl``) are not here: a copy shares the session, whose
+        settings are fixed when it is made; create another client for others.
 
         Raises:
             InvalidRequestError: An argument is invalid.
@@ -218,13 +255,38 @@ class Client:
         if not isinstance(hooks, _Unset):
             options = replace(options, hooks=check_hooks(hooks))
         headers = check_headers(extra_headers, "extra_headers")
+        return self._borrowing(self._engine.with_options(options, headers), closed=False)
+
+    @property
+    def with_raw_response(self) -> RawResponses:
+        """The operations returning a :class:`~wemasy_async.raw.RawResponse` of their value.
+
+        ``(await client.with_raw_response.get_conversation(27)).headers`` are the response's
+        (redacted); ``.status``, ``.rate_limit``, ``.attempts`` and ``.elapsed`` tell the
+        rest. Also on :meth:`with_options` copies. Calls made without it cost nothing more
+        for its existence. The batches and ``iter_conversations`` are not offered; see
+        :class:`~wemasy_async.raw.RawResponses`.
+        """
+        from wemasy_async.raw import RawResponses  # the raw module imports this one
+
+        return RawResponses(self)
+
+    def _borrowing(self, engine: Engine, *, closed: bool) -> Client:
+        """A client for ``engine``, borrowing this one's session (it never closes it)."""
         copy = Client.__new__(Client)
         copy._transport = None  # borrowed: closing or collecting the copy leaves it alone
-        copy._closed = False
+        copy._closed = closed
         copy._provider = self._provider
         copy.base_url = self.base_url
-        copy._engine = self._engine.with_options(options, headers)
+        copy._engine = engine
         return copy
+
+    def _recording(self, transport: Transport) -> Client:
+        """A copy sending through ``transport`` (a raw call's recorder) and closed when this
+        client is; same settings otherwise."""
+        engine = self._engine.with_options(self._engine.options)
+        engine.transport = transport
+        return self._borrowing(engine, closed=self._closed)
 
     @property
     def provider(self) -> str:
@@ -235,6 +297,18 @@ class Client:
     def capabilities(self) -> frozenset[Operation]:
         """The operations this client's provider supports."""
         return self._provider.capabilities
+
+    @property
+    def limiter(self) -> Limiter | None:
+        """The rate limiter this client's requests go through, ``None`` with
+        ``rate_limit=False``.
+
+        Clients of the same provider, base URL, token and store share one (and its pace).
+        For diagnostics and progress displays: :attr:`Limiter.allowed_rate` (``None``
+        until the server has told its limit), :meth:`Limiter.paused_for`,
+        :attr:`Limiter.waiting`, :attr:`Limiter.shared`.
+        """
+        return self._engine.options.limiter
 
     def __repr__(self) -> str:
         state = " closed" if self._closed else ""

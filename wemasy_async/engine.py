@@ -23,6 +23,7 @@ from yarl import URL
 
 from wemasy_async._version import __version__
 from wemasy_async.errors import APIConnectionError, APIError, RateLimitError
+from wemasy_async.exchange import Response
 from wemasy_async.headers import RateLimitInfo
 from wemasy_async.hooks import (
     Hooks,
@@ -37,7 +38,7 @@ from wemasy_async.hooks import (
 )
 from wemasy_async.latency import Latency
 from wemasy_async.models import ChatReply
-from wemasy_async.providers.base import Call, Response
+from wemasy_async.providers.base import Call
 from wemasy_async.ratelimit import Limiter, PauseTooLong
 from wemasy_async.redaction import Redactor, SecretHeaders
 from wemasy_async.retry import RetryPolicy, retry_delay

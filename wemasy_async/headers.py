@@ -16,10 +16,18 @@ import time
 from collections.abc import Callable, Mapping
 
 import msgspec
+from multidict import istr
 
 from wemasy_async.validation import MAX_SECONDS
 
 __all__ = ["RateLimitInfo", "parse_retry_after"]
+
+# Case-insensitive keys made once: aiohttp's header multidicts look them up about twice as
+# fast as plain strings, which they would fold on every lookup (every response reads these).
+_RETRY_AFTER = istr("Retry-After")
+_DATE = istr("Date")
+_LIMIT = istr("X-RateLimit-Limit")
+_REMAINING = istr("X-RateLimit-Remaining")
 
 # RFC 9110's delta-seconds is 1*DIGIT; a fraction is accepted as some servers send one.
 _DELTA_SECONDS = re.compile(r"[0-9]{1,18}(?:\.[0-9]{1,9})?")
@@ -28,6 +36,8 @@ _DELTA_SECONDS = re.compile(r"[0-9]{1,18}(?:\.[0-9]{1,9})?")
 def _non_negative_int(value: str | None) -> int | None:
     if value is None:
         return None
+    if value.isdigit() and value.isascii():  # the usual case, no spaces: kept quick
+        return int(value) if len(value) <= 18 else None
     text = value.strip()
     if not (text.isascii() and text.isdigit()) or len(text) > 18:
         return None
@@ -102,28 +112,34 @@ class RateLimitInfo(msgspec.Struct, frozen=True, kw_only=True, gc=False):
         """
         getall = getattr(headers, "getall", None)
         wait = None
-        retry_after = headers.get("Retry-After")
+        retry_after = headers.get(_RETRY_AFTER)
         if retry_after is not None:  # mostly absent: kept quick
-            date = headers.get("Date")
-            values = [retry_after] if getall is None else getall("Retry-After")
+            date = headers.get(_DATE)
+            values = [retry_after] if getall is None else getall(_RETRY_AFTER)
             waits = [parse_retry_after(v, date=date) for v in values]
             wait = max((w for w in waits if w is not None), default=None)
         return cls(
-            limit=_least(headers, "X-RateLimit-Limit", getall),
-            remaining=_least(headers, "X-RateLimit-Remaining", getall),
+            limit=_least(headers, _LIMIT, getall),
+            remaining=_least(headers, _REMAINING, getall),
             retry_after=wait,
         )
 
 
 def _least(
-    headers: Mapping[str, str], name: str, getall: Callable[[str], list[str]] | None
+    headers: Mapping[str, str], name: str, getall: Callable[[str, None], list[str] | None] | None
 ) -> int | None:
     """The lowest readable count among the values of ``name``, comma-separated ones too."""
-    value = headers.get(name)
-    if value is None:
-        return None
-    values = [value] if getall is None else getall(name)
-    if len(values) == 1 and "," not in value:  # the usual case, kept quick
-        return _non_negative_int(value)
+    if getall is None:
+        value = headers.get(name)
+        if value is None:
+            return None
+        values = [value]
+    else:
+        found = getall(name, None)  # one lookup: most responses have one value or none
+        if found is None:
+            return None
+        values = found
+    if len(values) == 1 and "," not in values[0]:  # the usual case, kept quick
+        return _non_negative_int(values[0])
     counts = [_non_negative_int(part) for item in values for part in item.split(",")]
     return min((c for c in counts if c is not None), default=None)

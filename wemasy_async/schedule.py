@@ -220,7 +220,9 @@ def apply(state: State | None, pacing: Pacing, event: Event, now: float) -> tupl
     if isinstance(event, Confirm):
         return state, _confirm(state, pacing, event.ticket, now)
     _release(state, pacing, event, now)
-    return state, Decision(None, 0.0, _paused(state, now), effective_limit(state, pacing))
+    limit = state.limit if pacing.ceiling is None else effective_limit(state, pacing)
+    paused = state.paused_until - now
+    return state, Decision(None, 0.0, paused if paused > 0.0 else 0.0, limit)
 
 
 def expiry(state: State, pacing: Pacing, now: float) -> float:
@@ -294,9 +296,10 @@ def _earliest(state: State, limit: int, pacing: Pacing, start: float) -> float:
 
 
 def _acquire(state: State, pacing: Pacing, now: float) -> Decision:
-    limit = effective_limit(state, pacing)
-    paused = _paused(state, now)
-    if paused > 0:
+    # The engine's path for every request: the helpers are inlined where it is cheap.
+    limit = state.limit if pacing.ceiling is None else effective_limit(state, pacing)
+    if state.paused_until > now:
+        paused = state.paused_until - now
         return Decision(None, paused, paused, limit)
     probing = not state.learned or state.resuming
     if probing and state.probe_until > now:
@@ -304,8 +307,10 @@ def _acquire(state: State, pacing: Pacing, now: float) -> Decision:
     if not state.learned:
         state.probe_until = now + min(pacing.window, PROBE_LEASE)
         return Decision(_log(state, pacing, now, probe=True, limit=None), 0.0)
-    at = max(now, state.buckets[-1].latest) if state.buckets else now
-    if limit is not None:
+    at = now
+    if state.buckets and state.buckets[-1].latest > now:
+        at = state.buckets[-1].latest
+    if limit is not None and state.sent >= limit - 1:  # else far from it: room in any span
         at = _earliest(state, limit, pacing, at)
     if state.credit is not None and state.credit_until > at:
         if state.credit <= 0:
@@ -330,7 +335,8 @@ def _log(state: State, pacing: Pacing, at: float, *, probe: bool, limit: int | N
         last = buckets[-1]
         last.sent += 1
         last.in_flight += 1
-        last.latest = max(last.latest, at)
+        if at > last.latest:
+            last.latest = at
         index = last.index
     else:
         buckets.append(Bucket(index, 1, 1, at))
@@ -454,12 +460,21 @@ def _release(state: State, pacing: Pacing, event: Release, now: float) -> None:
     info = event.info
     if info is not None:
         state.learned = True
-        if info.limit is not None and info.limit > 0:
-            state.limit = min(info.limit, MAX_INT64)
-        if info.remaining is not None:
+        limit = info.limit
+        if limit is not None and limit > 0:
+            state.limit = limit if limit <= MAX_INT64 else MAX_INT64
+        remaining = info.remaining
+        if remaining is not None:
             # Sends not yet answered may not be counted in this figure; reservations for
             # later were made by the log, which already keeps within the limit.
-            state.credit = min(info.remaining, MAX_INT64) - _unanswered(state, now)
+            if remaining > MAX_INT64:
+                remaining = MAX_INT64
+            buckets = state.buckets
+            if buckets and buckets[-1].latest > now:  # reservations ahead
+                remaining -= _unanswered(state, now)
+            else:
+                remaining -= state.in_flight
+            state.credit = remaining
             state.credit_until = now + pacing.window
     paused = event.paused
     if paused > 0 and math.isfinite(paused):  # an endless pause would stall the key

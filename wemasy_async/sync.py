@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
+import ssl
 import threading
 import weakref
 from collections.abc import (
@@ -44,7 +45,7 @@ from collections.abc import (
     Sequence,
 )
 from types import TracebackType
-from typing import Any, Generic, TypeVar
+from typing import Any, Concatenate, Generic, ParamSpec, TypeVar
 
 import anyio
 from anyio.from_thread import BlockingPortal
@@ -58,12 +59,15 @@ from wemasy_async.models import ChatReply, Conversation, Message, Page
 from wemasy_async.protocols import ConversationId, ToolSpec
 from wemasy_async.providers.base import Operation, Provider
 from wemasy_async.ratelimit import RateLimit
+from wemasy_async.raw import ClientBound, RawResponse
+from wemasy_async.raw import RawResponses as AsyncRawResponses
 from wemasy_async.retry import RetryPolicy
 from wemasy_async.transport import DEFAULT_MAX_RESPONSE_BYTES
 
-__all__ = ["BatchIterator", "Client"]
+__all__ = ["BatchIterator", "Client", "RawResponses"]
 
 T = TypeVar("T")
+P = ParamSpec("P")
 
 
 def _refuse_running_loop() -> None:
@@ -166,6 +170,10 @@ class Client:
         hooks: Sequence[Hook] | None = None,
         default_headers: Mapping[str, str] | None = None,
         user_agent: str | None = None,
+        connection_limit: int | None = None,
+        trust_env: bool = False,
+        proxy: str | None = None,
+        ssl: ssl.SSLContext | None = None,
     ) -> None:
         _refuse_running_loop()
         options: dict[str, Any] = {
@@ -179,6 +187,10 @@ class Client:
             "hooks": hooks,
             "default_headers": default_headers,
             "user_agent": user_agent,
+            "connection_limit": connection_limit,
+            "trust_env": trust_env,
+            "proxy": proxy,
+            "ssl": ssl,
         }
         # Built now, in this thread (no I/O, no loop needed): bad arguments raise here.
         self._make: Callable[[], AsyncClient] = functools.partial(AsyncClient, provider, **options)
@@ -213,6 +225,13 @@ class Client:
     def capabilities(self) -> frozenset[Operation]:
         """The operations this provider offers."""
         return self._client.capabilities
+
+    @property
+    def with_raw_response(self) -> RawResponses:
+        """:attr:`wemasy_async.Client.with_raw_response`, blocking: ``get_conversation``,
+        ``list_messages``, ``list_conversations`` and ``chat`` return a
+        :class:`~wemasy_async.raw.RawResponse`."""
+        return RawResponses(self)
 
     def close(self) -> None:
         """Close the client, its connections, and stop its loop and thread. Idempotent."""
@@ -358,6 +377,32 @@ class Client:
             )
 
         return BatchIterator(loop, loop.call(start))
+
+
+def _blocking(
+    operation: Callable[Concatenate[AsyncRawResponses, P], Awaitable[RawResponse[T]]],
+) -> Callable[Concatenate[RawResponses, P], RawResponse[T]]:
+    """``operation`` (of the async client's raw responses) run in the client's loop."""
+
+    @functools.wraps(operation)
+    def blocking(self: RawResponses, /, *args: P.args, **kwargs: P.kwargs) -> RawResponse[T]:
+        return self._client._call(
+            lambda client: operation(client.with_raw_response, *args, **kwargs)
+        )
+
+    return blocking
+
+
+class RawResponses(ClientBound["Client"]):
+    """``client.with_raw_response`` of the blocking client; see
+    :class:`wemasy_async.raw.RawResponses` (the same operations, without ``await``)."""
+
+    __slots__ = ()
+
+    get_conversation = _blocking(AsyncRawResponses.get_conversation)
+    list_messages = _blocking(AsyncRawResponses.list_messages)
+    list_conversations = _blocking(AsyncRawResponses.list_conversations)
+    chat = _blocking(AsyncRawResponses.chat)
 
 
 class BatchIterator(Generic[T]):

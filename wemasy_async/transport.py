@@ -26,6 +26,7 @@ import io
 import weakref
 from collections.abc import Mapping
 from contextvars import ContextVar
+from ssl import SSLContext
 from types import SimpleNamespace
 from typing import Protocol
 
@@ -42,7 +43,7 @@ from wemasy_async.errors import (
     ResponseTooLargeError,
     WemasyAsyncError,
 )
-from wemasy_async.providers.base import Response
+from wemasy_async.exchange import Response
 from wemasy_async.redaction import REDACTED, Redactor, SecretHeaders, credential_of
 
 __all__ = ["DEFAULT_MAX_RESPONSE_BYTES", "TRACE_CONFIG", "AiohttpTransport", "Transport"]
@@ -158,6 +159,9 @@ class AiohttpTransport:
             creates its own on first use (inside the running loop, as aiohttp requires) and
             closes it in :meth:`aclose`.
         max_connections: The connection pool size of an owned session.
+        proxy: The proxy an owned session sends every request through (credentials in the
+            URL become its ``Proxy-Authorization``), or ``None``.
+        ssl: The TLS context of an owned session, or ``True`` for aiohttp's default.
         max_response_bytes: The largest body read (after decompression); a larger one
             raises :class:`~wemasy_async.errors.ResponseTooLargeError`.
     """
@@ -171,6 +175,8 @@ class AiohttpTransport:
         "_max_connections",
         "_owned",
         "_provider",
+        "_proxy",
+        "_ssl",
         "_timeouts",
     )
 
@@ -181,6 +187,8 @@ class AiohttpTransport:
         session: aiohttp.ClientSession | None = None,
         max_connections: int = 100,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        proxy: URL | None = None,
+        ssl: SSLContext | bool = True,
     ) -> None:
         self._provider = provider
         self._max_body = max_response_bytes
@@ -188,6 +196,8 @@ class AiohttpTransport:
         self._owned: aiohttp.ClientSession | None = None
         self._closed = False
         self._max_connections = max_connections
+        self._proxy = proxy
+        self._ssl = ssl
         self._timeouts: dict[float | None, aiohttp.ClientTimeout] = {}
         self._headers: dict[int, tuple[Mapping[str, str], CIMultiDict[str]]] = {}
         self._loop: weakref.ref[asyncio.AbstractEventLoop] | None = None
@@ -235,9 +245,12 @@ class AiohttpTransport:
         session = self._given or self._owned
         if session is None:
             session = self._owned = aiohttp.ClientSession(
-                connector=_ObservingConnector(limit=self._max_connections),
+                connector=_ObservingConnector(limit=self._max_connections, ssl=self._ssl),
                 # An API client has no use for cookies; a shared jar would mix callers' state.
                 cookie_jar=aiohttp.DummyCookieJar(),
+                # A session default: aiohttp sends the URL's credentials to the proxy, and no
+                # request carries an argument more than it did without a proxy.
+                proxy=self._proxy,
             )
         elif session.closed:
             raise ClientClosedError("the aiohttp.ClientSession is closed")

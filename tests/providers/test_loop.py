@@ -335,7 +335,8 @@ def test_every_accepted_id_stays_one_segment(value: str) -> None:
     assert SEGMENT.fullmatch(segment)
     assert segment not in (".", "..")
     assert unquote(segment, errors="strict") == value
-    # What aiohttp will do with the URL string: yarl may re-quote, never re-split.
+    # The transport sends the path as encoded; even a parser that re-quotes it (yarl without
+    # encoded=True) must not re-split it.
     url = URL(BASE + messages_path(value) + "?limit=5")
     assert url.host == "ai.platform.loop.health"
     assert url.parts == ("/", "v1", "conversations", value, "messages")

@@ -29,6 +29,8 @@ from wemasy_async import (
     Message,
     Page,
     RateLimitError,
+    RateLimitInfo,
+    RawResponse,
     RequestEvent,
     ResponseEvent,
     RetryEvent,
@@ -151,3 +153,37 @@ def headers() -> None:
     assert_type(client.with_options(extra_headers={"X-Call": "2"}), Client)
     Client("wemasy", default_headers={"X-Trace": 1})  # type: ignore[dict-item]
     Client("wemasy", user_agent=b"lib/1")  # type: ignore[arg-type]
+
+
+async def raw_responses(client: Client) -> None:
+    raw = await client.with_raw_response.get_conversation(27)
+    assert_type(raw, RawResponse[Conversation])
+    assert_type(raw.value, Conversation)
+    assert_type(raw.status, int)
+    assert_type(raw.headers.getall("X-RateLimit-Limit"), list[str])
+    assert_type(raw.rate_limit, RateLimitInfo)
+    assert_type(raw.attempts, int)
+    assert_type(raw.elapsed, float)
+    messages = client.with_raw_response.list_messages(27, limit=5)
+    assert_type(await messages, RawResponse[list[Message]])
+    page = await client.with_raw_response.list_conversations(agent_id="chat", per_page=5)
+    assert_type(page, RawResponse[Page[Conversation]])
+    assert_type(await client.with_raw_response.chat("hi", model="m"), RawResponse[ChatReply])
+    copy = client.with_options(timeout=5).with_raw_response
+    assert_type(await copy.get_conversation("27"), RawResponse[Conversation])
+    await client.with_raw_response.get_conversation(27.0)  # type: ignore[arg-type]
+    await client.with_raw_response.list_messages(27, 10)  # type: ignore[call-arg]
+    await client.with_raw_response.chat("hi", temperature="hot")  # type: ignore[arg-type]
+    client.with_raw_response.iter_conversations()  # type: ignore[attr-defined]
+    client.with_raw_response.fetch_conversations([1])  # type: ignore[attr-defined]
+
+
+def session_settings() -> None:
+    import ssl
+
+    context = ssl.create_default_context()
+    Client("wemasy", token="t", connection_limit=50, trust_env=True, proxy="http://p:3128")
+    Client("wemasy", token="t", ssl=context)
+    Client("wemasy", ssl=False)  # type: ignore[arg-type]
+    Client("wemasy", connection_limit="50")  # type: ignore[arg-type]
+    Client("wemasy", token="t").with_options(proxy="http://p:3128")  # type: ignore[call-arg]

@@ -34,3 +34,19 @@ def blocking(client: Client) -> None:
 def hooks_and_headers() -> None:
     Client("wemasy", token="t", hooks=[print], default_headers={"X-A": "1"}, user_agent="l/1")
     Client("wemasy", default_headers={"X-A": 1})  # type: ignore[dict-item]
+
+
+def raw_and_settings(client: Client) -> None:
+    import ssl
+
+    from wemasy_async import RawResponse
+
+    raw = client.with_raw_response.get_conversation(27)
+    assert_type(raw, RawResponse[Conversation])
+    assert_type(client.with_raw_response.list_messages(27, limit=5), RawResponse[list[Message]])
+    assert_type(client.with_raw_response.list_conversations(), RawResponse[Page[Conversation]])
+    assert_type(client.with_raw_response.chat("hi"), RawResponse[ChatReply])
+    client.with_raw_response.get_conversation(27.0)  # type: ignore[arg-type]
+    Client("wemasy", token="t", connection_limit=5, proxy="http://p:3128", trust_env=True)
+    Client("wemasy", token="t", ssl=ssl.create_default_context())
+    Client("wemasy", ssl=False)  # type: ignore[arg-type]

@@ -5,16 +5,20 @@ A provider adapter is sans-I/O: for each operation it returns a :class:`Call`, w
 that turns a :class:`Response` ``(status, headers, body)`` into a neutral model or raises a
 typed error. The engine sends the request and hands the response to ``parse``; it knows
 nothing about any provider, and the adapters know nothing about sockets.
+
+:class:`Request` and :class:`Response` live in :mod:`wemasy_async.exchange` (below both the
+adapters and the transport); they are re-exported here, where adapters have always found them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any, ClassVar, Generic, Literal, TypeVar
+from collections.abc import Callable, Sequence
+from typing import ClassVar, Generic, Literal, TypeVar
 
 import msgspec
 
 from wemasy_async.errors import UnsupportedOperationError
+from wemasy_async.exchange import Request, Response
 from wemasy_async.models import ChatReply, Conversation, Message, Page
 from wemasy_async.protocols import ConversationId, ToolSpec
 
@@ -41,46 +45,6 @@ OPERATIONS: tuple[Operation, ...] = (
     "iter_conversations",
     "chat",
 )
-
-
-class Request(msgspec.Struct, frozen=True, kw_only=True):
-    """A request to send, relative to the client's base URL.
-
-    Attributes:
-        method: The HTTP method.
-        path: The path below the base URL, starting with ``/`` and already percent-encoded.
-        query: Query parameters, in order.
-        body: The JSON body, already encoded, or ``None``.
-        idempotent: Whether sending it twice has the effect of sending it once; retries
-            consult this before resending after an ambiguous failure.
-    """
-
-    method: Literal["GET", "POST"]
-    path: str
-    query: tuple[tuple[str, str], ...] = ()
-    body: bytes | None = None
-    idempotent: bool = True
-
-
-class Response(msgspec.Struct, frozen=True):
-    """A complete response: status, headers (case-insensitive in the engine) and body.
-
-    Its ``repr`` shows the status and sizes only: a server may echo the token in a header or
-    the body, and a response is a local of frames that tracebacks render.
-    """
-
-    status: int
-    headers: Mapping[str, str]
-    body: bytes
-
-    def __repr__(self) -> str:
-        return (
-            f"Response(status={self.status}, headers=<{len(self.headers)} headers>,"
-            f" body=<{len(self.body)} bytes>)"
-        )
-
-    def __rich_repr__(self) -> list[tuple[str, Any]]:
-        return [("status", self.status)]
 
 
 class Call(msgspec.Struct, Generic[T], frozen=True):

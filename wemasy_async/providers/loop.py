@@ -17,8 +17,9 @@ format, separator or whitespace characters (Unicode categories ``C*`` and ``Z*``
 ``"."`` or ``".."`` (which clients and proxies resolve as path steps). Everything but RFC 3986
 unreserved characters is percent-encoded (``quote(id, safe="")``), so ``/``, ``?``, ``#``,
 ``%``, ``@`` and look-alikes such as ``"\\u2215"`` stay inside the one path segment.
-(aiohttp's yarl re-quotes the URL string and turns ``%40 %3D %3B %26`` back into
-``@ = ; &``, which RFC 3986 allows literally in a segment: still one segment, same value.)
+The path reaches the server byte for byte as encoded here: the transport hands aiohttp an
+already-encoded URL (``URL(url, encoded=True)``), so yarl does not re-quote ``%40 %3D %3B
+%26`` back into ``@ = ; &``.
 
 "All messages": without ``limit`` no limit is sent, and the server applies its own,
 undocumented default. When the answer's ``total`` exceeds the messages it holds, the call
@@ -77,10 +78,11 @@ from wemasy_async.errors import (
     InvalidRequestError,
     status_error,
 )
+from wemasy_async.exchange import Request, Response
 from wemasy_async.headers import parse_retry_after
 from wemasy_async.models import Conversation, Message, Role, TokenUsage
 from wemasy_async.protocols import ConversationId
-from wemasy_async.providers.base import Call, Provider, Request, Response
+from wemasy_async.providers.base import Call, Provider
 from wemasy_async.providers.wire import (
     OpenAIToolCall,
     body_of,

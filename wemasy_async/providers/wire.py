@@ -18,8 +18,8 @@ from typing import Any, TypeVar
 import msgspec
 
 from wemasy_async.errors import APIStatusError, ResponseDecodeError
+from wemasy_async.exchange import Response
 from wemasy_async.models import Role, ToolCall
-from wemasy_async.providers.base import Response
 from wemasy_async.validation import short_repr
 
 __all__ = [

@@ -1,0 +1,56 @@
+"""The HTTP value types: the :class:`Request` an adapter describes and the :class:`Response`
+the transport brings back.
+
+They sit below both sides of the engine: the provider adapters build requests and parse
+responses (sans-I/O), the transport turns one into the other over the network, and neither
+needs the other's package. Plain frozen values, no behaviour beyond a safe ``repr``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import msgspec
+
+__all__ = ["Request", "Response"]
+
+
+class Request(msgspec.Struct, frozen=True, kw_only=True):
+    """A request to send, relative to the client's base URL.
+
+    Attributes:
+        method: The HTTP method.
+        path: The path below the base URL, starting with ``/`` and already percent-encoded.
+        query: Query parameters, in order.
+        body: The JSON body, already encoded, or ``None``.
+        idempotent: Whether sending it twice has the effect of sending it once; retries
+            consult this before resending after an ambiguous failure.
+    """
+
+    method: Literal["GET", "POST"]
+    path: str
+    query: tuple[tuple[str, str], ...] = ()
+    body: bytes | None = None
+    idempotent: bool = True
+
+
+class Response(msgspec.Struct, frozen=True):
+    """A complete response: status, headers (case-insensitive in the engine) and body.
+
+    Its ``repr`` shows the status and sizes only: a server may echo the token in a header or
+    the body, and a response is a local of frames that tracebacks render.
+    """
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+    def __repr__(self) -> str:
+        return (
+            f"Response(status={self.status}, headers=<{len(self.headers)} headers>,"
+            f" body=<{len(self.body)} bytes>)"
+        )
+
+    def __rich_repr__(self) -> list[tuple[str, Any]]:
+        return [("status", self.status)]
