@@ -39,7 +39,7 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, cast
+from typing import Protocol, cast
 
 import msgspec
 
@@ -47,9 +47,6 @@ from wemasy_async.errors import InvalidRequestError
 from wemasy_async.headers import RateLimitInfo
 from wemasy_async.models import TokenUsage
 from wemasy_async.validation import short_repr
-
-if TYPE_CHECKING:
-    from wemasy_async.batch import FetchProgress
 
 __all__ = [
     "ALL_EVENTS",
@@ -333,15 +330,28 @@ class Hooks:
         )
 
 
+class _Counters(Protocol):
+    """A batch's counters (:class:`~wemasy_async.batch.FetchProgress`, a row beside this one)."""
+
+    @property
+    def done(self) -> int: ...
+    @property
+    def succeeded(self) -> int: ...
+    @property
+    def failed(self) -> int: ...
+    @property
+    def elapsed(self) -> float: ...
+
+
 def batch_reporter(
     hooks: Hooks, provider: str, operation: str
-) -> Callable[[FetchProgress, int, bool], Awaitable[None]] | None:
+) -> Callable[[_Counters, int, bool], Awaitable[None]] | None:
     """What a batch calls after every result to emit a :class:`BatchProgressEvent`, or
     ``None`` if no hook receives them."""
     if not hooks.wants(BatchProgressEvent):
         return None
 
-    async def report(progress: FetchProgress, total: int, exhausted: bool) -> None:
+    async def report(progress: _Counters, total: int, exhausted: bool) -> None:
         await hooks.emit(
             BatchProgressEvent(
                 provider=provider,
