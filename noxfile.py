@@ -25,7 +25,7 @@ os.environ.setdefault("UV_PYTHON_DOWNLOADS", "never")
 SUPPORTED = ("3.10", "3.11", "3.12", "3.13")
 """The Pythons the package supports (``requires-python`` and the classifiers say the same)."""
 
-TEST_EXTRAS = ("test", "redis")
+TEST_EXTRAS = ("test", "redis", "otel")
 
 
 def _sync(

@@ -20,7 +20,7 @@ PACKAGE = Path(wemasy_async.__file__).parent
 # the package's __init__; a package's name stands for every module in it.
 ROWS: list[set[str]] = [
     {"cli", "__main__"},
-    {"", "sync"},
+    {"", "sync", "otel"},
     {"client"},
     {"engine"},
     {"redis", "ratelimit", "schedule", "latency", "retry", "hooks", "request_headers"}

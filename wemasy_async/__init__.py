@@ -41,7 +41,22 @@ from wemasy_async.errors import (
     WemasyAsyncError,
 )
 from wemasy_async.headers import RateLimitInfo
-from wemasy_async.hooks import Event, Hook, PauseEvent, RequestEvent, ResponseEvent, RetryEvent
+from wemasy_async.hooks import (
+    ALL_EVENTS,
+    CORE_EVENTS,
+    AnyEvent,
+    BatchProgressEvent,
+    Event,
+    Hook,
+    LimiterWaitEvent,
+    NoResponseEvent,
+    OperationEndEvent,
+    OperationStartEvent,
+    PauseEvent,
+    RequestEvent,
+    ResponseEvent,
+    RetryEvent,
+)
 from wemasy_async.models import ChatReply, Conversation, Message, Page, Role, TokenUsage, ToolCall
 from wemasy_async.protocols import ChatService, ConversationId, ConversationStore, ToolSpec
 from wemasy_async.providers.base import Provider
@@ -50,15 +65,19 @@ from wemasy_async.raw import RawResponse, RawResponses
 from wemasy_async.retry import RetryPolicy, no_backoff
 
 __all__ = [
+    "ALL_EVENTS",
+    "CORE_EVENTS",
     "DEFAULT_TIMEOUT",
     "APIConnectionError",
     "APIError",
     "APIStatusError",
     "APITimeoutError",
+    "AnyEvent",
     "AsyncioRequiredError",
     "AuthenticationError",
     "BadRequestError",
     "BatchFetch",
+    "BatchProgressEvent",
     "ChatReply",
     "ChatService",
     "Client",
@@ -76,8 +95,12 @@ __all__ = [
     "InternalServerError",
     "InvalidRequestError",
     "LimiterStore",
+    "LimiterWaitEvent",
     "Message",
+    "NoResponseEvent",
     "NotFoundError",
+    "OperationEndEvent",
+    "OperationStartEvent",
     "Page",
     "PaginationError",
     "PauseEvent",

@@ -302,6 +302,7 @@ class _Shared(Generic[T]):
         tuner: Tuner | None,
         rate: Callable[[], float | None],
         latency: Callable[[], float | None],
+        report: Callable[[FetchProgress, int, bool], Awaitable[object]] | None = None,
     ) -> None:
         self.fetch = fetch
         self.sync_ids = sync_ids
@@ -322,6 +323,8 @@ class _Shared(Generic[T]):
         self.tuner = tuner
         self.rate = rate
         self.latency = latency
+        self.report = report
+        self.taken = 0  # ids read so far
 
     def snapshot(self) -> FetchProgress:
         return FetchProgress(
@@ -367,6 +370,7 @@ async def _work(shared: _Shared[T]) -> None:
             if isinstance(conversation_id, _End):
                 shared.exhausted = True
                 break
+            shared.taken += 1
             try:
                 value = await shared.fetch(conversation_id)
             except WemasyAsyncError as error:
@@ -379,6 +383,8 @@ async def _work(shared: _Shared[T]) -> None:
                 shared.tune()
             if shared.progress is not None:
                 shared.progress(shared.snapshot())
+            if shared.report is not None:
+                await shared.report(shared.snapshot(), shared.taken, shared.exhausted)
             await shared.results.put(result)
     except Exception as bug:  # a bug, not a fetch failure: handed to the consumer, raised there
         await shared.results.put(bug)
@@ -413,6 +419,8 @@ class BatchFetch(Generic[T]):
         latency: Seconds one exchange takes now (a running average), ``None`` when not known.
         shared: Whether the rate is shared with other processes (a shared limiter store).
         progress: Called with a :class:`FetchProgress` after every result.
+        report: Awaited after every result with the counters, the ids read so far and
+            whether all have been read (the client's hooks' batch progress events).
     """
 
     def __init__(
@@ -427,6 +435,7 @@ class BatchFetch(Generic[T]):
         latency: Callable[[], float | None] = _no_rate,
         shared: bool = False,
         progress: Callable[[FetchProgress], object] | None,
+        report: Callable[[FetchProgress, int, bool], Awaitable[object]] | None = None,
     ) -> None:
         cap = _check_workers(max_concurrency, "max_concurrency")
         if concurrency is not None:
@@ -458,6 +467,7 @@ class BatchFetch(Generic[T]):
             tuner=tuner,
             rate=rate,
             latency=latency,
+            report=report,
         )
         self._started = False
         self._closed = False

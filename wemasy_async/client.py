@@ -38,7 +38,7 @@ from wemasy_async.errors import (
     PaginationError,
     UnsupportedOperationError,
 )
-from wemasy_async.hooks import Hook, check_hooks
+from wemasy_async.hooks import Hook, batch_reporter, check_hooks
 from wemasy_async.models import ChatReply, Conversation, Message, Page
 from wemasy_async.protocols import ChatService, ConversationId, ToolSpec
 from wemasy_async.providers.base import (
@@ -116,8 +116,10 @@ class Client:
             default, because the token would cross the network in clear text; loopback
             hosts (``127.0.0.1``, ``::1``, ``localhost``) are always allowed.
         hooks: Callables (sync or async) told about each request, response, retry and
-            429 pause, as the typed events of :mod:`wemasy_async.hooks`. One that raises is
-            logged and never fails the call.
+            429 pause, as the typed events of :mod:`wemasy_async.hooks` (and of operations,
+            limiter waits and batch progress if they ask; e.g.
+            :class:`wemasy_async.otel.OpenTelemetryHook`). One that raises is logged and
+            never fails the call.
         default_headers: Headers sent with every request, e.g. a tracing header. They
             replace the client's ``Accept`` or ``User-Agent`` if they name them; a JSON
             body keeps its ``Content-Type``. Their values never appear in reprs or logs.
@@ -551,6 +553,7 @@ class Client:
         engine = self._engine
         limiter = engine.options.limiter
         pool: int | None = getattr(engine.transport, "pool_size", None)
+        hooks = engine.options.hooks
         return BatchFetch(
             fetch,
             ids,
@@ -561,6 +564,7 @@ class Client:
             latency=engine.latency.floor if limiter is None else _with_store(engine, limiter),
             shared=limiter is not None and limiter.shared,
             progress=progress,
+            report=None if hooks is None else batch_reporter(hooks, self.provider, operation),
         )
 
     # --- ChatService ---------------------------------------------------------------------

@@ -9,6 +9,7 @@ gets the same rate limiting and retries because they live only here.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Mapping
@@ -24,8 +25,19 @@ from wemasy_async._version import __version__
 from wemasy_async.errors import APIConnectionError, APIError, RateLimitError
 from wemasy_async.exchange import Response
 from wemasy_async.headers import RateLimitInfo
-from wemasy_async.hooks import Hooks, PauseEvent, RequestEvent, ResponseEvent, RetryEvent
+from wemasy_async.hooks import (
+    Hooks,
+    LimiterWaitEvent,
+    NoResponseEvent,
+    OperationEndEvent,
+    OperationStartEvent,
+    PauseEvent,
+    RequestEvent,
+    ResponseEvent,
+    RetryEvent,
+)
 from wemasy_async.latency import Latency
+from wemasy_async.models import ChatReply
 from wemasy_async.providers.base import Call
 from wemasy_async.ratelimit import Limiter, PauseTooLong
 from wemasy_async.redaction import Redactor, SecretHeaders
@@ -36,7 +48,9 @@ from wemasy_async.transport import Transport
 __all__ = ["Engine", "Latency", "Options"]
 
 T = TypeVar("T")
-E = TypeVar("E", RequestEvent, ResponseEvent, RetryEvent, PauseEvent)
+E = TypeVar(
+    "E", RequestEvent, ResponseEvent, RetryEvent, PauseEvent, NoResponseEvent, LimiterWaitEvent
+)
 
 logger = logging.getLogger("wemasy_async")
 
@@ -51,8 +65,8 @@ class Options:
         timeout: Total seconds per attempt; ``None`` for no limit.
         retry: The retry policy; ``None`` sends every request once.
         limiter: The key's limiter; ``None`` does not pace.
-        hooks: What is told about requests, responses, retries and pauses; ``None`` for
-            nothing, and then the engine builds no event at all.
+        hooks: What is told about operations, requests, responses, retries, waits and
+            pauses; ``None`` for nothing, and then the engine builds no event at all.
     """
 
     timeout: float | None
@@ -151,10 +165,11 @@ class Engine:
         # A JSON body is always declared as one, whatever the caller's headers say.
         self._body_headers = _with_json_body(self._headers)
 
-    async def send(self, call: Call[T], operation: str = "") -> T:
+    async def send(self, call: Call[T], operation: str = "", *, observed: bool = False) -> T:
         """Send ``call`` and any follow-up calls it asks for; return the final result.
 
-        ``operation`` (the client method) only names the call in hook events.
+        ``operation`` (the client method) only names the call in hook events; ``observed``
+        says that the operation's start and end are told already (by :meth:`_observed`).
 
         Raises:
             APIConnectionError: A request could not be completed (after any retries).
@@ -165,6 +180,8 @@ class Engine:
         # One coroutine for the calls, their attempts and (without a limiter) the exchange:
         # every coroutine frame between the caller and aiohttp costs CPU on each suspension.
         options = self.options
+        if options.hooks and options.hooks.operations and not observed:
+            return await self._observed(call, operation, options.hooks)
         attempt = 1
         while True:
             try:
@@ -197,6 +214,42 @@ class Engine:
             call = next_call
             options = self.options
             attempt = 1
+
+    async def _observed(self, call: Call[T], operation: str, hooks: Hooks) -> T:
+        """:meth:`send` between an operation's start and end events."""
+        origin, host, port = _server(self._base_url)
+        await hooks.emit(
+            OperationStartEvent(
+                provider=self._provider,
+                operation=operation,
+                # Not secrets (the token is); blanked all the same should one be pasted there.
+                origin=self._redactor.text(origin),
+                host=self._redactor.text(host),
+                port=port,
+            )
+        )
+        started = time.perf_counter()
+        try:
+            result = await self.send(call, operation, observed=True)
+        except BaseException as error:  # cancellation too: the operation has ended
+            await hooks.emit(
+                OperationEndEvent(
+                    provider=self._provider,
+                    operation=operation,
+                    elapsed=time.perf_counter() - started,
+                    error=type(error).__name__,
+                )
+            )
+            raise
+        await hooks.emit(
+            OperationEndEvent(
+                provider=self._provider,
+                operation=operation,
+                elapsed=time.perf_counter() - started,
+                usage=result.usage if isinstance(result, ChatReply) else None,
+            )
+        )
+        return result
 
     def _retry_delay(
         self, call: Call[T], options: Options, attempt: int, error: APIError
@@ -242,7 +295,12 @@ class Engine:
         max_wait = (options.retry or _DEFAULT_RETRY).max_retry_after
         try:
             reserved = limiter.reserve(max_pause=max_wait)  # no coroutine when due now
-            ticket = reserved if isinstance(reserved, Ticket) else await reserved
+            if isinstance(reserved, Ticket):
+                ticket, waited = reserved, 0.0
+            else:
+                began = time.perf_counter()
+                ticket = await reserved
+                waited = time.perf_counter() - began
         except PauseTooLong as held:
             # Fail fast, as for the 429 itself, rather than block for longer than the policy
             # would ever wait (also for requests that were already queued).
@@ -256,6 +314,11 @@ class Engine:
         info: RateLimitInfo | None = None
         paused = 0.0
         try:
+            # Told inside the try: a cancelled hook still gives the ticket back.
+            if waited and options.hooks:
+                await options.hooks.emit(
+                    self._event(LimiterWaitEvent, call, operation, attempt, seconds=waited)
+                )
             response = await self._exchange(call, operation, attempt)
             info = RateLimitInfo.from_headers(response.headers)
             try:
@@ -308,8 +371,20 @@ class Engine:
                 body=request.body,
                 timeout=self.options.timeout,
             )
-        except APIConnectionError as error:
-            logger.debug("%s %s failed: %s", request.method, url, type(error).__name__)
+        except BaseException as error:  # APIConnectionError (timeouts too), cancellation
+            if isinstance(error, APIConnectionError):
+                logger.debug("%s %s failed: %s", request.method, url, type(error).__name__)
+            if hooks:
+                await hooks.emit(
+                    self._event(
+                        NoResponseEvent,
+                        call,
+                        operation,
+                        attempt,
+                        error=type(error).__name__,
+                        elapsed=time.perf_counter() - started,
+                    )
+                )
             raise
         elapsed = time.perf_counter() - started
         self.latency.observe(elapsed)
@@ -330,6 +405,14 @@ class Engine:
                 "%s %s -> %d in %.1f ms", request.method, url, response.status, elapsed * 1000
             )
         return response
+
+
+@functools.lru_cache(maxsize=64)
+def _server(base_url: str) -> tuple[str, str, int]:
+    """The origin (no user name or password), host and port of ``base_url``."""
+    url = URL(base_url)
+    origin = str(url.origin())
+    return origin, url.host or "", url.port or 0
 
 
 def _with_json_body(headers: SecretHeaders) -> SecretHeaders:
