@@ -22,10 +22,10 @@ ROWS: list[set[str]] = [
     {"cli", "__main__"},
     {"", "sync", "otel"},
     {"client"},
-    {"engine"},
+    {"engine", "raw"},
     {"redis", "ratelimit", "schedule", "latency", "retry", "hooks", "request_headers"}
     | {"batch", "progress"},
-    {"transport", "providers"},
+    {"transport", "providers", "session_settings"},
     {"exchange", "redaction"},
     {"headers", "validation", "protocols"},
     {"errors", "models", "_version"},

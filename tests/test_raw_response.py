@@ -22,8 +22,7 @@ from wemasy_async import (
     RetryPolicy,
     UnsupportedOperationError,
 )
-from wemasy_async.client import Client
-from wemasy_async.raw import RawResponses
+from wemasy_async.client import Client, RawResponses
 from wemasy_async.testing import FakeLoop, FakeWemasy
 
 TOKEN = "raw-token-0123456789abcdef"

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from wemasy_async._version import __version__
 from wemasy_async.batch import BatchFetch, Fetched, FetchFailed, FetchProgress, FetchResult
-from wemasy_async.client import DEFAULT_TIMEOUT, Client
+from wemasy_async.client import DEFAULT_TIMEOUT, Client, RawResponses
 from wemasy_async.errors import (
     APIConnectionError,
     APIError,
@@ -61,7 +61,7 @@ from wemasy_async.models import ChatReply, Conversation, Message, Page, Role, To
 from wemasy_async.protocols import ChatService, ConversationId, ConversationStore, ToolSpec
 from wemasy_async.providers.base import Provider
 from wemasy_async.ratelimit import LimiterStore, RateLimit
-from wemasy_async.raw import RawResponse, RawResponses
+from wemasy_async.raw import RawResponse
 from wemasy_async.retry import RetryPolicy, no_backoff
 
 __all__ = [

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import os
 import ssl
+import time
 import warnings
 from collections.abc import (
     AsyncIterable,
@@ -19,7 +21,7 @@ from collections.abc import (
 from dataclasses import replace
 from enum import Enum
 from types import TracebackType
-from typing import TYPE_CHECKING, Final, TypeVar
+from typing import Concatenate, Final, ParamSpec, TypeVar
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -38,6 +40,7 @@ from wemasy_async.errors import (
     PaginationError,
     UnsupportedOperationError,
 )
+from wemasy_async.headers import RateLimitInfo
 from wemasy_async.hooks import Hook, batch_reporter, check_hooks
 from wemasy_async.models import ChatReply, Conversation, Message, Page
 from wemasy_async.protocols import ChatService, ConversationId, ToolSpec
@@ -50,18 +53,17 @@ from wemasy_async.providers.base import (
 )
 from wemasy_async.providers.registry import get_provider
 from wemasy_async.ratelimit import Limiter, RateLimit, limiter_key, shared_limiter
+from wemasy_async.raw import ClientBound, RawResponse, Recorder, redacted_headers
 from wemasy_async.request_headers import check_headers, check_user_agent
 from wemasy_async.retry import RetryPolicy
 from wemasy_async.session_settings import check_session_settings
 from wemasy_async.transport import DEFAULT_MAX_RESPONSE_BYTES, AiohttpTransport, Transport
 from wemasy_async.validation import check_bool, check_int, is_positive_number, short_repr
 
-if TYPE_CHECKING:
-    from wemasy_async.raw import RawResponses
-
-__all__ = ["DEFAULT_TIMEOUT", "Client"]
+__all__ = ["DEFAULT_TIMEOUT", "Client", "RawResponses"]
 
 T = TypeVar("T")
+P = ParamSpec("P")
 
 
 class _Unset(Enum):
@@ -265,10 +267,8 @@ class Client:
         (redacted); ``.status``, ``.rate_limit``, ``.attempts`` and ``.elapsed`` tell the
         rest. Also on :meth:`with_options` copies. Calls made without it cost nothing more
         for its existence. The batches and ``iter_conversations`` are not offered; see
-        :class:`~wemasy_async.raw.RawResponses`.
+        :class:`RawResponses`.
         """
-        from wemasy_async.raw import RawResponses  # the raw module imports this one
-
         return RawResponses(self)
 
     def _borrowing(self, engine: Engine, *, closed: bool) -> Client:
@@ -780,3 +780,53 @@ def _with_store(engine: Engine, limiter: Limiter) -> Callable[[], float | None]:
         return None if exchange is None else exchange + 2 * store
 
     return latency
+
+
+def _raw(
+    operation: Callable[Concatenate[Client, P], Awaitable[T]],
+) -> Callable[Concatenate[RawResponses, P], Awaitable[RawResponse[T]]]:
+    """``operation`` (a :class:`Client` method) returning a :class:`RawResponse` instead."""
+
+    @functools.wraps(operation)
+    async def raw(self: RawResponses, /, *args: P.args, **kwargs: P.kwargs) -> RawResponse[T]:
+        started = time.perf_counter()
+        client = self._client
+        recorder = Recorder(client._engine.transport)
+        value = await operation(client._recording(recorder), *args, **kwargs)
+        elapsed = time.perf_counter() - started
+        response = recorder.response
+        assert response is not None  # a value was read from one
+        return RawResponse(
+            value=value,
+            status=response.status,
+            headers=redacted_headers(response.headers, client._engine._redactor),
+            rate_limit=RateLimitInfo.from_headers(response.headers),
+            attempts=recorder.attempts,
+            elapsed=elapsed,
+        )
+
+    raw.__doc__ = (
+        f"Like :meth:`Client.{operation.__name__}`, returning a :class:`RawResponse` of its"
+        " value; the same errors are raised."
+    )
+    return raw
+
+
+class RawResponses(ClientBound[Client]):
+    """``client.with_raw_response``: the client's operations, each returning a
+    :class:`RawResponse` of what the operation returns.
+
+    ``get_conversation``, ``list_messages``, ``list_conversations`` and ``chat`` take the
+    same arguments as on the client and raise the same errors (an error holds its own
+    ``status`` and ``headers``). ``iter_conversations`` and the batches
+    (``fetch_conversations``, ``fetch_messages``) are not here: they make many requests,
+    and a result per request does not fit their shape; page through ``list_conversations``
+    here instead, or see :mod:`wemasy_async.hooks` for every response of a batch.
+    """
+
+    __slots__ = ()
+
+    get_conversation = _raw(Client.get_conversation)
+    list_messages = _raw(Client.list_messages)
+    list_conversations = _raw(Client.list_conversations)
+    chat = _raw(Client.chat)

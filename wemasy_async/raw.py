@@ -1,6 +1,8 @@
 """Raw responses: an operation's result with what the HTTP exchange said about it.
 
-``client.with_raw_response.get_conversation(27)`` returns a :class:`RawResponse`: the same
+``client.with_raw_response.get_conversation(27)`` (see
+:class:`~wemasy_async.client.RawResponses`, which wraps each client method with what is
+here) returns a :class:`RawResponse`: the same
 value as ``client.get_conversation(27)``, with the status and headers of the response it was
 read from, the rate-limit headers read into :class:`~wemasy_async.headers.RateLimitInfo`,
 the attempts the engine made and the seconds the whole call took.
@@ -14,25 +16,21 @@ server or a proxy may echo it).
 
 from __future__ import annotations
 
-import functools
-import time
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Concatenate, Generic, ParamSpec, TypeVar
+from collections.abc import Mapping
+from typing import Any, Generic, TypeVar
 
 import msgspec
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from wemasy_async.client import Client
+from wemasy_async.exchange import Response
 from wemasy_async.headers import RateLimitInfo
-from wemasy_async.providers.base import Response
 from wemasy_async.redaction import REDACTED, Redactor
 from wemasy_async.transport import Transport
 
-__all__ = ["RawResponse", "RawResponses"]
+__all__ = ["RawResponse"]
 
 T = TypeVar("T")
 C = TypeVar("C")
-P = ParamSpec("P")
 
 # Response headers whose values are credentials, whatever they hold.
 _SECRET_HEADERS = frozenset(
@@ -105,7 +103,7 @@ def redacted_headers(headers: Mapping[str, str], redactor: Redactor) -> CIMultiD
     return CIMultiDictProxy(clean)
 
 
-class _Recorder:
+class Recorder:
     """A :class:`Transport` in front of another, counting requests and keeping the last
     response; one per raw call, so concurrent raw calls do not mix."""
 
@@ -135,36 +133,6 @@ class _Recorder:
         """Nothing: the transport is the client's."""
 
 
-def _raw(
-    operation: Callable[Concatenate[Client, P], Awaitable[T]],
-) -> Callable[Concatenate[RawResponses, P], Awaitable[RawResponse[T]]]:
-    """``operation`` (a :class:`Client` method) returning a :class:`RawResponse` instead."""
-
-    @functools.wraps(operation)
-    async def raw(self: RawResponses, /, *args: P.args, **kwargs: P.kwargs) -> RawResponse[T]:
-        started = time.perf_counter()
-        client = self._client
-        recorder = _Recorder(client._engine.transport)
-        value = await operation(client._recording(recorder), *args, **kwargs)
-        elapsed = time.perf_counter() - started
-        response = recorder.response
-        assert response is not None  # a value was read from one
-        return RawResponse(
-            value=value,
-            status=response.status,
-            headers=redacted_headers(response.headers, client._engine._redactor),
-            rate_limit=RateLimitInfo.from_headers(response.headers),
-            attempts=recorder.attempts,
-            elapsed=elapsed,
-        )
-
-    raw.__doc__ = (
-        f"Like :meth:`Client.{operation.__name__}`, returning a :class:`RawResponse` of its"
-        " value; the same errors are raised."
-    )
-    return raw
-
-
 class ClientBound(Generic[C]):
     """What an accessor such as ``with_raw_response`` holds: the client it belongs to."""
 
@@ -175,23 +143,3 @@ class ClientBound(Generic[C]):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} of {self._client!r}>"
-
-
-class RawResponses(ClientBound[Client]):
-    """``client.with_raw_response``: the client's operations, each returning a
-    :class:`RawResponse` of what the operation returns.
-
-    ``get_conversation``, ``list_messages``, ``list_conversations`` and ``chat`` take the
-    same arguments as on the client and raise the same errors (an error holds its own
-    ``status`` and ``headers``). ``iter_conversations`` and the batches
-    (``fetch_conversations``, ``fetch_messages``) are not here: they make many requests,
-    and a result per request does not fit their shape; page through ``list_conversations``
-    here instead, or see :mod:`wemasy_async.hooks` for every response of a batch.
-    """
-
-    __slots__ = ()
-
-    get_conversation = _raw(Client.get_conversation)
-    list_messages = _raw(Client.list_messages)
-    list_conversations = _raw(Client.list_conversations)
-    chat = _raw(Client.chat)

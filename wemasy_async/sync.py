@@ -53,6 +53,7 @@ from anyio.from_thread import BlockingPortal
 from wemasy_async.batch import DEFAULT_MAX_CONCURRENCY, BatchFetch, FetchProgress, FetchResult
 from wemasy_async.client import DEFAULT_TIMEOUT
 from wemasy_async.client import Client as AsyncClient
+from wemasy_async.client import RawResponses as AsyncRawResponses
 from wemasy_async.errors import ClientClosedError, InvalidRequestError
 from wemasy_async.hooks import Hook
 from wemasy_async.models import ChatReply, Conversation, Message, Page
@@ -60,7 +61,6 @@ from wemasy_async.protocols import ConversationId, ToolSpec
 from wemasy_async.providers.base import Operation, Provider
 from wemasy_async.ratelimit import RateLimit
 from wemasy_async.raw import ClientBound, RawResponse
-from wemasy_async.raw import RawResponses as AsyncRawResponses
 from wemasy_async.retry import RetryPolicy
 from wemasy_async.transport import DEFAULT_MAX_RESPONSE_BYTES
 
@@ -395,7 +395,7 @@ def _blocking(
 
 class RawResponses(ClientBound["Client"]):
     """``client.with_raw_response`` of the blocking client; see
-    :class:`wemasy_async.raw.RawResponses` (the same operations, without ``await``)."""
+    :class:`wemasy_async.client.RawResponses` (the same operations, without ``await``)."""
 
     __slots__ = ()
 
