@@ -25,7 +25,7 @@ ROWS: list[set[str]] = [
     {"engine", "raw"},
     {"redis", "ratelimit", "schedule", "latency", "retry", "hooks", "request_headers"}
     | {"batch", "progress"},
-    {"transport", "providers", "session_settings"},
+    {"transport", "providers", "session_settings", "logs"},
     {"exchange", "redaction"},
     {"headers", "validation", "protocols"},
     {"errors", "models", "_version"},

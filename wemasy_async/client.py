@@ -42,6 +42,7 @@ from wemasy_async.errors import (
 )
 from wemasy_async.headers import RateLimitInfo
 from wemasy_async.hooks import Hook, batch_reporter, check_hooks
+from wemasy_async.logs import configure_from_env
 from wemasy_async.models import ChatReply, Conversation, Message, Page
 from wemasy_async.protocols import ChatService, ConversationId, ToolSpec
 from wemasy_async.providers.base import (
@@ -177,6 +178,7 @@ class Client:
         self._closed = False
         self._provider = provider if isinstance(provider, Provider) else get_provider(provider)
         name = self._provider.name
+        configure_from_env()  # WEMASY_ASYNC_LOG: read here, never at import
         if token is None:
             token = os.environ.get(self._provider.token_env)
         self.base_url = _check_base_url(
