@@ -142,6 +142,12 @@ class Client:
         ssl: An :class:`ssl.SSLContext` for TLS, e.g.
             ``ssl.create_default_context(cafile="private-ca.pem")``; ``None`` for the
             default verification. Verification cannot be switched off with ``False``.
+        transport: Send through this :class:`~wemasy_async.transport.Transport` instead of
+            aiohttp, e.g. a :class:`wemasy_async.testing.MockTransport` in a unit test.
+            Everything above it is the same (auth, headers, limiter, retries, decoding); it
+            is the caller's and never closed by the client. It replaces the session, so
+            ``session`` and the session settings (and ``max_response_bytes``, the aiohttp
+            transport's bound) cannot be given with it.
 
     Raises:
         InvalidRequestError: An argument is invalid, or no token was given or found; a
@@ -172,6 +178,7 @@ class Client:
         trust_env: bool = False,
         proxy: str | None = None,
         ssl: ssl.SSLContext | None = None,
+        transport: Transport | None = None,
     ) -> None:
         # Set first so that __del__ works even if a check below raises.
         self._transport: AiohttpTransport | None = None
@@ -192,6 +199,16 @@ class Client:
         headers = check_headers(default_headers, "default_headers")
         agent = check_user_agent(user_agent)
         limiter_config = _check_option(rate_limit, RateLimit, "rate_limit")
+        if transport is not None:
+            _check_transport(
+                transport,
+                session=session,
+                max_response_bytes=max_response_bytes,
+                connection_limit=connection_limit,
+                trust_env=trust_env,
+                proxy=proxy,
+                ssl=ssl,
+            )
         settings = check_session_settings(
             base_url=self.base_url,
             session_given=session is not None,
@@ -202,19 +219,20 @@ class Client:
             # aiohttp's default of 100 would cap a batch that wants more in flight.
             default_limit=MAX_CONCURRENCY,
         )
-        self._transport = AiohttpTransport(
-            provider=name,
-            session=session,
-            max_connections=settings.connection_limit,
-            max_response_bytes=check_int(max_response_bytes, "max_response_bytes", minimum=1),
-            proxy=settings.proxy,
-            ssl=settings.ssl,
-        )
+        if transport is None:
+            self._transport = transport = AiohttpTransport(
+                provider=name,
+                session=session,
+                max_connections=settings.connection_limit,
+                max_response_bytes=check_int(max_response_bytes, "max_response_bytes", minimum=1),
+                proxy=settings.proxy,
+                ssl=settings.ssl,
+            )
         self._engine = Engine(
             provider=name,
             base_url=self.base_url,
             token=token,
-            transport=self._transport,
+            transport=transport,
             options=Options(
                 timeout=_check_timeout(timeout),
                 retry=_check_option(retry, RetryPolicy, "retry"),
@@ -769,6 +787,34 @@ def _check_option(value: object, kind: type[Setting], argument: str) -> Setting 
         f"{argument} must be a {kind.__name__}, True or False, got {type(value).__name__}",
         argument=argument,
     )
+
+
+def _check_transport(transport: object, *, session: object, **settings: object) -> None:
+    """Refuse a ``transport`` that is not one, or one given with what it replaces."""
+    if not (
+        callable(getattr(transport, "send", None)) and callable(getattr(transport, "aclose", None))
+    ):
+        raise InvalidRequestError(
+            "transport must be a Transport (async send and aclose methods),"
+            f" got {type(transport).__name__}",
+            argument="transport",
+        )
+    if session is not None:
+        raise InvalidRequestError(
+            "pass session= or transport=, not both: a transport sends on its own",
+            argument="transport",
+        )
+    defaults: dict[str, object] = {
+        "max_response_bytes": DEFAULT_MAX_RESPONSE_BYTES,
+        "trust_env": False,
+    }
+    given = [name for name, value in settings.items() if value != defaults.get(name)]
+    if given:
+        raise InvalidRequestError(
+            f"{', '.join(given)} configure the client's own aiohttp transport; a transport"
+            " you give sends as it was built",
+            argument=given[0],
+        )
 
 
 def _with_store(engine: Engine, limiter: Limiter) -> Callable[[], float | None]:

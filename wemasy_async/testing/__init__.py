@@ -8,9 +8,11 @@ Usage::
         ...  # point the client at fake.url
 
 The fakes are independent ``aiohttp.web`` implementations of the provider APIs (they import
-nothing else from ``wemasy_async``). ``python -m wemasy_async.testing serve`` runs one in a
-separate process. Every fake can break requests on purpose (``fake.queue_fault(kind)``, or at
-random with ``fake.inject_faults(rate)``; the kinds are in ``FAULT_KINDS``). Attributes are
+nothing else from ``wemasy_async``). For unit tests of request shapes without a server,
+``Client(..., transport=MockTransport(handler))`` answers every request from a function.
+``python -m wemasy_async.testing serve`` runs a fake in a separate process. Every fake can
+break requests on purpose (``fake.queue_fault(kind)``, or at random with
+``fake.inject_faults(rate)``; the kinds are in ``FAULT_KINDS``). Attributes are
 resolved lazily so importing this package stays cheap.
 """
 
@@ -20,6 +22,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from wemasy_async.testing._mock import MockRequest, MockTransport, json_response
     from wemasy_async.testing._server import (
         FAULT_KINDS,
         FakeServer,
@@ -38,9 +41,12 @@ __all__ = [
     "FakeServer",
     "FakeSiteAssist",
     "FakeWemasy",
+    "MockRequest",
+    "MockTransport",
     "RecordedRequest",
     "Route",
     "ServerStats",
+    "json_response",
     "most_in_any_span",
 ]
 
@@ -54,6 +60,9 @@ _LOCATIONS = {
     "FakeWemasy": "wemasy_async.testing.wemasy",
     "FakeSiteAssist": "wemasy_async.testing.siteassist",
     "FakeLoop": "wemasy_async.testing.loop",
+    "MockRequest": "wemasy_async.testing._mock",
+    "MockTransport": "wemasy_async.testing._mock",
+    "json_response": "wemasy_async.testing._mock",
 }
 
 
