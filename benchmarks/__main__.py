@@ -1,4 +1,4 @@
-"""``python -m benchmarks [all|decode|e2e|cpu|import|memory|overhead|ratelimit]``.
+"""``python -m benchmarks [all|decode|e2e|cpu|import|memory|overhead|ratelimit|fakes]``.
 
 Also ``nox -s bench``. Every figure is a ratio against a baseline measured in the same run;
 fake servers run in a separate process.
@@ -18,6 +18,8 @@ fake servers run in a separate process.
 - ``ratelimit``: how much of a server's rate limit each client uses and how many 429s it
   gets, over a grid of rates, latencies and process counts, with the machine's ceiling and
   the non-binding row (:mod:`benchmarks.ratelimit`; about 10 minutes, ``--quick`` about 3).
+- ``fakes``: start time and RSS of ``serve --conversations`` at 1,000 and 1,000,000 for each
+  fake (:mod:`benchmarks.fake_scale`; about 2 minutes).
 
 ``all`` (the default) runs everything and writes ``benchmarks/results.md``; one benchmark
 alone replaces its own section there (not with ``--quick``).
@@ -34,7 +36,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from benchmarks import cpu, decode, e2e, memory, overhead, ratelimit, startup
+from benchmarks import cpu, decode, e2e, fake_scale, memory, overhead, ratelimit, startup
 from benchmarks.fake_process import fake_server
 
 CONVERSATIONS = 5000
@@ -122,6 +124,25 @@ def run_import(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
     return result, table
 
 
+def run_fakes(args: argparse.Namespace) -> tuple[list[dict[str, Any]], str]:
+    print("\nFake servers at scale: serve --conversations 1,000 and 1,000,000", flush=True)
+    rows = fake_scale.run(
+        ["wemasy", "loop", "siteassist"],
+        [1_000, 1_000_000],
+        rounds=1 if args.quick else 2,
+        source=fake_scale.ROOT,
+        requests=10_000,
+    )
+    table = fake_scale.format_table(rows) + (
+        "\n\nA fresh `python -m wemasy_async.testing serve --provider P --conversations N` per"
+        " row: start = spawn to its URL line (best of the rounds); RSS after = after the first,"
+        " a middle and the last conversation, then 10,000 requests in order (see"
+        " `benchmarks/fake_scale.py`)."
+    )
+    print(table)
+    return rows, table
+
+
 def run_memory(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
     print(
         f"\nMemory: peak RSS fetching {args.memory_large:,} vs {args.memory_small:,} conversations",
@@ -199,6 +220,7 @@ RUNNERS = {
     "memory": run_memory,
     "overhead": run_overhead,
     "ratelimit": run_ratelimit,
+    "fakes": run_fakes,
 }
 
 TITLES = {
@@ -209,6 +231,7 @@ TITLES = {
     "memory": "Memory (fetch_conversations)",
     "overhead": "Rate-limiter overhead",
     "ratelimit": "Rate limiting",
+    "fakes": "Fake servers at scale (serve --conversations)",
 }
 
 
