@@ -103,7 +103,7 @@ def demo(session: nox.Session) -> None:
 @nox.session(python=None)
 def bench(session: nox.Session) -> None:
     """Run the benchmarks and print their table (needs redis-server on PATH)."""
-    _sync(session, extras=("bench",))
+    _sync(session, extras=("bench", "otel"))
     session.run("python", "-m", "benchmarks", *session.posargs)
 
 

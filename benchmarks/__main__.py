@@ -1,4 +1,4 @@
-"""``python -m benchmarks [all|decode|e2e|cpu|import|memory|overhead|ratelimit|fakes]``.
+"""``python -m benchmarks [all|decode|e2e|cpu|import|memory|overhead|ratelimit|hooks|fakes]``.
 
 Also ``nox -s bench``. Every figure is a ratio against a baseline measured in the same run;
 fake servers run in a separate process.
@@ -18,6 +18,8 @@ fake servers run in a separate process.
 - ``ratelimit``: how much of a server's rate limit each client uses and how many 429s it
   gets, over a grid of rates, latencies and process counts, with the machine's ceiling and
   the non-binding row (:mod:`benchmarks.ratelimit`; about 10 minutes, ``--quick`` about 3).
+- ``hooks``: CPU per call with no hooks, a no-op hook and the OpenTelemetry hook, through a
+  MockTransport (:mod:`benchmarks.hooks`).
 - ``fakes``: start time and RSS of ``serve --conversations`` at 1,000 and 1,000,000 for each
   fake (:mod:`benchmarks.fake_scale`; about 2 minutes).
 
@@ -36,7 +38,17 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from benchmarks import cpu, decode, e2e, fake_scale, memory, overhead, ratelimit, startup
+from benchmarks import (
+    cpu,
+    decode,
+    e2e,
+    fake_scale,
+    hooks,
+    memory,
+    overhead,
+    ratelimit,
+    startup,
+)
 from benchmarks.fake_process import fake_server
 
 CONVERSATIONS = 5000
@@ -143,6 +155,14 @@ def run_fakes(args: argparse.Namespace) -> tuple[list[dict[str, Any]], str]:
     return rows, table
 
 
+def run_hooks(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    print("\nHooks: CPU per call through a MockTransport, no hooks vs hooks", flush=True)
+    result = hooks.run(rounds=2 if args.quick else 5)
+    table = hooks.format_table(result)
+    print(table)
+    return result, table
+
+
 def run_memory(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
     print(
         f"\nMemory: peak RSS fetching {args.memory_large:,} vs {args.memory_small:,} conversations",
@@ -220,6 +240,7 @@ RUNNERS = {
     "memory": run_memory,
     "overhead": run_overhead,
     "ratelimit": run_ratelimit,
+    "hooks": run_hooks,
     "fakes": run_fakes,
 }
 
@@ -231,6 +252,7 @@ TITLES = {
     "memory": "Memory (fetch_conversations)",
     "overhead": "Rate-limiter overhead",
     "ratelimit": "Rate limiting",
+    "hooks": "Hooks (cost per call, no network)",
     "fakes": "Fake servers at scale (serve --conversations)",
 }
 
