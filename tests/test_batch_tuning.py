@@ -259,6 +259,44 @@ def test_latency_is_a_running_average_that_follows_a_change() -> None:
     assert seconds < 0.002
 
 
+def test_calm_is_the_least_period_mean_and_floor_the_least_sample() -> None:
+    latency = Latency()
+    assert latency.calm() is None
+    # A store under contention: most calls queue (4-6 ms), a lucky one takes 0.2 ms.
+    for period in ([0.004, 0.006, 0.0002], [0.005, 0.005, 0.005], [0.02, 0.03, 0.01]):
+        for seconds in period:
+            latency.observe(seconds)
+        latency.floor()
+    assert latency.floor() == 0.0002  # the one lucky call: far below what a call costs
+    assert latency.calm() == pytest.approx((0.004 + 0.006 + 0.0002) / 3)  # the calmest period
+    for _ in range(Latency.PERIODS):  # the calm periods age out
+        latency.observe(0.02)
+        latency.floor()
+    assert latency.calm() == pytest.approx(0.02)
+
+
+async def test_a_shared_store_is_counted_at_its_calm_round_trip(redis_url: str) -> None:
+    from wemasy_async.client import _with_store
+    from wemasy_async.redis import RedisStore
+
+    store = RedisStore(redis_url)
+    try:
+        async with Client(
+            "wemasy", base_url="http://127.0.0.1:9", token=TOKEN, rate_limit=RateLimit(store=store)
+        ) as client:
+            limiter, engine = client.limiter, client._engine
+            assert limiter is not None
+            estimate = _with_store(engine, limiter)
+            assert estimate() is None  # no exchange yet
+            engine.latency.observe(0.001)
+            for seconds in (0.0001, 0.003, 0.003):  # one fast store call among slow ones
+                limiter.round_trips.observe(seconds)
+            # The exchange's floor plus two store calls at the period's mean, not its floor.
+            assert estimate() == pytest.approx(0.001 + 2 * (0.0061 / 3))
+    finally:
+        await store.aclose()
+
+
 async def test_the_pool_size_bounds_come_from_the_session() -> None:
     own = AiohttpTransport(provider="wemasy", max_connections=MAX_CONCURRENCY)
     assert own.pool_size == MAX_CONCURRENCY

@@ -141,15 +141,15 @@ class Tuner:
     - A rate ``R`` is known (the limiter has learned a limit): ``ceil(min(R, REACH x
       throughput) x latency x HEADROOM) + SPARE`` workers, Little's law with room for the
       spread of latencies. The latency includes the limiter's calls to a shared store (each
-      worker spends them per request). With a ``shared`` store (other processes may use the
-      key's rate) the rate is at most ``REACH`` times this process's own throughput: each
-      sized for all of it would keep ``N`` times the requests in flight (and a busier event
-      loop sends later than the schedule says); alone, such a pool reaches ``R`` in a few
-      periods, growing by ``REACH x HEADROOM`` each. In process (the key's rate is all this
-      process's), ``min(R, ...)`` is ``R`` at once: a ramp costs utilisation (85.7% against
-      99.9% at 500/s and 200 ms, measured). It follows a lower rate or latency in one period.
-      More workers than the rate needs only wait in the limiter, so erring high costs
-      little; erring low leaves rate unused.
+      worker spends them per request; at their calm mean, see ``client._with_store``). With a
+      ``shared`` store (other processes may use the key's rate) the rate is at most ``REACH``
+      times this process's own throughput: each sized for all of it would keep ``N`` times the
+      requests in flight (and a busier event loop sends later than the schedule says); alone,
+      such a pool reaches ``R`` in a few periods, growing by ``REACH x HEADROOM`` each. In
+      process (the key's rate is all this process's), ``min(R, ...)`` is ``R`` at once: a ramp
+      costs utilisation (85.7% against 99.9% at 500/s and 200 ms, measured). It follows a
+      lower rate or latency in one period. More workers than the rate needs only wait in the
+      limiter, so erring high costs little; erring low leaves rate unused.
       One guard: while the throughput is short of ``R / GAIN``, it grows only if its last
       growth raised the throughput by ``GAIN``, since on a saturated machine (or server)
       the latency rises with every request in flight and Little's law would chase it.

@@ -23,7 +23,7 @@ class Latency:
     by its ``with_options`` copies.
     """
 
-    __slots__ = ("_low", "_lows", "seconds")
+    __slots__ = ("_count", "_low", "_lows", "_means", "_total", "seconds")
 
     WEIGHT = 0.1
     PERIODS = 8
@@ -32,12 +32,17 @@ class Latency:
         self.seconds: float | None = None  # None until the first response
         self._low: float | None = None  # the least since the last floor()
         self._lows: deque[float] = deque(maxlen=self.PERIODS)
+        self._total = 0.0  # this period's samples, summed
+        self._count = 0
+        self._means: deque[float] = deque(maxlen=self.PERIODS)
 
     def observe(self, seconds: float) -> None:
         mean = self.seconds
         self.seconds = seconds if mean is None else mean + self.WEIGHT * (seconds - mean)
         if self._low is None or seconds < self._low:
             self._low = seconds
+        self._total += seconds
+        self._count += 1
 
     def __call__(self) -> float | None:
         return self.seconds
@@ -48,4 +53,12 @@ class Latency:
         if self._low is not None:
             self._lows.append(self._low)
             self._low = None
+        if self._count:
+            self._means.append(self._total / self._count)
+            self._total, self._count = 0.0, 0
         return min(self._lows) if self._lows else None
+
+    def calm(self) -> float | None:
+        """The least of the last ``PERIODS`` periods' mean (as ended by :meth:`floor`): what
+        one takes in the calmest recent period, queueing included, ``None`` before any."""
+        return min(self._means) if self._means else None
