@@ -832,8 +832,9 @@ def _with_store(engine: Engine, limiter: Limiter) -> Callable[[], float | None]:
 
     def latency() -> float | None:
         exchange = engine.latency.floor()
-        limiter.round_trips.floor()  # ends the store's period too
-        store = limiter.round_trips.calm() or 0.0
+        round_trips = limiter.round_trips
+        round_trips.end_period()
+        store = round_trips.calm() or 0.0
         return None if exchange is None else exchange + 2 * store
 
     return latency

@@ -50,15 +50,20 @@ class Latency:
     def floor(self) -> float | None:
         """End a period; the least an exchange took in the last ``PERIODS`` periods (a
         period ends with each call), ``None`` before the first response."""
+        self.end_period()
+        return min(self._lows) if self._lows else None
+
+    def end_period(self) -> None:
+        """End a period (:meth:`floor` does too): its least and its mean join the last
+        ``PERIODS`` periods' that :meth:`floor` and :meth:`calm` read."""
         if self._low is not None:
             self._lows.append(self._low)
             self._low = None
         if self._count:
             self._means.append(self._total / self._count)
             self._total, self._count = 0.0, 0
-        return min(self._lows) if self._lows else None
 
     def calm(self) -> float | None:
-        """The least of the last ``PERIODS`` periods' mean (as ended by :meth:`floor`): what
+        """The least of the last ``PERIODS`` periods' means (see :meth:`end_period`): what
         one takes in the calmest recent period, queueing included, ``None`` before any."""
         return min(self._means) if self._means else None
