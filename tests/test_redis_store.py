@@ -707,3 +707,63 @@ async def test_first_request_probes_at_once_through_redis(redis_url: str) -> Non
             ticket = await limiter.acquire()
         assert not ticket.probe
         await limiter.release(ticket, RateLimitInfo(limit=100, remaining=98))
+
+
+# --- Calls without a task of their own ------------------------------------------------------------
+
+
+class _CancelsOnHandOver(RedisStore):
+    """Cancels the calling task just after a decision is handed to it, before it runs."""
+
+    caller: asyncio.Task[object] | None = None
+
+    def _deliver(self, key: str, item: object, decision: Decision) -> None:
+        super()._deliver(key, item, decision)  # type: ignore[arg-type]
+        if self.caller is not None:
+            self.caller.cancel()
+            self.caller = None
+
+
+async def test_a_caller_cancelled_after_the_hand_over_gives_its_send_back(redis_url: str) -> None:
+    async with _CancelsOnHandOver(redis_url) as store:
+        await learn(store, info(limit=10, remaining=10))  # the probe's answer: paced from now
+        assert store.completes_when_cancelled  # the limiter awaits it directly
+        caller = asyncio.ensure_future(store.apply(KEY, PACING, Acquire()))
+        store.caller = caller
+        with pytest.raises(asyncio.CancelledError):
+            await caller
+        await store.settled()
+        state = await stored_state(redis_url, store)
+        assert state.in_flight == 0  # the send it reserved went back: no phantom
+
+
+async def test_a_limiter_awaits_a_store_that_completes_on_its_own_directly(redis_url: str) -> None:
+    # A store call without a task and a shield of its own: the same decisions, and a
+    # cancelled waiter still leaves nothing reserved.
+    async with RedisStore(redis_url) as store:
+        limiter = Limiter(KEY, RateLimit(window=1.0, store=store), store)
+        before = len(asyncio.all_tasks())
+        probe = await limiter.acquire()
+        assert len(asyncio.all_tasks()) <= before + 1  # at most the store's runner
+        await limiter.release(probe, RateLimitInfo(limit=2, remaining=1))
+        first = await limiter.acquire()
+        waiter = asyncio.ensure_future(limiter.acquire())  # the window is full: it waits
+        await asyncio.sleep(0.05)
+        waiter.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiter
+        await limiter.release(first, RateLimitInfo(limit=2, remaining=0))
+        await limiter.settled()
+        assert (await stored_state(redis_url, store)).in_flight == 0
+
+
+def test_stores_say_whether_their_calls_complete_when_cancelled() -> None:
+    class Awaiting:
+        async def apply(self, key: str, pacing: Pacing, event: Event) -> Decision:
+            await asyncio.sleep(0)
+            return Decision(None, 0.0)
+
+    assert LocalStore().completes_when_cancelled
+    assert RedisStore("redis://127.0.0.1:1/0").completes_when_cancelled
+    # A fallback that may suspend runs in the caller: the store cannot promise it.
+    assert not RedisStore("redis://127.0.0.1:1/0", fallback=Awaiting()).completes_when_cancelled
