@@ -819,8 +819,9 @@ def _check_transport(transport: object, *, session: object, **settings: object) 
 
 def _with_store(engine: Engine, limiter: Limiter) -> Callable[[], float | None]:
     """A request's time, for a batch's Little's law: the exchange without queueing, and the
-    two store calls around it (reserving and reporting back; a shared store's round trips
-    are part of what each worker spends per request).
+    store calls around it (reserving, and reporting back unless the store takes reports in
+    the background: a shared store's round trips are part of what each worker spends per
+    request).
 
     The store's calls count at their calm mean (the least period mean of recent periods,
     :meth:`~wemasy_async.latency.Latency.calm`), not their floor: several processes and a
@@ -830,12 +831,14 @@ def _with_store(engine: Engine, limiter: Limiter) -> Callable[[], float | None]:
     calm mean (90-110), 0 429s both. The mean of every call would chase itself: each added
     worker queues more calls (997-1,357 in flight, and 429s, measured)."""
 
+    calls = 1 if limiter.reports_in_background else 2  # reserving (and reporting back)
+
     def latency() -> float | None:
         exchange = engine.latency.floor()
         round_trips = limiter.round_trips
         round_trips.end_period()
         store = round_trips.calm() or 0.0
-        return None if exchange is None else exchange + 2 * store
+        return None if exchange is None else exchange + calls * store
 
     return latency
 

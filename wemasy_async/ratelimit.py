@@ -266,6 +266,10 @@ class Limiter:
         # Called synchronously: it never suspends (a subclass may, so it goes the async way).
         self._local = store if type(store) is LocalStore else None
         self._direct = completes_when_cancelled(store)
+        submit = getattr(store, "submit", None) if self._direct else None
+        self._submit: Callable[[str, Pacing, Release], asyncio.Future[Decision] | None] | None = (
+            submit if callable(submit) else None
+        )
         self._limit: int | None = config.ceiling
         self._paused_until = 0.0  # the latest 429 pause this process saw (monotonic clock)
         self._waiting = 0
@@ -395,26 +399,56 @@ class Limiter:
 
         The store is updated even if the caller is cancelled meanwhile.
         """
-        pending = self.report(ticket, info, paused=paused)
-        if pending is not None:
-            await pending
+        event = self._release(ticket, info, paused)
+        local = self._local
+        if local is None:
+            await self._report_to_store(event, paused)
+        else:
+            self._reported(local.apply_now(self.key, self._pacing, event), paused)
 
     def report(
         self, ticket: Ticket, info: RateLimitInfo | None, *, paused: float = 0.0
     ) -> Coroutine[Any, Any, None] | None:
-        """:meth:`release` without a coroutine with the in-process store: the engine's path.
+        """:meth:`release` for the engine's path: without a coroutine with the in-process
+        store, and without waiting for a store that takes releases in the background
+        (:attr:`reports_in_background`), which commits it at once on its own.
 
         Returns:
-            ``None`` when done, else a coroutine that must be awaited at once.
+            ``None`` when done (or handed over), else a coroutine that must be awaited at once.
         """
+        event = self._release(ticket, info, paused)
+        local = self._local
+        if local is not None:
+            self._reported(local.apply_now(self.key, self._pacing, event), paused)
+            return None
+        if self._submit is not None:
+            future = self._submit(self.key, self._pacing, event)
+            if future is not None:
+                started = time.monotonic()
+                future.add_done_callback(lambda done: self._committed(done, started, paused))
+                return None
+        return self._report_to_store(event, paused)
+
+    @property
+    def reports_in_background(self) -> bool:
+        """Whether :meth:`report` hands releases to the store without waiting (so a request
+        spends one store round trip, reserving, not two)."""
+        return self._submit is not None
+
+    def _release(self, ticket: Ticket, info: RateLimitInfo | None, paused: float) -> Release:
         if paused > 0:
             self._paused_until = max(self._paused_until, time.monotonic() + paused)
-        event = Release(ticket, True, info, paused)
-        local = self._local
-        if local is None:
-            return self._report_to_store(event, paused)
-        self._reported(local.apply_now(self.key, self._pacing, event), paused)
-        return None
+        return Release(ticket, True, info, paused)
+
+    def _committed(self, done: asyncio.Future[Decision], started: float, paused: float) -> None:
+        if done.cancelled():  # the event loop is shutting down: the lease expires in the store
+            return
+        error = done.exception()
+        if error is not None:
+            logger.warning("a release was not recorded (its lease expires): %r", error)
+            return
+        self.round_trips.observe(time.monotonic() - started)
+        self._reported(done.result(), paused)
 
     async def _report_to_store(self, event: Release, paused: float) -> None:
         self._reported(await self._apply(event), paused)

@@ -22,9 +22,10 @@ Redis's clock (estimated between replies from the local monotonic clock), so hos
 skewed clocks share one schedule.
 
 Transitions of one key from one process are committed together: while a compare-and-set
-is on its way, the next ones queue and go in the next, as one. A request costs one round
-trip to reserve its send and one to report its response when nothing else is queued, and
-far less than that under load.
+is on its way, the next ones queue and go in the next, as one. A request waits for one
+round trip, to reserve its send; its response is reported in the background (committed at
+once, with whatever else is queued), so a batch of requests one after another costs about
+one commit each, and far less than that under load.
 
 When Redis cannot be reached, or answers something that is not what the script returns
 (not Redis at all, say), the clients keep working: each process paces on its own, at
@@ -283,6 +284,24 @@ class RedisStore:
             if not future.cancelled() and future.exception() is None:
                 self._give_back(loop, key, pacing, event, future.result(), future)
             raise
+
+    def submit(self, key: str, pacing: Pacing, event: Release) -> asyncio.Future[Decision] | None:
+        """Queue a release for the next commit without waiting for it: its decision, once
+        committed, or ``None`` when it must go through :meth:`apply` (a fallback's ticket,
+        or Redis is down).
+
+        The limiter reports a response this way, so that a request is not held for a round
+        trip to Redis once it has been answered (the commit follows at once, in the key's
+        runner; a release only lowers the in-flight count and tells what the headers said,
+        so a few milliseconds late it is late on the safe side).
+        """
+        ticket = event.ticket
+        if (ticket is not None and ticket.source == _FALLBACK) or not self._redis_usable():
+            return None
+        loop = self._bind_loop()
+        future: asyncio.Future[Decision] = loop.create_future()
+        self._queue(loop, key, _Pending(pacing, event, future))
+        return future
 
     def _queue(self, loop: asyncio.AbstractEventLoop, key: str, item: _Pending) -> None:
         self._pending.setdefault(key, []).append(item)
