@@ -20,6 +20,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
+import aiohttp
 import anyio
 import msgspec
 import pytest
@@ -771,3 +772,34 @@ def test_stores_say_whether_their_calls_complete_when_cancelled() -> None:
     assert RedisStore("redis://127.0.0.1:1/0").completes_when_cancelled
     # A fallback that may suspend runs in the caller: the store cannot promise it.
     assert not RedisStore("redis://127.0.0.1:1/0", fallback=Awaiting()).completes_when_cancelled
+
+
+class _SlowCommits(RedisStore):
+    """Every compare-and-set waits 0.2 s first: reports are still on their way for a while."""
+
+    async def _cas(self, key: str, expected: str, value: str, ttl_ms: int) -> bool:
+        await asyncio.sleep(0.2)
+        return await super()._cas(key, expected, value, ttl_ms)
+
+
+async def test_closing_a_client_commits_the_reports_still_on_their_way(redis_url: str) -> None:
+    async with (
+        FakeWemasy(rate_limit=100, window=60.0, token=TOKEN) as fake,
+        _SlowCommits(redis_url) as store,
+        aiohttp.ClientSession() as session,  # the caller's: closing the client awaits nothing
+    ):
+        client = Client(
+            "wemasy",
+            base_url=fake.url,
+            token=TOKEN,
+            session=session,
+            rate_limit=RateLimit(window=60.0, store=store),
+        )
+        assert client.limiter is not None
+        assert client.limiter.reports_in_background
+        key = client.limiter.key
+        await asyncio.gather(*(client.get_conversation(1) for _ in range(5)))
+        await client.aclose()  # no settled(): closing waits for the reports
+        state = await stored_state(redis_url, store, key)
+        assert state.in_flight == 0
+        assert state.sent == 5

@@ -348,8 +348,16 @@ class Client:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the client's own session; a caller's session is left open. Idempotent."""
+        """Close the client's own session; a caller's session is left open. Idempotent.
+
+        With a store that takes reports in the background (Redis), waits until those still
+        on their way are committed: other processes would otherwise count this client's
+        finished requests as in flight until their leases expire (a window later).
+        """
         self._closed = True
+        limiter = self._engine.options.limiter
+        if limiter is not None and limiter.reports_in_background:
+            await limiter.settled()
         if self._transport is not None:
             await self._transport.aclose()
 

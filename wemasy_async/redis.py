@@ -322,7 +322,7 @@ class RedisStore:
 
     async def settled(self) -> None:
         """Wait until every queued transition is committed (tests, shutdown)."""
-        while self._runners:
+        while self._runners and self._loop is asyncio.get_running_loop():
             await asyncio.gather(*self._runners.values(), return_exceptions=True)
 
     # --- Committing batches -----------------------------------------------------------------
