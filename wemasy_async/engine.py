@@ -9,6 +9,7 @@ gets the same rate limiting and retries because they live only here.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import time
@@ -16,7 +17,6 @@ from collections.abc import Mapping
 from typing import Any, TypeVar
 from urllib.parse import urlencode
 
-import anyio
 from multidict import CIMultiDict
 from yarl import URL
 
@@ -140,7 +140,7 @@ class Engine:
                         )
                     )
                 if delay > 0:
-                    await anyio.sleep(delay)
+                    await asyncio.sleep(delay)
                 attempt += 1
                 continue
             next_call = call.follow_up(result)
