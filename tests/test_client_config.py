@@ -103,7 +103,7 @@ def test_replace_changes_what_it_names_and_keeps_every_other_value(
     changes: dict[str, object], field: str, expected: object
 ) -> None:
     config = make_client(hooks=[hook])._config
-    changed = config.replace(**changes)  # type: ignore[arg-type]
+    changed = config.replace(**changes)
     assert getattr(changed, field) == expected
     for other in msgspec.structs.fields(ClientConfig):
         if other.name != field:
@@ -141,7 +141,7 @@ def test_replace_refuses_what_the_constructor_refuses_with_the_same_message(
     with pytest.raises(InvalidRequestError) as constructed:
         make_client(**{argument: value})
     with pytest.raises(InvalidRequestError) as replaced:
-        make_client()._config.replace(**{argument: value})  # type: ignore[arg-type]
+        make_client()._config.replace(**{argument: value})
     assert replaced.value.argument == constructed.value.argument == argument
     assert str(replaced.value) == str(constructed.value)
 

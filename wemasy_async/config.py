@@ -25,10 +25,8 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import ssl
-from collections.abc import Mapping, Sequence
 from enum import Enum
-from typing import Any, Final, TypeVar
+from typing import Any, Final, TypeVar, cast
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -37,7 +35,7 @@ import msgspec
 from wemasy_async._version import __version__
 from wemasy_async.batch import MAX_CONCURRENCY
 from wemasy_async.errors import InvalidRequestError
-from wemasy_async.hooks import Hook, Hooks, check_hooks
+from wemasy_async.hooks import Hooks, check_hooks
 from wemasy_async.providers.base import Provider
 from wemasy_async.providers.registry import get_provider
 from wemasy_async.ratelimit import Limiter, RateLimit, limiter_key, shared_limiter
@@ -104,34 +102,35 @@ class ClientConfig(msgspec.Struct, frozen=True, kw_only=True):
     @classmethod
     def build(
         cls,
-        provider: str | Provider,
+        provider: object,
         *,
-        token: str | None,
-        base_url: str | None,
-        session: aiohttp.ClientSession | None,
-        timeout: float | None,
-        rate_limit: RateLimit | bool,
-        retry: RetryPolicy | bool,
-        max_response_bytes: int,
-        allow_http: bool,
-        hooks: Sequence[Hook] | None,
-        default_headers: Mapping[str, str] | None,
-        user_agent: str | None,
-        connection_limit: int | None,
-        trust_env: bool,
-        proxy: str | None,
-        ssl: ssl.SSLContext | None,
-        transport: Transport | None,
+        token: object,
+        base_url: object,
+        session: object,
+        timeout: object,
+        rate_limit: object,
+        retry: object,
+        max_response_bytes: object,
+        allow_http: object,
+        hooks: object,
+        default_headers: object,
+        user_agent: object,
+        connection_limit: object,
+        trust_env: object,
+        proxy: object,
+        ssl: object,
+        transport: object,
     ) -> ClientConfig:
-        """The checked configuration of :class:`~wemasy_async.Client` ``(provider, ...)``:
-        the arguments are that constructor's (see its docstring for each); every one is
-        given here, ``token=None`` reads the provider's environment variable, and
-        ``base_url=None`` is the provider's documented URL.
+        """The checked configuration of :class:`~wemasy_async.Client` ``(provider, ...)``.
+
+        The arguments are that constructor's (see its docstring for each), all given, and
+        of any type: checking them is this method's work. ``token=None`` reads the
+        provider's environment variable, ``base_url=None`` is the provider's documented URL.
 
         Raises:
-            InvalidRequestError: The first invalid argument, in the order of the checks
-                below; no token was given or found; ``rate_limit`` contradicts the one
-                another client paces the same key with.
+            InvalidRequestError: An argument is invalid (the first one checked), as
+                :class:`~wemasy_async.Client` documents; no token was given or found;
+                ``rate_limit`` contradicts the one another client paces the same key with.
         """
         adapter = provider if isinstance(provider, Provider) else get_provider(provider)
         if token is None:
@@ -140,15 +139,15 @@ class ClientConfig(msgspec.Struct, frozen=True, kw_only=True):
             adapter.default_base_url if base_url is None else base_url,
             check_bool(allow_http, "allow_http"),
         )
-        if session is not None:
-            _check_session(session)
+        caller_session = None if session is None else _check_session(session)
         token = _check_token(token, adapter.token_env)
         checked_hooks = check_hooks(hooks)
         caller_headers = check_headers(default_headers, "default_headers")
         agent = check_user_agent(user_agent)
         limit = _check_setting(rate_limit, RateLimit, "rate_limit")
+        caller_transport = None
         if transport is not None:
-            _check_transport(
+            caller_transport = _check_transport(
                 transport,
                 session=session,
                 max_response_bytes=max_response_bytes,
@@ -167,16 +166,20 @@ class ClientConfig(msgspec.Struct, frozen=True, kw_only=True):
             # aiohttp's default of 100 would cap a batch that wants more in flight.
             default_limit=MAX_CONCURRENCY,
         )
-        if transport is None:
-            max_response_bytes = check_int(max_response_bytes, "max_response_bytes", minimum=1)
+        # Given with a transport it is the default (checked above), and unused.
+        body_limit = (
+            DEFAULT_MAX_RESPONSE_BYTES
+            if caller_transport is not None
+            else check_int(max_response_bytes, "max_response_bytes", minimum=1)
+        )
         checked_timeout = _check_timeout(timeout)
         checked_retry = _check_setting(retry, RetryPolicy, "retry")
-        own = f"wemasy-async/{__version__}"
+        sdk = f"wemasy-async/{__version__}"
         headers = SecretHeaders(
             {
                 "Authorization": f"Bearer {token}",
                 "Accept": "application/json",
-                "User-Agent": own if agent is None else f"{own} {agent}",
+                "User-Agent": sdk if agent is None else f"{sdk} {agent}",
             }
         ).merged(caller_headers)
         return cls(
@@ -193,19 +196,19 @@ class ClientConfig(msgspec.Struct, frozen=True, kw_only=True):
             headers=headers,
             body_headers=_with_json_body(headers),
             redactor=Redactor(token),
-            session=session,
-            transport=transport,
+            session=caller_session,
+            transport=caller_transport,
             session_settings=settings,
-            max_response_bytes=max_response_bytes,
+            max_response_bytes=body_limit,
         )
 
     def replace(
         self,
         *,
-        timeout: float | Unset | None = UNSET,
-        retry: RetryPolicy | bool | Unset = UNSET,
-        hooks: Sequence[Hook] | Unset | None = UNSET,
-        extra_headers: Mapping[str, str] | None = None,
+        timeout: object = UNSET,
+        retry: object = UNSET,
+        hooks: object = UNSET,
+        extra_headers: object = None,
     ) -> ClientConfig:
         """This configuration with other settings of those a ``with_options`` copy may
         change (it shares the session and the limiter); only what is given is checked.
@@ -238,7 +241,7 @@ def _with_json_body(headers: SecretHeaders) -> SecretHeaders:
     return headers.merged({"Content-Type": "application/json"})
 
 
-def _check_session(session: object) -> None:
+def _check_session(session: object) -> aiohttp.ClientSession:
     if not isinstance(session, aiohttp.ClientSession):
         raise InvalidRequestError(
             f"session must be an aiohttp.ClientSession, got {type(session).__name__}",
@@ -253,6 +256,7 @@ def _check_session(session: object) -> None:
             " session without auth=",
             argument="session",
         )
+    return session
 
 
 def _check_token(token: object, env: str) -> str:
@@ -352,7 +356,7 @@ def _check_setting(value: object, kind: type[Setting], argument: str) -> Setting
     )
 
 
-def _check_transport(transport: object, *, session: object, **settings: object) -> None:
+def _check_transport(transport: object, *, session: object, **settings: object) -> Transport:
     """Refuse a ``transport`` that is not one, or one given with what it replaces."""
     if not (
         callable(getattr(transport, "send", None)) and callable(getattr(transport, "aclose", None))
@@ -378,3 +382,4 @@ def _check_transport(transport: object, *, session: object, **settings: object) 
             " you give sends as it was built",
             argument=given[0],
         )
+    return cast("Transport", transport)  # duck-typed, as a Protocol is: checked above
