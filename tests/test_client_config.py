@@ -229,3 +229,12 @@ def test_a_bad_change_shows_no_token_either() -> None:
     texts = call_renderings(caught.value)
     assert "ClientConfig(" in texts[0]  # replace's frame, whose self is the config
     assert leaked(texts) == []
+
+
+@pytest.mark.parametrize("refused", [{"provider": "nope"}, {"hooks": 5}, {"timeout": 0}])
+def test_a_refused_construction_renders_with_its_frames_locals(refused: dict[str, object]) -> None:
+    arguments: dict[str, object] = {"provider": "wemasy", "token": TOKEN, **refused}
+    with pytest.raises(InvalidRequestError) as caught:
+        Client(**arguments)  # type: ignore[arg-type]
+    shown = traceback.TracebackException.from_exception(caught.value, capture_locals=True)
+    assert "<Client (not made" in "".join(shown.format())  # __init__'s self, half made

@@ -293,6 +293,9 @@ class Client:
         return self._config.limiter
 
     def __repr__(self) -> str:
+        if not hasattr(self, "_config"):
+            # __init__ raised; a traceback that shows its frames' locals shows its self.
+            return "<Client (not made: an argument was refused)>"
         state = " closed" if self._closed else ""
         return f"<Client provider={self.provider!r} base_url={self.base_url!r}{state}>"
 
