@@ -88,6 +88,10 @@ class _Loop:
         ready = threading.Event()
         started: list[BlockingPortal | BaseException] = []
 
+        # anyio's blocking portal, which asyncio has no counterpart of: calls from other
+        # threads (their results and errors raised there, an interrupted caller's call
+        # cancelled here: see call()), and a stop that cancels what still runs before the
+        # loop closes (stop()).
         async def serve() -> None:
             async with BlockingPortal() as portal:
                 started.append(portal)
