@@ -6,6 +6,7 @@ import asyncio
 import functools
 import ssl
 import time
+import traceback
 import warnings
 from collections.abc import (
     AsyncIterable,
@@ -162,25 +163,35 @@ class Client:
         transport: Transport | None = None,
     ) -> None:
         configure_from_env()  # WEMASY_ASYNC_LOG: read here, never at import
-        config = ClientConfig.build(
-            provider,
-            token=token,
-            base_url=base_url,
-            session=session,
-            timeout=timeout,
-            rate_limit=rate_limit,
-            retry=retry,
-            max_response_bytes=max_response_bytes,
-            allow_http=allow_http,
-            hooks=hooks,
-            default_headers=default_headers,
-            user_agent=user_agent,
-            connection_limit=connection_limit,
-            trust_env=trust_env,
-            proxy=proxy,
-            ssl=ssl,
-            transport=transport,
-        )
+        try:
+            config = ClientConfig.build(
+                provider,
+                token=token,
+                base_url=base_url,
+                session=session,
+                timeout=timeout,
+                rate_limit=rate_limit,
+                retry=retry,
+                max_response_bytes=max_response_bytes,
+                allow_http=allow_http,
+                hooks=hooks,
+                default_headers=default_headers,
+                user_agent=user_agent,
+                connection_limit=connection_limit,
+                trust_env=trust_env,
+                proxy=proxy,
+                ssl=ssl,
+                transport=transport,
+            )
+        except BaseException as refused:
+            # Rendered with its frames' locals (traceback.TracebackException(capture_locals=
+            # True), pytest --showlocals, error trackers), the traceback would show the token,
+            # secret headers and a proxy's password: as this frame's arguments and as the
+            # checks' locals. The checks' frames are done: clear them; forget ours.
+            traceback.clear_frames(refused.__traceback__)
+            token = default_headers = proxy = None
+            raise
+        token = default_headers = proxy = None  # the config holds them now, hidden
         transport, own = config.transport, None
         if transport is None:
             settings = config.session_settings
