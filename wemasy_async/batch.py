@@ -341,6 +341,9 @@ class _Shared(Generic[T]):
         self.tasks = [task for task in self.tasks if not task.done()]
         while self.active < self.target:
             self.active += 1
+            # Plain tasks, not a task group: the workers run between the consumer's awaits
+            # of __anext__, which no task group's block can span; BatchFetch cancels and
+            # awaits them itself (aclose, __aexit__, or when dropped).
             self.tasks.append(asyncio.create_task(_work(self)))
 
     def tune(self) -> None:

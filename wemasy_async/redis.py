@@ -393,7 +393,8 @@ class RedisStore:
         """Run the script; remember Redis's clock and the current value. True if set."""
         script = self._the_script()
         # The socket timeouts of a given client are not ours to set; this bounds
-        # connecting, a script reload and the reply together.
+        # connecting, a script reload and the reply together. anyio's deadline, since
+        # asyncio.timeout is 3.11+ and wait_for would run the round trip in another task.
         with anyio.fail_after(self.timeout):
             reply = await script(keys=[self.redis_key(key)], args=[expected, value, ttl_ms])
         received = time.monotonic()
