@@ -275,7 +275,7 @@ def test_calm_is_the_least_period_mean_and_floor_the_least_sample() -> None:
     assert latency.calm() == pytest.approx(0.02)
 
 
-async def test_a_shared_store_is_counted_at_its_calm_round_trip(redis_url: str) -> None:
+async def test_a_shared_store_and_the_exchanges_are_counted_at_their_calm_means(redis_url: str) -> None:
     from wemasy_async.client import _with_store
     from wemasy_async.redis import RedisStore
 
@@ -288,13 +288,14 @@ async def test_a_shared_store_is_counted_at_its_calm_round_trip(redis_url: str) 
             assert limiter is not None
             estimate = _with_store(engine, limiter)
             assert estimate() is None  # no exchange yet
-            engine.latency.observe(0.001)
-            for seconds in (0.0001, 0.003, 0.003):  # one fast store call among slow ones
+            for seconds in (0.001, 0.003):  # one fast exchange among slow ones
+                engine.latency.observe(seconds)
+            for seconds in (0.0001, 0.003, 0.003):  # and store calls
                 limiter.round_trips.observe(seconds)
-            # The exchange's floor plus one store call (reserving: RedisStore takes reports
-            # in the background) at the period's mean, not its floor.
+            # The exchange and one store call (reserving: RedisStore takes reports in the
+            # background), each at the period's mean, not its floor.
             assert limiter.reports_in_background
-            assert estimate() == pytest.approx(0.001 + 0.0061 / 3)
+            assert estimate() == pytest.approx(0.002 + 0.0061 / 3)
     finally:
         await store.aclose()
 
