@@ -99,7 +99,7 @@ def run_decode(args: argparse.Namespace) -> tuple[list[dict[str, Any]], str]:
 def run_e2e(args: argparse.Namespace) -> tuple[list[dict[str, object]], str]:
     print(
         f"\nEnd-to-end get_conversation, {args.requests} requests "
-        f"({args.requests_c1} at concurrency 1), best of {args.rounds} rounds, "
+        f"({args.requests_c1} at concurrency 1), {args.rounds} paired rounds, "
         "fake Wemasy server in a separate process",
         flush=True,
     )
@@ -295,7 +295,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the rows to this file")
     e2e_options = parser.add_argument_group("e2e")
     e2e_options.add_argument("--requests", type=int, default=CONVERSATIONS)
-    e2e_options.add_argument("--rounds", type=int, default=3)
+    e2e_options.add_argument("--rounds", type=int, default=7)
     e2e_options.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
     e2e_options.add_argument(
         "--requests-c1", type=int, default=2000, help="requests at concurrency 1"
