@@ -19,8 +19,8 @@ import aiohttp
 import aioresponses.core as aioresponses_core
 import pytest
 from aioresponses import aioresponses
-from matrix import CASES, ProviderCase
 
+from tests.matrix import CASES, ProviderCase
 from wemasy_async.retry import no_backoff
 
 # --- HTTP mocking with aioresponses ----------------------------------------------------------

@@ -30,8 +30,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from matrix import CASES
-
+from tests.matrix import CASES
 from wemasy_async import Client, RetryPolicy, no_backoff
 from wemasy_async.testing import FAULT_KINDS
 

@@ -16,8 +16,8 @@ from typing import Any
 
 import msgspec
 import pytest
-from recordings import Recording, read, samples_of
 
+from tests.recordings import Recording, read, samples_of
 from wemasy_async import (
     APIStatusError,
     AuthenticationError,

@@ -19,8 +19,8 @@ import aiohttp
 import anyio
 import pytest
 import trustme
-from loopback import ForwardProxy, TlsFront, unpaced_client
 
+from tests.loopback import ForwardProxy, TlsFront, unpaced_client
 from wemasy_async import (
     APIConnectionError,
     APIStatusError,

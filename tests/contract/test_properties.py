@@ -30,8 +30,8 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from multidict import CIMultiDict
-from recordings import read, samples_of
 
+from tests.recordings import read, samples_of
 from wemasy_async.errors import APIStatusError, ResponseDecodeError, WemasyAsyncError, status_error
 from wemasy_async.headers import RateLimitInfo, parse_retry_after
 from wemasy_async.models import ChatReply, Conversation, Message, Page

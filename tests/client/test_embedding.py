@@ -23,8 +23,8 @@ import aiohttp
 import anyio
 import pytest
 import trio
-from matrix import CASES, ProviderCase
 
+from tests.matrix import CASES, ProviderCase
 from wemasy_async import (
     AsyncioRequiredError,
     Client,

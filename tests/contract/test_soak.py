@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from soak import PROVIDERS, SoakReport, run_soak
 
+from tests.soak import PROVIDERS, SoakReport, run_soak
 from wemasy_async.testing import FAULT_KINDS
 
 pytestmark = pytest.mark.slow

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from served import served
 
 import wemasy_async.testing
+from tests.served import served
 from wemasy_async.testing import FakeLoop, FakeServer, FakeSiteAssist, FakeWemasy
 from wemasy_async.testing.__main__ import main
 from wemasy_async.testing._log import DEFAULT_REQUEST_LOG, RecordedRequest, RequestLog

@@ -12,8 +12,8 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-from served import served
 
+from tests.served import served
 from wemasy_async.testing import FakeServer, FakeWemasy, Route
 
 GET = "/services/ai/v1/conversations/get"

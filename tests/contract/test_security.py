@@ -15,8 +15,8 @@ from urllib.parse import quote, unquote
 
 import aiohttp
 import pytest
-from matrix import CASES, ProviderCase
 
+from tests.matrix import CASES, ProviderCase
 from wemasy_async import (
     APIConnectionError,
     APIStatusError,

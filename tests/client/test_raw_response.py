@@ -10,9 +10,9 @@ from collections.abc import AsyncIterator
 
 import anyio
 import pytest
-from loopback import ForwardProxy, unpaced_client
 from multidict import CIMultiDictProxy
 
+from tests.loopback import ForwardProxy, unpaced_client
 from wemasy_async import (
     ClientClosedError,
     InternalServerError,

@@ -26,8 +26,8 @@ import aiohttp
 import anyio
 import pytest
 from aiohttp import web
-from matrix import CASES, ProviderCase
 
+from tests.matrix import CASES, ProviderCase
 from wemasy_async import (
     APIConnectionError,
     APIError,

@@ -25,8 +25,8 @@ import aiohttp
 import anyio
 import msgspec
 import pytest
-from matrix import released
 
+from tests.matrix import released
 from wemasy_async import (
     APIConnectionError,
     APIStatusError,

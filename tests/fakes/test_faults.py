@@ -21,10 +21,10 @@ import aiohttp
 import anyio
 import msgspec
 import pytest
-from matrix import released
-from served import served
 
 import wemasy_async.testing as testing
+from tests.matrix import released
+from tests.served import served
 from wemasy_async.testing import FAULT_KINDS, FakeLoop, FakeSiteAssist, FakeWemasy
 from wemasy_async.testing import _server as server_module
 

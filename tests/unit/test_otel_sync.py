@@ -5,8 +5,8 @@ from __future__ import annotations
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from test_sync import TOKEN, fake  # noqa: F401 - the fake served from a thread of its own
 
+from tests.client.test_sync import TOKEN, fake  # noqa: F401 - the fake served from a thread of its own
 from wemasy_async.otel import OpenTelemetryHook
 from wemasy_async.sync import Client
 from wemasy_async.testing import FakeWemasy

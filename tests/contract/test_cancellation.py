@@ -22,8 +22,8 @@ import anyio
 import anyio.lowlevel
 import pytest
 from aiohttp import web
-from matrix import ProviderCase
 
+from tests.matrix import ProviderCase
 from wemasy_async import Client, InternalServerError, RateLimit, RetryPolicy
 from wemasy_async.ratelimit import Limiter, LocalStore, Pacing
 from wemasy_async.schedule import Decision, Event

@@ -12,9 +12,9 @@ from typing import Any
 import aiohttp
 import msgspec
 import pytest
-from served import served
 from yarl import URL
 
+from tests.served import served
 from wemasy_async.testing import FakeLoop
 from wemasy_async.testing.loop import MESSAGES_PATH, HistoryRequest
 

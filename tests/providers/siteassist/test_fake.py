@@ -13,8 +13,8 @@ from typing import Any
 
 import aiohttp
 import pytest
-from served import served
 
+from tests.served import served
 from wemasy_async.testing import FakeSiteAssist
 from wemasy_async.testing import siteassist as fake_module
 from wemasy_async.testing.siteassist import CONVERSATION_PATH, DOCS_ERROR_BODIES
