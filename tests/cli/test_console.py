@@ -20,7 +20,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from tests.cli_served import accepted, interrupt_once_written, running
+from tests.support.cli_served import accepted, interrupt_once_written, running
 
 TOKEN = "console-SECRET-token"
 COUNT = 300

@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from tests.cli_served import accepted, interrupt_once_written, running, serve
-from tests.cli_served import stop as _stop
-from tests.cli_served import url as _url
+from tests.support.cli_served import accepted, interrupt_once_written, running, serve
+from tests.support.cli_served import stop as _stop
+from tests.support.cli_served import url as _url
 from wemasy_async.cli import default_errors_path, main
 from wemasy_async.cli.export import _iter_ids
 from wemasy_async.progress import ProgressBar, format_bar, format_duration, format_summary

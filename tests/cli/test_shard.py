@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.served import REPO_ROOT, served
+from tests.support.served import REPO_ROOT, served
 from wemasy_async.cli import Shard, main, shard_of
 from wemasy_async.cli.export import _iter_ids
 

@@ -24,7 +24,7 @@ import anyio
 import pytest
 import trio
 
-from tests.matrix import CASES, ProviderCase
+from tests.support.cases import CASES, ProviderCase
 from wemasy_async import (
     AsyncioRequiredError,
     Client,

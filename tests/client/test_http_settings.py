@@ -2,7 +2,7 @@
 ``trust_env`` and ``ssl``; a caller's session keeps its own.
 
 Against the fakes on 127.0.0.1, through a real forward proxy and a real TLS front
-(:mod:`loopback`), with a throwaway CA from ``trustme``.
+(:mod:`tests.support.loopback`), with a throwaway CA from ``trustme``.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import anyio
 import pytest
 import trustme
 
-from tests.loopback import ForwardProxy, TlsFront, unpaced_client
+from tests.support.loopback import ForwardProxy, TlsFront, unpaced_client
 from wemasy_async import (
     APIConnectionError,
     APIStatusError,

@@ -12,7 +12,7 @@ import anyio
 import pytest
 from multidict import CIMultiDictProxy
 
-from tests.loopback import ForwardProxy, unpaced_client
+from tests.support.loopback import ForwardProxy, unpaced_client
 from wemasy_async import (
     ClientClosedError,
     InternalServerError,

@@ -20,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from tests.support.threaded import fake_wemasy_in_thread
 from wemasy_async import Client as AsyncClient
 from wemasy_async import Event, RateLimit, RequestEvent, ResponseEvent
 from wemasy_async.errors import (
@@ -41,23 +42,8 @@ def _sync_threads() -> list[threading.Thread]:
 @pytest.fixture
 def fake() -> Iterator[FakeWemasy]:
     """A fake Wemasy served from a loop in a thread of its own."""
-    ready = threading.Event()
-    served: list[tuple[FakeWemasy, asyncio.AbstractEventLoop, asyncio.Event]] = []
-
-    async def serve() -> None:
-        stop = asyncio.Event()
-        async with FakeWemasy(seed=3, conversations=40, token=TOKEN) as server:
-            served.append((server, asyncio.get_running_loop(), stop))
-            ready.set()
-            await stop.wait()
-
-    thread = threading.Thread(target=asyncio.run, args=(serve(),), daemon=True)
-    thread.start()
-    assert ready.wait(10)
-    server, loop, stop = served[0]
-    yield server
-    loop.call_soon_threadsafe(stop.set)
-    thread.join(10)
+    with fake_wemasy_in_thread(seed=3, conversations=40, token=TOKEN) as server:
+        yield server
 
 
 @pytest.fixture

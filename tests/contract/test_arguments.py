@@ -24,6 +24,7 @@ import aiohttp
 import pytest
 import pytest_asyncio
 
+from tests.support.cases import NAMES
 from wemasy_async import (
     Client,
     InvalidRequestError,
@@ -37,7 +38,7 @@ from wemasy_async.redis import RedisStore
 from wemasy_async.testing import FakeLoop, FakeServer, FakeSiteAssist, FakeWemasy
 
 TOKEN = "test-token"
-PROVIDERS = ("wemasy", "siteassist", "loop")
+PROVIDERS = NAMES
 UUID_TEXT = "6f1c2b9e-4d3a-4e8b-9c7d-2a1b3c4d5e6f"
 
 module_loop = pytest.mark.asyncio(loop_scope="module")

@@ -23,7 +23,7 @@ import anyio.lowlevel
 import pytest
 from aiohttp import web
 
-from tests.matrix import ProviderCase
+from tests.support.cases import ProviderCase
 from wemasy_async import Client, InternalServerError, RateLimit, RetryPolicy
 from wemasy_async.ratelimit import Limiter, LocalStore, Pacing
 from wemasy_async.schedule import Decision, Event

@@ -26,7 +26,7 @@ import anyio
 import msgspec
 import pytest
 
-from tests.matrix import released
+from tests.support.cases import released
 from wemasy_async import (
     APIConnectionError,
     APIStatusError,

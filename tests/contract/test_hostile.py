@@ -27,7 +27,7 @@ import anyio
 import pytest
 from aiohttp import web
 
-from tests.matrix import CASES, ProviderCase
+from tests.support.cases import CASES, ProviderCase
 from wemasy_async import (
     APIConnectionError,
     APIError,

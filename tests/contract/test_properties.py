@@ -31,7 +31,8 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from multidict import CIMultiDict
 
-from tests.recordings import read, samples_of
+from tests.support.cases import NAMES
+from tests.support.recordings import read, samples_of
 from wemasy_async.errors import APIStatusError, ResponseDecodeError, WemasyAsyncError, status_error
 from wemasy_async.headers import RateLimitInfo, parse_retry_after
 from wemasy_async.models import ChatReply, Conversation, Message, Page
@@ -42,7 +43,7 @@ from wemasy_async.schedule import Acquire, Release
 
 T = TypeVar("T")
 
-PROVIDERS = ("wemasy", "siteassist", "loop")
+PROVIDERS = NAMES
 VALID_ID: dict[str, object] = {
     "wemasy": 27,
     "siteassist": "6f1c2b9e-4d3a-4e8b-9c7d-2a1b3c4d5e6f",

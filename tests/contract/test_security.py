@@ -16,7 +16,7 @@ from urllib.parse import quote, unquote
 import aiohttp
 import pytest
 
-from tests.matrix import CASES, ProviderCase
+from tests.support.cases import CASES, ProviderCase
 from wemasy_async import (
     APIConnectionError,
     APIStatusError,

@@ -1,10 +1,10 @@
-"""The 20,000-request soak with 10% random faults, on every provider (see ``tests/soak.py``)."""
+"""The 20,000-request soak with 10% random faults, on every provider (``tests/support/soak.py``)."""
 
 from __future__ import annotations
 
 import pytest
 
-from tests.soak import PROVIDERS, SoakReport, run_soak
+from tests.support.soak import PROVIDERS, SoakReport, run_soak
 from wemasy_async.testing import FAULT_KINDS
 
 pytestmark = pytest.mark.slow

@@ -2,7 +2,7 @@
 
 Each kind of `FAULT_KINDS` is checked for what `FakeServer.queue_fault` promises: what
 reaches the wire, whether the handler ran, and how the request is recorded and counted.
-The SDK's handling of the same faults is tested in tests/test_faults.py.
+The SDK's handling of the same faults is tested in tests/contract/test_faults.py.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ import msgspec
 import pytest
 
 import wemasy_async.testing as testing
-from tests.matrix import released
-from tests.served import served
+from tests.support.cases import released
+from tests.support.served import served
 from wemasy_async.testing import FAULT_KINDS, FakeLoop, FakeSiteAssist, FakeWemasy
 from wemasy_async.testing import _server as server_module
 

@@ -5,14 +5,13 @@ from __future__ import annotations
 import asyncio
 import gc
 import tracemalloc
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
 import pytest
 
 import wemasy_async.testing
-from tests.served import served
+from tests.support.served import served
 from wemasy_async.testing import FakeLoop, FakeServer, FakeSiteAssist, FakeWemasy
 from wemasy_async.testing.__main__ import main
 from wemasy_async.testing._log import DEFAULT_REQUEST_LOG, RecordedRequest, RequestLog
@@ -20,12 +19,6 @@ from wemasy_async.testing.wemasy import CHAT_PATH
 
 AUTH = {"Authorization": "Bearer log-token"}
 TESTING = str(Path(wemasy_async.testing.__file__).parent)
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as client:
-        yield client
 
 
 def test_request_log_keeps_the_last_entries() -> None:

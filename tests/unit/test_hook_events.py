@@ -256,7 +256,7 @@ async def test_events_of_new_kinds_are_frozen_and_never_hold_the_token(fake: Fak
         await client.chat("hello")
         async with client.fetch_conversations([3, 4]) as batch:
             _ = [result async for result in batch]
-    # No 429 here (tests/test_hooks.py has a pause).
+    # No 429 here (tests/unit/test_hooks.py has a pause).
     assert {type(event) for event in hook.seen} == set(ALL_EVENTS) - {PauseEvent}
     for event in hook.seen:
         assert not type(event).__struct_config__.gc

@@ -2,17 +2,29 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
+import pytest
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from tests.client.test_sync import TOKEN, fake  # noqa: F401 - the fake served from a thread of its own
+from tests.support.threaded import fake_wemasy_in_thread
 from wemasy_async.otel import OpenTelemetryHook
 from wemasy_async.sync import Client
 from wemasy_async.testing import FakeWemasy
 
+TOKEN = "sync-token"
 
-def test_a_blocking_call_nests_under_the_callers_span(fake: FakeWemasy) -> None:  # noqa: F811
+
+@pytest.fixture
+def fake() -> Iterator[FakeWemasy]:
+    """A fake Wemasy served from a loop in a thread of its own."""
+    with fake_wemasy_in_thread(seed=3, conversations=40, token=TOKEN) as server:
+        yield server
+
+
+def test_a_blocking_call_nests_under_the_callers_span(fake: FakeWemasy) -> None:
     spans = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(spans))

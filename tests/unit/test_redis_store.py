@@ -38,7 +38,7 @@ KEY = "wemasy|http://127.0.0.1:1/api|0123456789abcdef01234567"
 PACING = Pacing(window=1.0, margin=0.0, ceiling=None)
 TOKEN = "redis-test-secret-token-5b1f"
 ROOT = Path(__file__).resolve().parent.parent.parent
-WORKER = ROOT / "tests" / "redis_worker.py"
+WORKER = ROOT / "tests" / "support" / "redis_worker.py"
 ACQUIRE = Acquire()
 # Timing tolerance for lower bounds measured on this machine's monotonic clock.
 TOLERANCE = 0.01

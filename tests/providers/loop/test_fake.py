@@ -14,7 +14,8 @@ import msgspec
 import pytest
 from yarl import URL
 
-from tests.served import served
+from tests.support.clock import ManualClock
+from tests.support.served import served
 from wemasy_async.testing import FakeLoop
 from wemasy_async.testing.loop import MESSAGES_PATH, HistoryRequest
 
@@ -46,20 +47,6 @@ class _Message(msgspec.Struct, forbid_unknown_fields=True):
 class _History(msgspec.Struct, forbid_unknown_fields=True):
     total: int
     messages: list[_Message]
-
-
-class ManualClock:
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as client:
-        yield client
 
 
 @pytest.fixture

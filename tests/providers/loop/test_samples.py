@@ -17,7 +17,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from tests.recordings import Recording, read, samples_of
+from tests.support.recordings import Recording, read, samples_of
 from wemasy_async import (
     APIStatusError,
     AuthenticationError,

@@ -14,7 +14,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.served import served
+from tests.support.clock import ManualClock
+from tests.support.served import served
 from wemasy_async.testing import FakeSiteAssist
 from wemasy_async.testing import siteassist as fake_module
 from wemasy_async.testing.siteassist import CONVERSATION_PATH, DOCS_ERROR_BODIES
@@ -25,22 +26,6 @@ LOWER_UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{
 DOCS_ID = "123e4567-e89b-12d3-a456-426614174000"
 
 Result = tuple[int, Any, Mapping[str, str]]
-
-
-class ManualClock:
-    """A clock the test advances by hand."""
-
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as client:
-        yield client
 
 
 @pytest.fixture

@@ -1,8 +1,9 @@
 """Recorded-style SiteAssist responses decoded through the adapter's pure ``parse`` functions.
 
 Each file in ``tests/samples/siteassist/`` is one recording, in the format of
-``tests/samples/wemasy/`` (see ``tests/test_samples.py``): the operation it answers, the HTTP
-status, the headers and the body (``body`` for JSON, ``body_text`` for anything else). The
+``tests/samples/wemasy/`` (see ``tests/providers/wemasy/test_samples.py``): the operation it
+answers, the HTTP status, the headers and the body (``body`` for JSON, ``body_text`` for
+anything else). The
 docs' conversation example and every documented error body are included verbatim; the rest
 are realistic variants of what the docs leave open (messages, ``humanAgent``).
 """
@@ -18,7 +19,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from tests.recordings import Recording, read, samples_of
+from tests.support.recordings import Recording, read, samples_of
 from wemasy_async import (
     APIStatusError,
     AuthenticationError,

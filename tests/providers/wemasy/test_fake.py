@@ -13,7 +13,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from tests.served import served
+from tests.support.clock import ManualClock
+from tests.support.served import served
 from wemasy_async.testing import FakeServer, FakeWemasy, Route
 
 GET = "/services/ai/v1/conversations/get"
@@ -38,22 +39,6 @@ WEATHER_TOOL = {
 
 
 Result = tuple[int, Any, Mapping[str, str]]
-
-
-class ManualClock:
-    """A clock the test advances by hand."""
-
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as client:
-        yield client
 
 
 @pytest.fixture

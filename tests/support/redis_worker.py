@@ -1,6 +1,6 @@
 """One of several processes sharing a token through a RedisStore (for test_redis_store.py).
 
-``python tests/redis_worker.py <fake url> <token> <redis url> <requests> <window>`` sends
+``python tests/support/redis_worker.py <fake url> <token> <redis url> <requests> <window>`` sends
 ``requests`` concurrent ``get_conversation`` calls, without retries so that a 429 would be
 an error, and prints one JSON line: ``{"ok": n, "errors": [...]}``. Had Redis failed, the
 store's warning would be on stderr.

@@ -13,8 +13,8 @@ requests and endless bodies), fetches every id once and accounts for each of the
 - no warning (``Unclosed client session``, ``Unclosed connection``, ...) and no error
   reported to the event loop's exception handler.
 
-``tests/test_soak.py`` runs it for every provider and asserts the above; run it by hand to
-see the figures (``python tests/soak.py --provider wemasy``, or ``nox -s soak`` for all).
+``tests/contract/test_soak.py`` runs it for every provider and asserts the above; run it by hand to
+see the figures (``python -m tests.support.soak --provider wemasy``, or ``nox -s soak`` for all).
 """
 
 from __future__ import annotations
@@ -30,11 +30,11 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from tests.matrix import CASES
+from tests.support.cases import CASES, NAMES
 from wemasy_async import Client, RetryPolicy, no_backoff
 from wemasy_async.testing import FAULT_KINDS
 
-PROVIDERS = tuple(case.name for case in CASES)
+PROVIDERS = NAMES
 TOKEN = "soak-token"
 
 

@@ -1,8 +1,10 @@
-"""The three providers side by side, for tests that run the same scenario on each.
+"""The provider-case registry: the three providers side by side, for the tests that run the
+same scenario on each (the contract tests, through the ``case`` fixture of ``conftest.py``).
 
 A :class:`ProviderCase` knows how to start the provider's fake, which ids it serves, which
 endpoint a ``get_conversation`` reaches (to aim queued faults at) and an id the provider
-refuses before any I/O. Parametrize over :data:`CASES` (ids are the provider names).
+refuses before any I/O. Parametrize over :data:`CASES` (ids are the provider names), or over
+:data:`NAMES` where a test needs only the name. A new provider gets its case here.
 :func:`released` waits for a fake's held fault connections to close.
 """
 
@@ -77,6 +79,8 @@ CASES = [
     ProviderCase("siteassist", _siteassist, _siteassist_ids, CONVERSATION_PATH, "not-a-uuid", True),
     ProviderCase("loop", _loop, _loop_ids, MESSAGES_PATH, "..", False),
 ]
+NAMES = tuple(case.name for case in CASES)
+"""The providers' names, in the order of :data:`CASES`."""
 
 
 async def released(fake: FakeServer) -> bool:

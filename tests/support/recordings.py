@@ -14,7 +14,7 @@ from multidict import CIMultiDict
 
 from wemasy_async.providers.base import Response
 
-SAMPLES_ROOT = pathlib.Path(__file__).parent / "samples"
+SAMPLES_ROOT = pathlib.Path(__file__).parents[1] / "samples"
 
 
 class Recording(msgspec.Struct, frozen=True, kw_only=True):
