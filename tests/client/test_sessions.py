@@ -6,7 +6,6 @@ aiohttp's ``ClientSession._request`` is mocked, the ``mock_http`` fixture).
 from __future__ import annotations
 
 import gc
-import math
 import warnings
 from typing import Any
 
@@ -180,9 +179,8 @@ def test_invalid_base_url(base_url: object) -> None:
     assert "hunter2" not in str(info.value)
 
 
-@pytest.mark.parametrize(
-    "timeout", [0, 0.0, -1, -0.5, math.nan, math.inf, True, False, "5", [5]], ids=repr
-)
+# The other bad timeouts (0, -1, nan, inf, True, "5"): tests/contract/test_arguments_options.py.
+@pytest.mark.parametrize("timeout", [0.0, -0.5, False, [5]], ids=repr)
 def test_invalid_timeout(timeout: object) -> None:
     with pytest.raises(InvalidRequestError) as info:
         Client("wemasy", retry=False, token=SECRET, timeout=timeout)  # type: ignore[arg-type]

@@ -3,28 +3,18 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from typing import Any
 
 import msgspec
-from multidict import CIMultiDict
 
-from wemasy_async.providers.base import (
-    Response,
-)
-from wemasy_async.providers.loop import (
-    LoopProvider,
-)
+from tests.support.recordings import response as response
+from wemasy_async.providers.base import Response
+from wemasy_async.providers.loop import LoopProvider
 
 BASE = "https://ai.platform.loop.health"
 CID = "7d0f4a52-1b9e-4c3a-8f21-6a5e9b3c2d10"
 PATH = f"/v1/conversations/{CID}/messages"
 SEGMENT = re.compile(r"[A-Za-z0-9._~%-]+")
-
-
-def response(status: int, body: bytes = b"", headers: Mapping[str, str] | None = None) -> Response:
-    # The engine hands parse() aiohttp's case-insensitive headers.
-    return Response(status, CIMultiDict(headers or {}), body)
 
 
 def wire_message(index: int, **fields: Any) -> dict[str, Any]:

@@ -14,12 +14,10 @@ import aiohttp
 from aiohttp import web
 
 from tests.support.cases import ProviderCase
-from wemasy_async import (
-    WemasyAsyncError,
-)
+from tests.support.secrets import SECRET_PARTS as SECRET_PARTS
+from tests.support.secrets import TOKEN as TOKEN
+from wemasy_async import WemasyAsyncError
 
-TOKEN = "sk-SECRET-token-1234567890"
-SECRET_PARTS = (TOKEN, "SECRET-token", "token-1234567890", "1234567890")
 GET = "/services/ai/v1/conversations/get"
 LIST = "/services/ai/v1/conversations/list"
 CHAT = "/services/ai/v1/chat"

@@ -2,28 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import msgspec
 import pytest
-from multidict import CIMultiDict
 
-from wemasy_async import (
-    APIStatusError,
-)
-from wemasy_async.providers.base import (
-    Response,
-)
+from tests.support.recordings import response as response
+from wemasy_async import APIStatusError
+from wemasy_async.providers.base import Response
 from wemasy_async.providers.siteassist import SiteAssistProvider
 
 DOCS_ID = "123e4567-e89b-12d3-a456-426614174000"
 UPPER_ID = DOCS_ID.upper()
-
-
-def response(status: int, body: bytes = b"", headers: Mapping[str, str] | None = None) -> Response:
-    # The engine hands parse() aiohttp's case-insensitive headers.
-    return Response(status, CIMultiDict(headers or {}), body)
 
 
 def get_parse(resp: Response) -> Any:

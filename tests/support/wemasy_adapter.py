@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import msgspec
-from multidict import CIMultiDict
 
+from tests.support.recordings import response as response
 from wemasy_async.providers.base import (
     ChatParams,
     Request,
@@ -35,11 +34,6 @@ def body_of(request: Request) -> Any:
 
 def chat_request(**kwargs: Any) -> Request:
     return WemasyProvider().chat(ChatParams(**kwargs)).request
-
-
-def response(status: int, body: bytes = b"", headers: Mapping[str, str] | None = None) -> Response:
-    # The engine hands parse() aiohttp's case-insensitive headers.
-    return Response(status, CIMultiDict(headers or {}), body)
 
 
 def get_parse(resp: Response) -> Any:

@@ -144,18 +144,6 @@ def test_429_retry_after(headers: dict[str, str], retry_after: float | None) -> 
     assert info.value.code == "rate_limited"
 
 
-def test_retry_hint_on_503_is_kept() -> None:
-    with pytest.raises(InternalServerError) as info:
-        get_parse(response(503, b"", {"Retry-After": "30"}))
-    assert info.value.retry_after == 30.0
-
-
-def test_no_retry_hint_means_none() -> None:
-    with pytest.raises(InternalServerError) as info:
-        get_parse(response(500, b"", {}))
-    assert info.value.retry_after is None
-
-
 @pytest.mark.parametrize("status", [301, 302, 307, 308])
 def test_redirect_is_an_error_naming_the_location(status: int) -> None:
     location = "https://login.loop.health/"

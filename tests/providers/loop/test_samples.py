@@ -9,15 +9,13 @@ variants of what the docs leave vague, and the error bodies.
 
 from __future__ import annotations
 
-import pathlib
-from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import msgspec
 import pytest
 
-from tests.support.recordings import Recording, read, samples_of
+from tests.support.recordings import Samples
 from wemasy_async import (
     APIStatusError,
     AuthenticationError,
@@ -30,7 +28,6 @@ from wemasy_async import (
     TokenUsage,
     ToolCall,
 )
-from wemasy_async.providers.base import Response
 from wemasy_async.providers.loop import (
     LoopHistory,
     LoopMessage,
@@ -39,23 +36,12 @@ from wemasy_async.providers.loop import (
 )
 from wemasy_async.providers.wire import OpenAIFunction, OpenAIToolCall
 
-SAMPLES = samples_of("loop")
+RECORDINGS = Samples("loop")
+SAMPLES = RECORDINGS.folder
+PARSERS = RECORDINGS.parsers
+load = RECORDINGS.load
+parse = RECORDINGS.parse
 CID = "7d0f4a52-1b9e-4c3a-8f21-6a5e9b3c2d10"
-
-
-def load(name: str) -> Recording:
-    return read(SAMPLES / f"{name}.json")
-
-
-PARSERS: dict[str, Callable[[Response], Any]] = {
-    "get_conversation": LoopProvider().get_conversation(CID).parse,
-    "list_messages": LoopProvider().list_messages(CID).parse,
-}
-
-
-def parse(name: str, operation: str | None = None) -> Any:
-    recording = load(name)
-    return PARSERS[operation or recording.operation](recording.response())
 
 
 def utc(year: int, month: int, day: int, hour: int, minute: int, second: int) -> datetime:
@@ -103,18 +89,6 @@ ERRORS: dict[str, tuple[type[APIStatusError], str, str | None]] = {
 def test_every_sample_file_is_covered_by_a_test() -> None:
     on_disk = {path.stem for path in SAMPLES.glob("*.json")}
     assert on_disk == {*HISTORIES, *UNDECODABLE, *ERRORS}
-
-
-@pytest.mark.parametrize("path", sorted(SAMPLES.glob("*.json")), ids=lambda p: p.stem)
-def test_sample_files_are_well_formed_recordings(path: pathlib.Path) -> None:
-    recording = read(path)
-    assert recording.operation in PARSERS
-    assert 200 <= recording.status < 600
-    assert recording.description
-    assert (len(recording.body) > 0) != (recording.body_text is not None)
-    if recording.body_text is not None:
-        with pytest.raises(msgspec.DecodeError):
-            msgspec.json.decode(recording.body_text)
 
 
 # A transcription of the docs' JSON schema: every field required, exact types.

@@ -10,16 +10,14 @@ are realistic variants of what the docs leave open (messages, ``humanAgent``).
 
 from __future__ import annotations
 
-import pathlib
 import uuid
-from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import msgspec
 import pytest
 
-from tests.support.recordings import Recording, read, samples_of
+from tests.support.recordings import Samples
 from wemasy_async import (
     APIStatusError,
     AuthenticationError,
@@ -37,31 +35,18 @@ from wemasy_async import (
     ToolCall,
     UnprocessableEntityError,
 )
-from wemasy_async.providers.base import Response
 from wemasy_async.providers.siteassist import (
     SiteAssistConversation,
     SiteAssistHumanAgent,
     SiteAssistMessage,
-    SiteAssistProvider,
 )
 
-SAMPLES = samples_of("siteassist")
+RECORDINGS = Samples("siteassist")
+SAMPLES = RECORDINGS.folder
+PARSERS = RECORDINGS.parsers
+load = RECORDINGS.load
+parse = RECORDINGS.parse
 DOCS_ID = "123e4567-e89b-12d3-a456-426614174000"
-
-
-def load(name: str) -> Recording:
-    return read(SAMPLES / f"{name}.json")
-
-
-PARSERS: dict[str, Callable[[Response], Any]] = {
-    "get_conversation": SiteAssistProvider().get_conversation(DOCS_ID).parse,
-    "list_messages": SiteAssistProvider().list_messages(DOCS_ID).parse,
-}
-
-
-def parse(name: str, operation: str | None = None) -> Any:
-    recording = load(name)
-    return PARSERS[operation or recording.operation](recording.response())
 
 
 def utc(
@@ -206,18 +191,6 @@ ERRORS: dict[
 def test_every_sample_file_is_covered_by_a_test() -> None:
     on_disk = {path.stem for path in SAMPLES.glob("*.json")}
     assert on_disk == {*GET_OK, *UNDECODABLE, *ERRORS}
-
-
-@pytest.mark.parametrize("path", sorted(SAMPLES.glob("*.json")), ids=lambda p: p.stem)
-def test_sample_files_are_well_formed_recordings(path: pathlib.Path) -> None:
-    recording = read(path)
-    assert recording.operation in PARSERS
-    assert 200 <= recording.status < 600
-    assert recording.description
-    assert (len(recording.body) > 0) != (recording.body_text is not None)
-    if recording.body_text is not None:
-        with pytest.raises(msgspec.DecodeError):
-            msgspec.json.decode(recording.body_text)
 
 
 # --- Conversations ---------------------------------------------------------------------------

@@ -20,9 +20,7 @@ from tests.support.wemasy_adapter import (
     body_of,
     chat_request,
 )
-from wemasy_async import (
-    InvalidRequestError,
-)
+from wemasy_async import InvalidRequestError
 from wemasy_async.providers import get_provider, provider_names
 from wemasy_async.providers.base import (
     OPERATIONS,

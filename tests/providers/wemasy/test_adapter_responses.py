@@ -27,9 +27,7 @@ from wemasy_async import (
     TokenUsage,
     UnprocessableEntityError,
 )
-from wemasy_async.providers.base import (
-    ListConversationsParams,
-)
+from wemasy_async.providers.base import ListConversationsParams
 from wemasy_async.providers.wemasy import WemasyProvider
 
 # --- Error statuses --------------------------------------------------------------------------
@@ -149,18 +147,6 @@ def test_429_retry_after(headers: dict[str, str], retry_after: float | None) -> 
         get_parse(response(429, body, {"X-RateLimit-Limit": "60", **headers}))
     assert info.value.retry_after == retry_after
     assert info.value.message == "Too Many Attempts."
-
-
-def test_retry_hint_on_503_is_kept() -> None:
-    with pytest.raises(InternalServerError) as info:
-        get_parse(response(503, b"", {"Retry-After": "30"}))
-    assert info.value.retry_after == 30.0
-
-
-def test_no_retry_hint_means_none() -> None:
-    with pytest.raises(InternalServerError) as info:
-        get_parse(response(500, b"", {}))
-    assert info.value.retry_after is None
 
 
 def test_error_headers_stay_case_insensitive() -> None:

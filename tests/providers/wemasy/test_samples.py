@@ -8,16 +8,13 @@ the rest are realistic variants of the shapes the docs leave vague.
 
 from __future__ import annotations
 
-import pathlib
-from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
-from typing import Any
 
 import msgspec
 import pytest
 
-from tests.support.recordings import Recording, read, samples_of
+from tests.support.recordings import Samples
 from wemasy_async import (
     APIStatusError,
     AuthenticationError,
@@ -35,35 +32,18 @@ from wemasy_async import (
     ToolCall,
     UnprocessableEntityError,
 )
-from wemasy_async.providers.base import ChatParams, ListConversationsParams, Response
 from wemasy_async.providers.wemasy import (
     WemasyConversation,
     WemasyMessage,
-    WemasyProvider,
     WemasyUsage,
 )
 from wemasy_async.providers.wire import OpenAIFunction, OpenAIToolCall
 
-SAMPLES = samples_of("wemasy")
-
-
-def load(name: str) -> Recording:
-    return read(SAMPLES / f"{name}.json")
-
-
-PARSERS: dict[str, Callable[[Response], Any]] = {
-    "get_conversation": WemasyProvider().get_conversation(1).parse,
-    "list_messages": WemasyProvider().list_messages(1).parse,
-    "list_conversations": WemasyProvider()
-    .list_conversations(ListConversationsParams(per_page=2, page=2))
-    .parse,
-    "chat": WemasyProvider().chat(ChatParams(message="hi")).parse,
-}
-
-
-def parse(name: str, operation: str | None = None) -> Any:
-    recording = load(name)
-    return PARSERS[operation or recording.operation](recording.response())
+RECORDINGS = Samples("wemasy")
+SAMPLES = RECORDINGS.folder
+PARSERS = RECORDINGS.parsers
+load = RECORDINGS.load
+parse = RECORDINGS.parse
 
 
 def utc(year: int, month: int, day: int, hour: int, minute: int, second: int) -> datetime:
@@ -113,19 +93,6 @@ def test_every_sample_file_is_covered_by_a_test() -> None:
     on_disk = {path.stem for path in SAMPLES.glob("*.json")}
     covered = {*GET_OK, *LIST_OK, *CHAT_OK, *UNDECODABLE, *ERRORS}
     assert on_disk == covered
-
-
-@pytest.mark.parametrize("path", sorted(SAMPLES.glob("*.json")), ids=lambda p: p.stem)
-def test_sample_files_are_well_formed_recordings(path: pathlib.Path) -> None:
-    recording = read(path)
-    assert recording.operation in PARSERS
-    assert 200 <= recording.status < 600
-    assert recording.description
-    # Exactly one of body (JSON) and body_text (anything else).
-    assert (len(recording.body) > 0) != (recording.body_text is not None)
-    if recording.body_text is not None:
-        with pytest.raises(msgspec.DecodeError):
-            msgspec.json.decode(recording.body_text)
 
 
 # --- The docs' own examples ------------------------------------------------------------------
