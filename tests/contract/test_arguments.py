@@ -35,11 +35,7 @@ from tests.support.arguments import (
     ids_of,
     module_loop,
 )
-from wemasy_async import (
-    Client,
-    InvalidRequestError,
-    UnsupportedOperationError,
-)
+from wemasy_async import Client, InvalidRequestError, UnsupportedOperationError
 from wemasy_async.testing import FakeServer
 
 # --- Reads: every provider --------------------------------------------------------------------

@@ -26,12 +26,7 @@ from tests.support.arguments import (
     ids_of,
     module_loop,
 )
-from wemasy_async import (
-    Client,
-    InvalidRequestError,
-    RateLimit,
-    RetryPolicy,
-)
+from wemasy_async import Client, InvalidRequestError, RateLimit, RetryPolicy
 from wemasy_async.batch import FetchResult
 from wemasy_async.providers.wemasy import WemasyProvider
 from wemasy_async.redis import RedisStore

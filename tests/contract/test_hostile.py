@@ -28,13 +28,7 @@ from tests.support.renderings import (
     renderings,
     url_prefix_of,
 )
-from wemasy_async import (
-    APIConnectionError,
-    APIError,
-    APIStatusError,
-    APITimeoutError,
-    Client,
-)
+from wemasy_async import APIConnectionError, APIError, APIStatusError, APITimeoutError, Client
 from wemasy_async.testing import FakeWemasy
 
 # ---------------------------------------------------------------------------- raw servers

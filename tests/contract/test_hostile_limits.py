@@ -17,15 +17,7 @@ import anyio
 import pytest
 from aiohttp import web
 
-from tests.support.renderings import (
-    CHAT,
-    GET,
-    LIST,
-    TOKEN,
-    assert_clean,
-    failure,
-    serving,
-)
+from tests.support.renderings import CHAT, GET, LIST, TOKEN, assert_clean, failure, serving
 from wemasy_async import (
     APIConnectionError,
     APITimeoutError,

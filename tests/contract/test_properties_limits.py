@@ -13,13 +13,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 from multidict import CIMultiDict
 
-from tests.support.properties import (
-    FEW,
-    MAX_RETRY_AFTER,
-    SOME,
-    header_values,
-    headers_strategy,
-)
+from tests.support.properties import FEW, MAX_RETRY_AFTER, SOME, header_values, headers_strategy
 from wemasy_async.headers import RateLimitInfo, parse_retry_after
 from wemasy_async.ratelimit import LocalStore, Pacing, RateLimit, Ticket
 from wemasy_async.schedule import Acquire, Release

@@ -17,13 +17,7 @@ from urllib.parse import quote, unquote
 import pytest
 
 from tests.support.cases import ProviderCase
-from tests.support.secrets import (
-    OTHER_TOKEN,
-    TOKEN,
-    LogCapture,
-    exception_texts,
-    leaked,
-)
+from tests.support.secrets import OTHER_TOKEN, TOKEN, LogCapture, exception_texts, leaked
 from wemasy_async import (
     APIConnectionError,
     APIStatusError,

@@ -13,13 +13,7 @@ import aiohttp
 import pytest
 
 from tests.support.cases import CASES, ProviderCase
-from tests.support.secrets import (
-    OTHER_TOKEN,
-    TOKEN,
-    LogCapture,
-    exception_texts,
-    leaked,
-)
+from tests.support.secrets import OTHER_TOKEN, TOKEN, LogCapture, exception_texts, leaked
 from wemasy_async import (
     APIStatusError,
     AuthenticationError,

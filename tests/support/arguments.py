@@ -13,10 +13,7 @@ from typing import Any
 import pytest
 
 from tests.support.cases import NAMES
-from wemasy_async import (
-    Client,
-    InvalidRequestError,
-)
+from wemasy_async import Client, InvalidRequestError
 from wemasy_async.testing import FakeServer
 
 TOKEN = "test-token"

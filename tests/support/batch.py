@@ -8,11 +8,7 @@ from typing import Any
 import anyio
 from aiohttp import web
 
-from wemasy_async import (
-    BatchFetch,
-    Client,
-    FetchResult,
-)
+from wemasy_async import BatchFetch, Client, FetchResult
 from wemasy_async.testing import FakeWemasy
 
 TOKEN = "batch-token"

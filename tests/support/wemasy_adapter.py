@@ -7,11 +7,7 @@ from typing import Any
 import msgspec
 
 from tests.support.recordings import response as response
-from wemasy_async.providers.base import (
-    ChatParams,
-    Request,
-    Response,
-)
+from wemasy_async.providers.base import ChatParams, Request, Response
 from wemasy_async.providers.wemasy import WemasyProvider
 
 GET_PATH = "/services/ai/v1/conversations/get"

@@ -14,14 +14,7 @@ import anyio
 import pytest
 
 import wemasy_async.testing as testing
-from tests.support.raw_http import (
-    AUTH,
-    CHAT,
-    GET,
-    LIST,
-    PROOF,
-    post,
-)
+from tests.support.raw_http import AUTH, CHAT, GET, LIST, PROOF, post
 from tests.support.served import served
 from wemasy_async.testing import FAULT_KINDS, FakeWemasy
 from wemasy_async.testing import _server as server_module

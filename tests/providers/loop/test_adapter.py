@@ -16,26 +16,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from yarl import URL
 
-from tests.support.loop_adapter import (
-    BASE,
-    CID,
-    PATH,
-    SEGMENT,
-    history,
-)
-from wemasy_async import (
-    Client,
-    InvalidRequestError,
-    Message,
-    UnsupportedOperationError,
-)
+from tests.support.loop_adapter import BASE, CID, PATH, SEGMENT, history
+from wemasy_async import Client, InvalidRequestError, Message, UnsupportedOperationError
 from wemasy_async.providers import get_provider
-from wemasy_async.providers.base import (
-    Call,
-    ChatParams,
-    ListConversationsParams,
-    Request,
-)
+from wemasy_async.providers.base import Call, ChatParams, ListConversationsParams, Request
 from wemasy_async.providers.loop import (
     MAX_ID_LENGTH,
     LoopHistory,

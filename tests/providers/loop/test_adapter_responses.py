@@ -8,13 +8,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from tests.support.loop_adapter import (
-    CID,
-    get_parse,
-    messages_parse,
-    response,
-    wire_message,
-)
+from tests.support.loop_adapter import CID, get_parse, messages_parse, response, wire_message
 from wemasy_async import (
     APIStatusError,
     AuthenticationError,

@@ -20,19 +20,10 @@ from tests.support.siteassist_adapter import (
     messages_parse,
     response,
 )
-from wemasy_async import (
-    Client,
-    InvalidRequestError,
-    UnsupportedOperationError,
-)
+from wemasy_async import Client, InvalidRequestError, UnsupportedOperationError
 from wemasy_async.providers import get_provider
 from wemasy_async.providers import siteassist as siteassist_module
-from wemasy_async.providers.base import (
-    Call,
-    ChatParams,
-    ListConversationsParams,
-    Request,
-)
+from wemasy_async.providers.base import Call, ChatParams, ListConversationsParams, Request
 from wemasy_async.providers.siteassist import SiteAssistProvider
 from wemasy_async.validation import check_uuid
 

@@ -22,12 +22,7 @@ from tests.support.wemasy_adapter import (
 )
 from wemasy_async import InvalidRequestError
 from wemasy_async.providers import get_provider, provider_names
-from wemasy_async.providers.base import (
-    OPERATIONS,
-    Call,
-    ChatParams,
-    ListConversationsParams,
-)
+from wemasy_async.providers.base import OPERATIONS, Call, ChatParams, ListConversationsParams
 from wemasy_async.providers.wemasy import WemasyProvider
 
 

@@ -7,11 +7,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from tests.support.wemasy_adapter import (
-    chat_parse,
-    get_parse,
-    response,
-)
+from tests.support.wemasy_adapter import chat_parse, get_parse, response
 from wemasy_async import (
     APIStatusError,
     AuthenticationError,

@@ -16,14 +16,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.support.wemasy_fake import (
-    AUTH,
-    CHAT,
-    GET,
-    LIST,
-    TIMESTAMP,
-    call,
-)
+from tests.support.wemasy_fake import AUTH, CHAT, GET, LIST, TIMESTAMP, call
 from wemasy_async.testing import FakeWemasy
 
 

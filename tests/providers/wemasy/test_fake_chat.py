@@ -10,13 +10,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.support.wemasy_fake import (
-    CHAT,
-    GET,
-    LIST,
-    WEATHER_TOOL,
-    call,
-)
+from tests.support.wemasy_fake import CHAT, GET, LIST, WEATHER_TOOL, call
 from wemasy_async.testing import FakeWemasy
 
 

@@ -14,14 +14,7 @@ from aiohttp import web
 
 from tests.support.clock import ManualClock
 from tests.support.served import served
-from tests.support.wemasy_fake import (
-    AUTH,
-    CHAT,
-    GET,
-    LIST,
-    WEATHER_TOOL,
-    call,
-)
+from tests.support.wemasy_fake import AUTH, CHAT, GET, LIST, WEATHER_TOOL, call
 from wemasy_async.testing import FakeServer, FakeWemasy, Route
 
 

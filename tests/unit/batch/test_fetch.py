@@ -18,12 +18,7 @@ from typing import Any, ClassVar
 
 import pytest
 
-from tests.support.batch import (
-    TOKEN,
-    SlowWemasy,
-    collect_all,
-    sent_ids,
-)
+from tests.support.batch import TOKEN, SlowWemasy, collect_all, sent_ids
 from wemasy_async import (
     Client,
     ClientClosedError,
