@@ -23,6 +23,7 @@ ROWS: list[set[str]] = [
     {"", "sync", "otel"},
     {"client"},
     {"engine", "raw"},
+    {"config"},
     {"redis", "ratelimit", "schedule", "latency", "retry", "hooks", "request_headers"}
     | {"batch", "progress"},
     {"transport", "providers", "session_settings", "logs"},

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import ipaddress
-import os
 import ssl
 import time
+import traceback
 import warnings
 from collections.abc import (
     AsyncIterable,
@@ -18,30 +17,26 @@ from collections.abc import (
     Mapping,
     Sequence,
 )
-from dataclasses import replace
-from enum import Enum
 from types import TracebackType
-from typing import Concatenate, Final, ParamSpec, TypeVar
-from urllib.parse import urlsplit
+from typing import Concatenate, ParamSpec, TypeVar
 
 import aiohttp
 
 from wemasy_async.batch import (
     DEFAULT_MAX_CONCURRENCY,
-    MAX_CONCURRENCY,
     BatchFetch,
     FetchProgress,
 )
-from wemasy_async.engine import Engine, Options
+from wemasy_async.config import UNSET, ClientConfig, Unset
+from wemasy_async.engine import Engine
 from wemasy_async.errors import (
     AsyncioRequiredError,
     ClientClosedError,
-    InvalidRequestError,
     PaginationError,
     UnsupportedOperationError,
 )
 from wemasy_async.headers import RateLimitInfo
-from wemasy_async.hooks import Hook, batch_reporter, check_hooks
+from wemasy_async.hooks import Hook, batch_reporter
 from wemasy_async.logs import configure_from_env
 from wemasy_async.models import ChatReply, Conversation, Message, Page
 from wemasy_async.protocols import ChatService, ConversationId, ToolSpec
@@ -52,28 +47,15 @@ from wemasy_async.providers.base import (
     Operation,
     Provider,
 )
-from wemasy_async.providers.registry import get_provider
-from wemasy_async.ratelimit import Limiter, RateLimit, limiter_key, shared_limiter
+from wemasy_async.ratelimit import Limiter, RateLimit
 from wemasy_async.raw import ClientBound, RawResponse, Recorder, redacted_headers
-from wemasy_async.request_headers import check_headers, check_user_agent
 from wemasy_async.retry import RetryPolicy
-from wemasy_async.session_settings import check_session_settings
 from wemasy_async.transport import DEFAULT_MAX_RESPONSE_BYTES, AiohttpTransport, Transport
-from wemasy_async.validation import check_bool, check_int, is_positive_number, short_repr
 
 __all__ = ["DEFAULT_TIMEOUT", "Client", "RawResponses"]
 
 T = TypeVar("T")
 P = ParamSpec("P")
-
-
-class _Unset(Enum):
-    UNSET = "UNSET"
-
-
-_UNSET: Final = _Unset.UNSET
-
-Setting = TypeVar("Setting", RateLimit, RetryPolicy)
 
 DEFAULT_TIMEOUT = 60.0
 """Seconds one request may take, connecting and reading included, unless told otherwise."""
@@ -157,7 +139,7 @@ class Client:
             bundle ``trust_env`` reads) or is given with ``session=``.
     """
 
-    __slots__ = ("__weakref__", "_closed", "_engine", "_provider", "_transport", "base_url")
+    __slots__ = ("__weakref__", "_closed", "_config", "_engine", "_transport")
 
     def __init__(
         self,
@@ -180,79 +162,69 @@ class Client:
         ssl: ssl.SSLContext | None = None,
         transport: Transport | None = None,
     ) -> None:
-        # Set first so that __del__ works even if a check below raises.
-        self._transport: AiohttpTransport | None = None
-        self._closed = False
-        self._provider = provider if isinstance(provider, Provider) else get_provider(provider)
-        name = self._provider.name
         configure_from_env()  # WEMASY_ASYNC_LOG: read here, never at import
-        if token is None:
-            token = os.environ.get(self._provider.token_env)
-        self.base_url = _check_base_url(
-            self._provider.default_base_url if base_url is None else base_url,
-            check_bool(allow_http, "allow_http"),
-        )
-        if session is not None:
-            _check_session(session)
-        token = _check_token(token, self._provider.token_env)
-        checked_hooks = check_hooks(hooks)
-        headers = check_headers(default_headers, "default_headers")
-        agent = check_user_agent(user_agent)
-        limiter_config = _check_option(rate_limit, RateLimit, "rate_limit")
-        if transport is not None:
-            _check_transport(
-                transport,
+        try:
+            config = ClientConfig.build(
+                provider,
+                token=token,
+                base_url=base_url,
                 session=session,
+                timeout=timeout,
+                rate_limit=rate_limit,
+                retry=retry,
                 max_response_bytes=max_response_bytes,
+                allow_http=allow_http,
+                hooks=hooks,
+                default_headers=default_headers,
+                user_agent=user_agent,
                 connection_limit=connection_limit,
                 trust_env=trust_env,
                 proxy=proxy,
                 ssl=ssl,
+                transport=transport,
             )
-        settings = check_session_settings(
-            base_url=self.base_url,
-            session_given=session is not None,
-            connection_limit=connection_limit,
-            trust_env=trust_env,
-            proxy=proxy,
-            ssl=ssl,
-            # aiohttp's default of 100 would cap a batch that wants more in flight.
-            default_limit=MAX_CONCURRENCY,
-        )
+        except BaseException as refused:
+            # Rendered with its frames' locals (traceback.TracebackException(capture_locals=
+            # True), pytest --showlocals, error trackers), the traceback would show the token,
+            # secret headers and a proxy's password: as this frame's arguments and as the
+            # checks' locals. The checks' frames are done: clear them; forget ours.
+            traceback.clear_frames(refused.__traceback__)
+            token = default_headers = proxy = None
+            raise
+        token = default_headers = proxy = None  # the config holds them now, hidden
+        transport, own = config.transport, None
         if transport is None:
-            self._transport = transport = AiohttpTransport(
-                provider=name,
-                session=session,
+            settings = config.session_settings
+            transport = own = AiohttpTransport(
+                provider=config.provider.name,
+                session=config.session,
                 max_connections=settings.connection_limit,
-                max_response_bytes=check_int(max_response_bytes, "max_response_bytes", minimum=1),
+                max_response_bytes=config.max_response_bytes,
                 proxy=settings.proxy,
                 ssl=settings.ssl,
             )
-        self._engine = Engine(
-            provider=name,
-            base_url=self.base_url,
-            token=token,
-            transport=transport,
-            options=Options(
-                timeout=_check_timeout(timeout),
-                retry=_check_option(retry, RetryPolicy, "retry"),
-                limiter=(
-                    None
-                    if limiter_config is None
-                    else shared_limiter(limiter_key(name, self.base_url, token), limiter_config)
-                ),
-                hooks=checked_hooks,
-            ),
-            headers=headers,
-            user_agent=agent,
-        )
+        self._bind(Engine(config, transport), own=own, closed=False)
+
+    def _bind(self, engine: Engine, *, own: AiohttpTransport | None, closed: bool) -> None:
+        """Set every attribute: the one initialiser of a client and of its copies.
+
+        Args:
+            engine: What sends, with the client's configuration as its ``options``.
+            own: The transport the client made and closes; ``None`` for one it borrows
+                (the caller's, or a copy's original's).
+            closed: Whether the client is closed already.
+        """
+        self._config = engine.options
+        self._engine = engine
+        self._transport = own
+        self._closed = closed
 
     def with_options(
         self,
         *,
-        timeout: float | _Unset | None = _UNSET,
-        retry: RetryPolicy | bool | _Unset = _UNSET,
-        hooks: Sequence[Hook] | _Unset | None = _UNSET,
+        timeout: float | Unset | None = UNSET,
+        retry: RetryPolicy | bool | Unset = UNSET,
+        hooks: Sequence[Hook] | Unset | None = UNSET,
         extra_headers: Mapping[str, str] | None = None,
     ) -> Client:
         """A client for the same provider, session and limiter, with other settings.
@@ -269,15 +241,10 @@ class Client:
         Raises:
             InvalidRequestError: An argument is invalid.
         """
-        options = self._engine.options
-        if not isinstance(timeout, _Unset):
-            options = replace(options, timeout=_check_timeout(timeout))
-        if not isinstance(retry, _Unset):
-            options = replace(options, retry=_check_option(retry, RetryPolicy, "retry"))
-        if not isinstance(hooks, _Unset):
-            options = replace(options, hooks=check_hooks(hooks))
-        headers = check_headers(extra_headers, "extra_headers")
-        return self._borrowing(self._engine.with_options(options, headers), closed=False)
+        config = self._config.replace(
+            timeout=timeout, retry=retry, hooks=hooks, extra_headers=extra_headers
+        )
+        return self._copy(config, self._engine.transport, closed=False)
 
     @property
     def with_raw_response(self) -> RawResponses:
@@ -291,32 +258,38 @@ class Client:
         """
         return RawResponses(self)
 
-    def _borrowing(self, engine: Engine, *, closed: bool) -> Client:
-        """A client for ``engine``, borrowing this one's session (it never closes it)."""
-        copy = Client.__new__(Client)
-        copy._transport = None  # borrowed: closing or collecting the copy leaves it alone
-        copy._closed = closed
-        copy._provider = self._provider
-        copy.base_url = self.base_url
-        copy._engine = engine
+    def _copy(self, config: ClientConfig, transport: Transport, *, closed: bool) -> Client:
+        """A client with ``config`` sending through ``transport``: it borrows this one's
+        session (closing or collecting the copy leaves it alone) and shares its latency
+        record, so a batch of either is sized by the exchanges of both.
+
+        Made without :meth:`__init__`, whose arguments are the caller's to check (``config``
+        is checked already); :meth:`_bind` sets every attribute, as it does there.
+        """
+        copy = object.__new__(Client)
+        engine = Engine(config, transport, latency=self._engine.latency)
+        copy._bind(engine, own=None, closed=closed)
         return copy
 
     def _recording(self, transport: Transport) -> Client:
         """A copy sending through ``transport`` (a raw call's recorder) and closed when this
         client is; same settings otherwise."""
-        engine = self._engine.with_options(self._engine.options)
-        engine.transport = transport
-        return self._borrowing(engine, closed=self._closed)
+        return self._copy(self._config, transport, closed=self._closed)
+
+    @property
+    def base_url(self) -> str:
+        """The base URL requests go to, as given (without a trailing slash)."""
+        return self._config.base_url
 
     @property
     def provider(self) -> str:
         """The provider name, e.g. ``"wemasy"``."""
-        return self._provider.name
+        return self._config.provider.name
 
     @property
     def capabilities(self) -> frozenset[Operation]:
         """The operations this client's provider supports."""
-        return self._provider.capabilities
+        return self._config.provider.capabilities
 
     @property
     def limiter(self) -> Limiter | None:
@@ -328,9 +301,12 @@ class Client:
         until the server has told its limit), :meth:`Limiter.paused_for`,
         :attr:`Limiter.waiting`, :attr:`Limiter.shared`.
         """
-        return self._engine.options.limiter
+        return self._config.limiter
 
     def __repr__(self) -> str:
+        if not hasattr(self, "_config"):
+            # __init__ raised; a traceback that shows its frames' locals shows its self.
+            return "<Client (not made: an argument was refused)>"
         state = " closed" if self._closed else ""
         return f"<Client provider={self.provider!r} base_url={self.base_url!r}{state}>"
 
@@ -348,8 +324,16 @@ class Client:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the client's own session; a caller's session is left open. Idempotent."""
+        """Close the client's own session; a caller's session is left open. Idempotent.
+
+        With a store that takes reports in the background (Redis), waits until those still
+        on their way are committed: other processes would otherwise count this client's
+        finished requests as in flight until their leases expire (a window later).
+        """
         self._closed = True
+        limiter = self._engine.options.limiter
+        if limiter is not None and limiter.reports_in_background:
+            await limiter.settled()
         if self._transport is not None:
             await self._transport.aclose()
 
@@ -385,7 +369,7 @@ class Client:
             APIError: Any other failure; see :mod:`wemasy_async.errors`.
         """
         return await self._send(
-            self._provider.get_conversation(conversation_id), "get_conversation"
+            self._config.provider.get_conversation(conversation_id), "get_conversation"
         )
 
     async def list_messages(
@@ -402,7 +386,7 @@ class Client:
             NotFoundError: No such conversation.
         """
         return await self._send(
-            self._provider.list_messages(conversation_id, limit), "list_messages"
+            self._config.provider.list_messages(conversation_id, limit), "list_messages"
         )
 
     async def list_conversations(
@@ -428,7 +412,9 @@ class Client:
         params = ListConversationsParams(
             agent_id=agent_id, search=search, per_page=per_page, page=page
         )
-        return await self._send(self._provider.list_conversations(params), "list_conversations")
+        return await self._send(
+            self._config.provider.list_conversations(params), "list_conversations"
+        )
 
     def iter_conversations(
         self,
@@ -450,10 +436,10 @@ class Client:
                 the same conversations as the page before (while iterating): it would
                 otherwise never end.
         """
-        if "iter_conversations" not in self._provider.capabilities:
+        if "iter_conversations" not in self._config.provider.capabilities:
             raise UnsupportedOperationError(self.provider, "iter_conversations")
         params = ListConversationsParams(agent_id=agent_id, search=search, per_page=per_page)
-        first = self._provider.list_conversations(params)
+        first = self._config.provider.list_conversations(params)
         return self._pages(params, first)
 
     async def _pages(
@@ -496,7 +482,7 @@ class Client:
                 per_page=params.per_page,
                 page=wanted,
             )
-            call = self._provider.list_conversations(params)
+            call = self._config.provider.list_conversations(params)
 
     # --- Batches -------------------------------------------------------------------------
 
@@ -565,7 +551,7 @@ class Client:
         max_concurrency: int,
         progress: Callable[[FetchProgress], object] | None,
     ) -> BatchFetch[T]:
-        if operation not in self._provider.capabilities:
+        if operation not in self._config.provider.capabilities:
             raise UnsupportedOperationError(self.provider, operation)
         if self._closed:
             raise ClientClosedError("this client is closed; create a new one")
@@ -600,7 +586,7 @@ class Client:
         Raises:
             UnsupportedOperationError: The provider cannot chat (Loop, SiteAssist).
         """
-        if "chat" not in self._provider.capabilities:
+        if "chat" not in self._config.provider.capabilities:
             raise UnsupportedOperationError(self.provider, "chat")
         return self
 
@@ -654,37 +640,7 @@ class Client:
             tool_call_id=tool_call_id,
             tool_result=tool_result,
         )
-        return await self._send(self._provider.chat(params), "chat")
-
-
-def _check_session(session: object) -> None:
-    if not isinstance(session, aiohttp.ClientSession):
-        raise InvalidRequestError(
-            f"session must be an aiohttp.ClientSession, got {type(session).__name__}",
-            argument="session",
-        )
-    if session.auth is not None:
-        # aiohttp refuses to send both its auth= and our Authorization header, with a bare
-        # ValueError on every request; the token is how the client authenticates.
-        raise InvalidRequestError(
-            "the session was created with auth=... (HTTP basic auth), which conflicts with"
-            " the client's token (its 'Authorization: Bearer' header); give the client a"
-            " session without auth=",
-            argument="session",
-        )
-
-
-def _check_token(token: object, env: str) -> str:
-    # The value itself never goes into the message: it may be a real secret, mistyped.
-    if token is None:
-        raise InvalidRequestError(f"no API token: pass token=... or set ${env}", argument="token")
-    if not isinstance(token, str) or not token or not token.isascii() or not token.isprintable():
-        raise InvalidRequestError(
-            "token must be a non-empty string of printable ASCII characters", argument="token"
-        )
-    if token != token.strip() or " " in token:
-        raise InvalidRequestError("token must not contain spaces", argument="token")
-    return token
+        return await self._send(self._config.provider.chat(params), "chat")
 
 
 def _require_asyncio() -> None:
@@ -705,122 +661,11 @@ def _async_library() -> str:
         return "no asyncio event loop"
 
 
-def _is_loopback(host: str) -> bool:
-    if host.rstrip(".").lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def _check_base_url(base_url: object, allow_http: bool = False) -> str:
-    if not isinstance(base_url, str):
-        raise InvalidRequestError(
-            f"base_url must be a string, got {type(base_url).__name__}", argument="base_url"
-        )
-    bad = next((c for c in base_url if not c.isprintable() or c.isspace()), None)
-    if bad is not None:
-        # urlsplit and yarl silently drop tabs and newlines, so "https://api.example\n.evil"
-        # would reach another host than the one shown; spaces and control characters have
-        # no place in a URL anyway (percent-encode them). The URL is not echoed: it may
-        # hold credentials.
-        raise InvalidRequestError(
-            f"base_url must not contain spaces or control characters, found {bad!r} at"
-            f" position {base_url.index(bad)}",
-            argument="base_url",
-        )
-    try:
-        base_url.encode("utf-8")
-        parts = urlsplit(base_url)
-        port = parts.port  # raises ValueError for a non-numeric or out-of-range port
-    except ValueError as exc:  # UnicodeEncodeError (a lone surrogate) is a ValueError
-        raise InvalidRequestError(
-            f"base_url is not a valid URL: {exc}", argument="base_url"
-        ) from exc
-    if parts.scheme not in ("http", "https") or not parts.hostname or port == 0:
-        raise InvalidRequestError(
-            "base_url must be an http:// or https:// URL with a host (and a port from 1)",
-            argument="base_url",
-        )
-    if "?" in base_url or "#" in base_url or parts.username or parts.password:
-        # Credentials in a URL end up in logs and error messages; the token has its own place.
-        # An empty "?" or "#" counts too: request paths would be appended after it.
-        raise InvalidRequestError(
-            "base_url must not contain credentials, a query or a fragment", argument="base_url"
-        )
-    if any(segment in (".", "..") for segment in parts.path.split("/")):
-        # yarl resolves them away, so requests would go elsewhere than base_url says.
-        raise InvalidRequestError(
-            "base_url must not contain '.' or '..' path segments", argument="base_url"
-        )
-    if parts.scheme == "http" and not allow_http and not _is_loopback(parts.hostname):
-        raise InvalidRequestError(
-            f"base_url uses plain http:// on a non-loopback host ({parts.hostname}), which"
-            " would send the token in clear text; use https:// or pass allow_http=True",
-            argument="base_url",
-        )
-    return base_url.rstrip("/")
-
-
-def _check_timeout(timeout: object) -> float | None:
-    if timeout is None:
-        return None
-    # is_positive_number, not math.isfinite: that raises OverflowError for a huge int.
-    if not is_positive_number(timeout):
-        raise InvalidRequestError(
-            f"timeout must be a positive number of seconds or None, got {short_repr(timeout)}",
-            argument="timeout",
-        )
-    return float(timeout)  # type: ignore[arg-type]  # a real number, checked above
-
-
-def _check_option(value: object, kind: type[Setting], argument: str) -> Setting | None:
-    """``True`` -> the defaults, ``False`` -> off, an instance of ``kind`` -> itself."""
-    if value is True:
-        return kind()
-    if value is False:
-        return None
-    if isinstance(value, kind):
-        return value
-    raise InvalidRequestError(
-        f"{argument} must be a {kind.__name__}, True or False, got {type(value).__name__}",
-        argument=argument,
-    )
-
-
-def _check_transport(transport: object, *, session: object, **settings: object) -> None:
-    """Refuse a ``transport`` that is not one, or one given with what it replaces."""
-    if not (
-        callable(getattr(transport, "send", None)) and callable(getattr(transport, "aclose", None))
-    ):
-        raise InvalidRequestError(
-            "transport must be a Transport (async send and aclose methods),"
-            f" got {type(transport).__name__}",
-            argument="transport",
-        )
-    if session is not None:
-        raise InvalidRequestError(
-            "pass session= or transport=, not both: a transport sends on its own",
-            argument="transport",
-        )
-    defaults: dict[str, object] = {
-        "max_response_bytes": DEFAULT_MAX_RESPONSE_BYTES,
-        "trust_env": False,
-    }
-    given = [name for name, value in settings.items() if value != defaults.get(name)]
-    if given:
-        raise InvalidRequestError(
-            f"{', '.join(given)} configure the client's own aiohttp transport; a transport"
-            " you give sends as it was built",
-            argument=given[0],
-        )
-
-
 def _with_store(engine: Engine, limiter: Limiter) -> Callable[[], float | None]:
     """A request's time, for a batch's Little's law: the exchange without queueing, and the
-    two store calls around it (reserving and reporting back; a shared store's round trips
-    are part of what each worker spends per request).
+    store calls around it (reserving, and reporting back unless the store takes reports in
+    the background: a shared store's round trips are part of what each worker spends per
+    request).
 
     The store's calls count at their calm mean (the least period mean of recent periods,
     :meth:`~wemasy_async.latency.Latency.calm`), not their floor: several processes and a
@@ -830,12 +675,14 @@ def _with_store(engine: Engine, limiter: Limiter) -> Callable[[], float | None]:
     calm mean (90-110), 0 429s both. The mean of every call would chase itself: each added
     worker queues more calls (997-1,357 in flight, and 429s, measured)."""
 
+    calls = 1 if limiter.reports_in_background else 2  # reserving (and reporting back)
+
     def latency() -> float | None:
         exchange = engine.latency.floor()
         round_trips = limiter.round_trips
         round_trips.end_period()
         store = round_trips.calm() or 0.0
-        return None if exchange is None else exchange + 2 * store
+        return None if exchange is None else exchange + calls * store
 
     return latency
 
@@ -857,7 +704,7 @@ def _raw(
         return RawResponse(
             value=value,
             status=response.status,
-            headers=redacted_headers(response.headers, client._engine._redactor),
+            headers=redacted_headers(response.headers, client._config.redactor),
             rate_limit=RateLimitInfo.from_headers(response.headers),
             attempts=recorder.attempts,
             elapsed=elapsed,

@@ -9,19 +9,18 @@ gets the same rate limiting and retries because they live only here.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import urlencode
 
-import anyio
 from multidict import CIMultiDict
 from yarl import URL
 
-from wemasy_async._version import __version__
+from wemasy_async.config import ClientConfig
 from wemasy_async.errors import APIConnectionError, APIError, RateLimitError
 from wemasy_async.exchange import Response
 from wemasy_async.headers import RateLimitInfo
@@ -39,13 +38,13 @@ from wemasy_async.hooks import (
 from wemasy_async.latency import Latency
 from wemasy_async.models import ChatReply
 from wemasy_async.providers.base import Call
-from wemasy_async.ratelimit import Limiter, PauseTooLong
-from wemasy_async.redaction import Redactor, SecretHeaders
+from wemasy_async.ratelimit import PauseTooLong
+from wemasy_async.redaction import Redactor
 from wemasy_async.retry import RetryPolicy, retry_delay
 from wemasy_async.schedule import Ticket
 from wemasy_async.transport import Transport
 
-__all__ = ["Engine", "Latency", "Options"]
+__all__ = ["Engine", "Latency"]
 
 T = TypeVar("T")
 E = TypeVar(
@@ -57,40 +56,18 @@ logger = logging.getLogger("wemasy_async")
 _DEFAULT_RETRY = RetryPolicy()
 
 
-@dataclass(frozen=True)
-class Options:
-    """Per-client (or per ``with_options``) settings of the engine.
-
-    Attributes:
-        timeout: Total seconds per attempt; ``None`` for no limit.
-        retry: The retry policy; ``None`` sends every request once.
-        limiter: The key's limiter; ``None`` does not pace.
-        hooks: What is told about operations, requests, responses, retries, waits and
-            pauses; ``None`` for nothing, and then the engine builds no event at all.
-    """
-
-    timeout: float | None
-    retry: RetryPolicy | None
-    limiter: Limiter | None
-    hooks: Hooks | None = None
-
-
 class Engine:
     """Sends calls to one provider's base URL with one token.
 
     Args:
-        provider: The provider name, for logs.
-        base_url: The base URL without a trailing slash.
-        token: The API token, sent as ``Authorization: Bearer``; kept only inside
-            :class:`~wemasy_async.redaction.SecretHeaders` and a
-            :class:`~wemasy_async.redaction.Redactor`, never in a repr, log record, error or
-            a plain local of a frame an error's traceback shows.
+        options: The client's checked configuration: provider, base URL, the request
+            headers (which hold the token: it is kept only inside them and a
+            :class:`~wemasy_async.redaction.Redactor`, never in a repr, log record, error
+            or a plain local of a frame an error's traceback shows), timeout, retry
+            policy, limiter and hooks. A ``with_options`` copy's engine gets the copy's.
         transport: What does the I/O.
-        options: Timeout, retry policy, limiter and hooks.
-        headers: The caller's headers for every request, already checked
-            (:func:`~wemasy_async.request_headers.check_headers`); they replace the SDK's
-            ``Accept`` or ``User-Agent`` if they name them.
-        user_agent: A suffix for the ``User-Agent``, already checked.
+        latency: The record of exchange times to add to; a copy shares its original's,
+            so that a batch of either is sized by every exchange. A new one by default.
     """
 
     __slots__ = (
@@ -106,64 +83,22 @@ class Engine:
     )
 
     def __init__(
-        self,
-        *,
-        provider: str,
-        base_url: str,
-        token: str,
-        transport: Transport,
-        options: Options,
-        headers: Mapping[str, str] | None = None,
-        user_agent: str | None = None,
+        self, options: ClientConfig, transport: Transport, *, latency: Latency | None = None
     ) -> None:
-        self._provider = provider
-        # Normalised (and percent-encoded) once, since request URLs are sent as built.
-        self._base_url = str(URL(base_url)).rstrip("/")
-        self._redactor = Redactor(token)
+        self._provider = options.provider.name
+        self._redactor = options.redactor
+        self._base_url, base_path = _wire_base(options.base_url)
         # Errors name the request by its path (no host, no query): base path + call path;
         # a token pasted into base_url's path is blanked there too.
-        self._base_path = self._redactor.text(URL(self._base_url).raw_path.rstrip("/"))
+        self._base_path = self._redactor.text(base_path)
+        self._headers = options.headers
+        self._body_headers = options.body_headers
         self.options = options
         self.transport = transport
-        agent = f"wemasy-async/{__version__}"
-        self._headers = SecretHeaders(
-            {
-                "Authorization": f"Bearer {token}",
-                "Accept": "application/json",
-                "User-Agent": agent if user_agent is None else f"{agent} {user_agent}",
-            }
-        )
-        self._body_headers = _with_json_body(self._headers)
-        if headers:
-            self._add_headers(headers)
-        self.latency = Latency()
+        self.latency = Latency() if latency is None else latency
 
     def __repr__(self) -> str:
         return f"<Engine {self._provider} {self._base_url}>"
-
-    def with_options(
-        self, options: Options, extra_headers: Mapping[str, str] | None = None
-    ) -> Engine:
-        """A copy sending through the same transport with other options, and with
-        ``extra_headers`` (already checked) added to the headers."""
-        copy = Engine.__new__(Engine)
-        copy._provider = self._provider
-        copy._base_url = self._base_url
-        copy._base_path = self._base_path
-        copy._headers = self._headers
-        copy._body_headers = self._body_headers
-        copy._redactor = self._redactor
-        copy.transport = self.transport
-        copy.latency = self.latency
-        copy.options = options
-        if extra_headers:
-            copy._add_headers(extra_headers)
-        return copy
-
-    def _add_headers(self, headers: Mapping[str, str]) -> None:
-        self._headers = self._headers.merged(headers)
-        # A JSON body is always declared as one, whatever the caller's headers say.
-        self._body_headers = _with_json_body(self._headers)
 
     async def send(self, call: Call[T], operation: str = "", *, observed: bool = False) -> T:
         """Send ``call`` and any follow-up calls it asks for; return the final result.
@@ -205,7 +140,7 @@ class Engine:
                         )
                     )
                 if delay > 0:
-                    await anyio.sleep(delay)
+                    await asyncio.sleep(delay)
                 attempt += 1
                 continue
             next_call = call.follow_up(result)
@@ -252,7 +187,7 @@ class Engine:
         return result
 
     def _retry_delay(
-        self, call: Call[T], options: Options, attempt: int, error: APIError
+        self, call: Call[T], options: ClientConfig, attempt: int, error: APIError
     ) -> float | None:
         """Seconds to wait before retrying after ``error``, or ``None`` to raise it."""
         # Every error of a request names it (method and path, never the query).
@@ -288,7 +223,7 @@ class Engine:
             **details,
         )
 
-    async def _paced(self, call: Call[T], options: Options, operation: str, attempt: int) -> T:
+    async def _paced(self, call: Call[T], options: ClientConfig, operation: str, attempt: int) -> T:
         """One attempt through the limiter: acquire, exchange, parse, release."""
         limiter = options.limiter
         assert limiter is not None  # only called with one
@@ -415,8 +350,12 @@ def _server(base_url: str) -> tuple[str, str, int]:
     return origin, url.host or "", url.port or 0
 
 
-def _with_json_body(headers: SecretHeaders) -> SecretHeaders:
-    return headers.merged({"Content-Type": "application/json"})
+@functools.lru_cache(maxsize=64)
+def _wire_base(base_url: str) -> tuple[str, str]:
+    """``base_url`` normalised (and percent-encoded) as request URLs are sent, since they
+    are sent as built, and its path; made once for a client and its copies."""
+    url = str(URL(base_url)).rstrip("/")
+    return url, URL(url).raw_path.rstrip("/")
 
 
 def _redacted(response: Response, redactor: Redactor) -> Response | None:

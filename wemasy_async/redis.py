@@ -22,9 +22,10 @@ Redis's clock (estimated between replies from the local monotonic clock), so hos
 skewed clocks share one schedule.
 
 Transitions of one key from one process are committed together: while a compare-and-set
-is on its way, the next ones queue and go in the next, as one. A request costs one round
-trip to reserve its send and one to report its response when nothing else is queued, and
-far less than that under load.
+is on its way, the next ones queue and go in the next, as one. A request waits for one
+round trip, to reserve its send; its response is reported in the background (committed at
+once, with whatever else is queued), so a batch of requests one after another costs about
+one commit each, and far less than that under load.
 
 When Redis cannot be reached, or answers something that is not what the script returns
 (not Redis at all, say), the clients keep working: each process paces on its own, at
@@ -52,7 +53,7 @@ import msgspec
 from wemasy_async import schedule
 from wemasy_async.errors import InvalidRequestError
 from wemasy_async.headers import RateLimitInfo
-from wemasy_async.ratelimit import LimiterStore, LocalStore, is_store
+from wemasy_async.ratelimit import LimiterStore, LocalStore, completes_when_cancelled, is_store
 from wemasy_async.schedule import Acquire, Confirm, Decision, Event, Pacing, Release, Ticket
 from wemasy_async.validation import MAX_SECONDS, is_positive_number, short_repr
 
@@ -241,6 +242,20 @@ class RedisStore:
         """Whether the last Redis call failed, so that this process paces on the fallback."""
         return self._down
 
+    @property
+    def completes_when_cancelled(self) -> bool:
+        """Whether a call completes though its caller is cancelled: true with a fallback that
+        does (the default :class:`~wemasy_async.ratelimit.LocalStore`).
+
+        A call queues its transition for the key's runner task, which commits it to Redis and
+        hands the decision over, or, when the caller has gone, gives back the send it
+        reserved; the caller only awaits that hand-over. So the limiter needs no task and
+        shield of its own per call (see
+        :func:`~wemasy_async.ratelimit.completes_when_cancelled`). Calls to the fallback run in
+        the caller, so it must say the same of itself.
+        """
+        return completes_when_cancelled(self.fallback)
+
     def redis_key(self, key: str) -> str:
         """The Redis key holding the state of limiter ``key``."""
         return f"{self.prefix}:{key}"
@@ -260,10 +275,55 @@ class RedisStore:
         if not self._redis_usable():
             return await self._on_fallback(key, pacing, event)
         future: asyncio.Future[Decision] = loop.create_future()
-        self._pending.setdefault(key, []).append(_Pending(pacing, event, future))
+        self._queue(loop, key, _Pending(pacing, event, future))
+        try:
+            return await future
+        except asyncio.CancelledError:
+            # Handed over, but the caller was cancelled before it could take it (the runner
+            # gives back what it reserves for a caller gone before the hand-over).
+            if not future.cancelled() and future.exception() is None:
+                self._give_back(loop, key, pacing, event, future.result(), future)
+            raise
+
+    def submit(self, key: str, pacing: Pacing, event: Release) -> asyncio.Future[Decision] | None:
+        """Queue a release for the next commit without waiting for it: its decision, once
+        committed, or ``None`` when it must go through :meth:`apply` (a fallback's ticket,
+        or Redis is down).
+
+        The limiter reports a response this way, so that a request is not held for a round
+        trip to Redis once it has been answered (the commit follows at once, in the key's
+        runner; a release only lowers the in-flight count and tells what the headers said,
+        so a few milliseconds late it is late on the safe side).
+        """
+        ticket = event.ticket
+        if (ticket is not None and ticket.source == _FALLBACK) or not self._redis_usable():
+            return None
+        loop = self._bind_loop()
+        future: asyncio.Future[Decision] = loop.create_future()
+        self._queue(loop, key, _Pending(pacing, event, future))
+        return future
+
+    def _queue(self, loop: asyncio.AbstractEventLoop, key: str, item: _Pending) -> None:
+        self._pending.setdefault(key, []).append(item)
         if key not in self._runners:
             self._runners[key] = loop.create_task(self._run(key))
-        return await future
+
+    def _give_back(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        key: str,
+        pacing: Pacing,
+        event: Event,
+        decision: Decision,
+        future: asyncio.Future[Decision],
+    ) -> None:
+        if decision.ticket is not None and isinstance(event, Acquire):
+            self._queue(loop, key, _Pending(pacing, Release(decision.ticket, sent=False), future))
+
+    async def settled(self) -> None:
+        """Wait until every queued transition is committed (tests, shutdown)."""
+        while self._runners and self._loop is asyncio.get_running_loop():
+            await asyncio.gather(*self._runners.values(), return_exceptions=True)
 
     # --- Committing batches -----------------------------------------------------------------
 
@@ -304,9 +364,8 @@ class RedisStore:
             item.future.set_result(decision)
             return
         # The caller is gone (cancelled): what was reserved for it goes back.
-        if decision.ticket is not None and isinstance(item.event, Acquire):
-            give_back = _Pending(item.pacing, Release(decision.ticket, sent=False), item.future)
-            self._pending.setdefault(key, []).append(give_back)
+        assert self._loop is not None
+        self._give_back(self._loop, key, item.pacing, item.event, decision, item.future)
 
     async def _commit(self, key: str, batch: list[_Pending]) -> list[Decision]:
         """Apply ``batch`` in order to the state in Redis, atomically, and return decisions."""

@@ -34,6 +34,7 @@ import functools
 import os
 import ssl
 import threading
+import traceback
 import weakref
 from collections.abc import (
     AsyncIterator,
@@ -45,7 +46,7 @@ from collections.abc import (
     Sequence,
 )
 from types import TracebackType
-from typing import Any, Concatenate, Generic, ParamSpec, TypeVar
+from typing import Any, Concatenate, Generic, NoReturn, ParamSpec, TypeVar
 
 import anyio
 from anyio.from_thread import BlockingPortal
@@ -88,6 +89,10 @@ class _Loop:
         ready = threading.Event()
         started: list[BlockingPortal | BaseException] = []
 
+        # anyio's blocking portal, which asyncio has no counterpart of: calls from other
+        # threads (their results and errors raised there, an interrupted caller's call
+        # cancelled here: see call()), and a stop that cancels what still runs before the
+        # loop closes (stop()).
         async def serve() -> None:
             async with BlockingPortal() as portal:
                 started.append(portal)
@@ -144,6 +149,25 @@ def _shut_down(loop: _Loop, client: AsyncClient) -> None:
         loop.stop()
 
 
+class _Arguments:
+    """The arguments a forked child builds its own client from; rendered, they show nothing
+    (the token, secret headers and a proxy's password are among them)."""
+
+    __slots__ = ("_options", "_provider")
+
+    def __init__(self, provider: str | Provider, options: dict[str, Any]) -> None:
+        self._provider, self._options = provider, options
+
+    def __call__(self) -> AsyncClient:
+        return AsyncClient(self._provider, **self._options)
+
+    def __repr__(self) -> str:
+        return "<client arguments, not shown>"
+
+    def __reduce__(self) -> NoReturn:
+        raise TypeError("client arguments cannot be pickled: they hold the token")
+
+
 class Client:
     """A blocking client for one provider; see the module docstring.
 
@@ -175,26 +199,36 @@ class Client:
         proxy: str | None = None,
         ssl: ssl.SSLContext | None = None,
     ) -> None:
-        _refuse_running_loop()
-        options: dict[str, Any] = {
-            "token": token,
-            "base_url": base_url,
-            "timeout": timeout,
-            "rate_limit": rate_limit,
-            "retry": retry,
-            "max_response_bytes": max_response_bytes,
-            "allow_http": allow_http,
-            "hooks": hooks,
-            "default_headers": default_headers,
-            "user_agent": user_agent,
-            "connection_limit": connection_limit,
-            "trust_env": trust_env,
-            "proxy": proxy,
-            "ssl": ssl,
-        }
-        # Built now, in this thread (no I/O, no loop needed): bad arguments raise here.
-        self._make: Callable[[], AsyncClient] = functools.partial(AsyncClient, provider, **options)
-        self._client = self._make()
+        try:
+            _refuse_running_loop()
+            options: dict[str, Any] = {
+                "token": token,
+                "base_url": base_url,
+                "timeout": timeout,
+                "rate_limit": rate_limit,
+                "retry": retry,
+                "max_response_bytes": max_response_bytes,
+                "allow_http": allow_http,
+                "hooks": hooks,
+                "default_headers": default_headers,
+                "user_agent": user_agent,
+                "connection_limit": connection_limit,
+                "trust_env": trust_env,
+                "proxy": proxy,
+                "ssl": ssl,
+            }
+            # Built now, in this thread (no I/O, no loop needed): bad arguments raise here.
+            self._make = _Arguments(provider, options)
+            self._client = self._make()
+        except BaseException as refused:
+            # As in AsyncClient.__init__: rendered with its frames' locals, the traceback
+            # would show the token (this frame's arguments, `options`, the checks' locals).
+            traceback.clear_frames(refused.__traceback__)
+            token = default_headers = proxy = None
+            options = {}
+            raise
+        token = default_headers = proxy = None  # the arguments hide them now
+        options = {}
         self._pid = os.getpid()
         self._lock = threading.Lock()
         self._loop: _Loop | None = None
@@ -202,8 +236,11 @@ class Client:
         self._closed = False
 
     def __repr__(self) -> str:
-        state = "closed" if self._closed else "open"
-        return f"<wemasy_async.sync.Client {self._client.provider!r} {state}>"
+        client = getattr(self, "_client", None)
+        if client is None:  # refused while being made (a traceback's locals show it so)
+            return "<wemasy_async.sync.Client not made>"
+        state = "closed" if getattr(self, "_closed", False) else "open"
+        return f"<wemasy_async.sync.Client {client.provider!r} {state}>"
 
     def __enter__(self) -> Client:
         return self

@@ -420,7 +420,10 @@ class AiohttpTransport:
         self._closed = True
         owned, self._owned = self._owned, None
         if owned is not None and not owned.closed:
-            # Shielded so that a cancelled caller still releases every socket.
+            # Shielded so that a cancelled caller still releases every socket. anyio's
+            # cancel scope, since asyncio has none on Python 3.10: the cancellation is held
+            # back until the close is done, where asyncio.shield would let the caller go on
+            # while the close still runs in another task.
             with anyio.CancelScope(shield=True):
                 await owned.close()
 

@@ -15,6 +15,7 @@ import sys
 import uuid
 from collections.abc import AsyncIterator
 
+import aiohttp
 import anyio
 import msgspec
 import pytest
@@ -37,9 +38,9 @@ from tests.support.redis_store import (
 )
 from wemasy_async import Client
 from wemasy_async.headers import RateLimitInfo
-from wemasy_async.ratelimit import LocalStore, Pacing, RateLimit, Ticket
+from wemasy_async.ratelimit import Limiter, LocalStore, Pacing, RateLimit, Ticket
 from wemasy_async.redis import RedisStore
-from wemasy_async.schedule import Confirm, Decision, Event, Release, State
+from wemasy_async.schedule import Acquire, Confirm, Decision, Event, Release, State
 from wemasy_async.testing import FakeWemasy
 
 # --- Parity: the same events, the same decisions ----------------------------------------------
@@ -361,7 +362,7 @@ async def test_keys_hold_a_digest_and_expire(redis_url: str) -> None:
         await reader.aclose()
 
 
-async def test_at_most_two_round_trips_per_request(redis_url: str) -> None:
+async def test_one_round_trip_per_request_when_requests_follow_each_other(redis_url: str) -> None:
     reader = redis.asyncio.Redis.from_url(redis_url)
     async with (
         FakeWemasy(rate_limit=None) as fake,  # no headers: learned after a probe, unpaced
@@ -372,10 +373,14 @@ async def test_at_most_two_round_trips_per_request(redis_url: str) -> None:
         await reader.config_resetstat()
         for n in range(10):
             await c.get_conversation(n + 1)
+        assert c.limiter is not None
+        await c.limiter.settled()  # the last report committed
         stats = await reader.info("commandstats")
     await reader.aclose()
     calls = {name.removeprefix("cmdstat_"): value["calls"] for name, value in stats.items()}
-    assert calls.pop("evalsha") == 20  # one to reserve, one to report back
+    # One to reserve each; reports go in the background and ride with the next request's
+    # reservation (queued before the commit starts), so one more for the last report.
+    assert calls.pop("evalsha") == 11
     # Everything else came from inside the script, or from this test.
     assert set(calls) <= {"time", "get", "set", "info", "config|resetstat"}
 
@@ -402,3 +407,94 @@ async def test_given_client_is_used_and_not_closed(redis_url: str) -> None:
         assert await given.exists(store.redis_key(KEY)) == 1
     finally:
         await given.aclose()
+
+
+# --- Calls without a task of their own ------------------------------------------------------------
+
+
+class _CancelsOnHandOver(RedisStore):
+    """Cancels the calling task just after a decision is handed to it, before it runs."""
+
+    caller: asyncio.Task[object] | None = None
+
+    def _deliver(self, key: str, item: object, decision: Decision) -> None:
+        super()._deliver(key, item, decision)  # type: ignore[arg-type]
+        if self.caller is not None:
+            self.caller.cancel()
+            self.caller = None
+
+
+async def test_a_caller_cancelled_after_the_hand_over_gives_its_send_back(redis_url: str) -> None:
+    async with _CancelsOnHandOver(redis_url) as store:
+        await learn(store, info(limit=10, remaining=10))  # the probe's answer: paced from now
+        assert store.completes_when_cancelled  # the limiter awaits it directly
+        caller = asyncio.ensure_future(store.apply(KEY, PACING, Acquire()))
+        store.caller = caller
+        with pytest.raises(asyncio.CancelledError):
+            await caller
+        await store.settled()
+        state = await stored_state(redis_url, store)
+        assert state.in_flight == 0  # the send it reserved went back: no phantom
+
+
+async def test_a_limiter_awaits_a_store_that_completes_on_its_own_directly(redis_url: str) -> None:
+    # A store call without a task and a shield of its own: the same decisions, and a
+    # cancelled waiter still leaves nothing reserved.
+    async with RedisStore(redis_url) as store:
+        limiter = Limiter(KEY, RateLimit(window=1.0, store=store), store)
+        before = len(asyncio.all_tasks())
+        probe = await limiter.acquire()
+        assert len(asyncio.all_tasks()) <= before + 1  # at most the store's runner
+        await limiter.release(probe, RateLimitInfo(limit=2, remaining=1))
+        first = await limiter.acquire()
+        waiter = asyncio.ensure_future(limiter.acquire())  # the window is full: it waits
+        await asyncio.sleep(0.05)
+        waiter.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiter
+        await limiter.release(first, RateLimitInfo(limit=2, remaining=0))
+        await limiter.settled()
+        assert (await stored_state(redis_url, store)).in_flight == 0
+
+
+def test_stores_say_whether_their_calls_complete_when_cancelled() -> None:
+    class Awaiting:
+        async def apply(self, key: str, pacing: Pacing, event: Event) -> Decision:
+            await asyncio.sleep(0)
+            return Decision(None, 0.0)
+
+    assert LocalStore().completes_when_cancelled
+    assert RedisStore("redis://127.0.0.1:1/0").completes_when_cancelled
+    # A fallback that may suspend runs in the caller: the store cannot promise it.
+    assert not RedisStore("redis://127.0.0.1:1/0", fallback=Awaiting()).completes_when_cancelled
+
+
+class _SlowCommits(RedisStore):
+    """Every compare-and-set waits 0.2 s first: reports are still on their way for a while."""
+
+    async def _cas(self, key: str, expected: str, value: str, ttl_ms: int) -> bool:
+        await asyncio.sleep(0.2)
+        return await super()._cas(key, expected, value, ttl_ms)
+
+
+async def test_closing_a_client_commits_the_reports_still_on_their_way(redis_url: str) -> None:
+    async with (
+        FakeWemasy(rate_limit=100, window=60.0, token=TOKEN) as fake,
+        _SlowCommits(redis_url) as store,
+        aiohttp.ClientSession() as session,  # the caller's: closing the client awaits nothing
+    ):
+        client = Client(
+            "wemasy",
+            base_url=fake.url,
+            token=TOKEN,
+            session=session,
+            rate_limit=RateLimit(window=60.0, store=store),
+        )
+        assert client.limiter is not None
+        assert client.limiter.reports_in_background
+        key = client.limiter.key
+        await asyncio.gather(*(client.get_conversation(1) for _ in range(5)))
+        await client.aclose()  # no settled(): closing waits for the reports
+        state = await stored_state(redis_url, store, key)
+        assert state.in_flight == 0
+        assert state.sent == 5

@@ -78,6 +78,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if reconfigure is not None:
             reconfigure(errors="replace")
     try:
+        # anyio.run, not asyncio.run: on Python 3.10 as on 3.11+ (asyncio.Runner), Ctrl-C
+        # cancels the main task, so every `async with` closes what it opened (the client,
+        # the export's files) before the program ends.
         status: int | None = anyio.run(args.run, args, backend="asyncio")
         sys.stdout.flush()  # here, so that a reader gone by now is handled below
     except BrokenPipeError:
