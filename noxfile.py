@@ -111,7 +111,7 @@ def bench(session: nox.Session) -> None:
 def soak(session: nox.Session) -> None:
     """Print the soak figures: 20,000 fetches per provider through 10% random faults."""
     _sync(session, extras=("test",))
-    session.run("python", "tests/soak.py", *session.posargs)
+    session.run("python", "-m", "tests.support.soak", *session.posargs)
 
 
 @nox.session(python=None, venv_backend="none")

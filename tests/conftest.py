@@ -11,7 +11,7 @@ import socket
 import subprocess
 import time
 import types
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +19,8 @@ import aiohttp
 import aioresponses.core as aioresponses_core
 import pytest
 from aioresponses import aioresponses
-from matrix import CASES, ProviderCase
 
+from tests.support.cases import CASES, ProviderCase
 from wemasy_async.retry import no_backoff
 
 # --- HTTP mocking with aioresponses ----------------------------------------------------------
@@ -190,6 +190,16 @@ def free_port() -> int:
 
 @pytest.fixture(params=CASES, ids=str)
 def case(request: pytest.FixtureRequest) -> ProviderCase:
-    """Each provider in turn (see ``tests/matrix.py``), for scenarios every provider runs."""
+    """Each provider in turn (see ``tests/support/cases.py``), for scenarios every provider runs."""
     case: ProviderCase = request.param
     return case
+
+
+# --- Plain HTTP against the fakes ------------------------------------------------------------
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    """A plain ``aiohttp.ClientSession``, for tests that drive a fake without the SDK."""
+    async with aiohttp.ClientSession() as client:
+        yield client

@@ -146,7 +146,7 @@ def _plan(rng: random.Random, count: int) -> _Plan:
     The set was first generated with ``rng.choice``, ``randrange`` and ``randint``; each of
     those is ``_randbelow(width)`` plus an offset, so calling ``_randbelow`` directly draws
     exactly the same numbers with a third of the Python calls (the walk's whole cost).
-    ``tests/test_fake_wemasy_data.py`` compares with the public calls.
+    ``tests/providers/wemasy/test_fake_data.py`` compares with the public calls.
     """
     below: Callable[[int], int] = rng._randbelow  # type: ignore[attr-defined]
     uniform = rng.random

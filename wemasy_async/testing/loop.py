@@ -192,7 +192,7 @@ class _LoopStream:
     The first ``long_count`` conversations have ``long_messages`` messages and draw no
     count. `walk` makes `build`'s draws through ``_randbelow`` (what ``choice``,
     ``randrange`` and ``randint`` call), which yields the same numbers in a third of the
-    Python calls; ``tests/test_fake_uuid_data.py`` compares with the eager generator.
+    Python calls; ``tests/fakes/test_uuid_data.py`` compares with the eager generator.
     """
 
     def __init__(self, messages: tuple[int, int], long_count: int, long_messages: int) -> None:

@@ -197,7 +197,7 @@ class _SiteAssistStream:
 
     `walk` makes `build`'s draws through ``_randbelow`` (what ``choice`` and ``randrange``
     call), which yields the same numbers in fewer Python calls;
-    ``tests/test_fake_uuid_data.py`` compares with the eager generator.
+    ``tests/fakes/test_uuid_data.py`` compares with the eager generator.
     """
 
     def __init__(self, messages: tuple[int, int]) -> None:

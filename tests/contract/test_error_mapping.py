@@ -1,0 +1,40 @@
+"""Error statuses that the adapters map alike, written once over the providers that do.
+
+Each provider's own error bodies and statuses are in ``tests/providers/<name>/
+test_adapter_responses.py``; SiteAssist keeps a 503's retry hint in ``details`` as well, which
+its own tests check.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from tests.support import loop_adapter, wemasy_adapter
+from tests.support.recordings import response
+from wemasy_async import InternalServerError
+from wemasy_async.providers.base import Response
+
+GET_PARSERS: dict[str, Callable[[Response], Any]] = {
+    "wemasy": wemasy_adapter.get_parse,
+    "loop": loop_adapter.get_parse,
+}
+"""Each provider's ``get_conversation`` parse, for the providers whose statuses map alike."""
+
+
+@pytest.mark.parametrize("provider", GET_PARSERS)
+def test_retry_hint_on_503_is_kept(provider: str) -> None:
+    get_parse = GET_PARSERS[provider]
+    with pytest.raises(InternalServerError) as info:
+        get_parse(response(503, b"", {"Retry-After": "30"}))
+    assert info.value.retry_after == 30.0
+
+
+@pytest.mark.parametrize("provider", GET_PARSERS)
+def test_no_retry_hint_means_none(provider: str) -> None:
+    get_parse = GET_PARSERS[provider]
+    with pytest.raises(InternalServerError) as info:
+        get_parse(response(500, b"", {}))
+    assert info.value.retry_after is None
