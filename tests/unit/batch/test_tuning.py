@@ -275,7 +275,9 @@ def test_calm_is_the_least_period_mean_and_floor_the_least_sample() -> None:
     assert latency.calm() == pytest.approx(0.02)
 
 
-async def test_a_shared_store_and_the_exchanges_are_counted_at_their_calm_means(redis_url: str) -> None:
+async def test_a_shared_store_and_the_exchanges_count_at_their_calm_means(
+    redis_url: str,
+) -> None:
     from wemasy_async.client import _with_store
     from wemasy_async.redis import RedisStore
 
