@@ -1,4 +1,4 @@
-"""Error statuses that the adapters map alike, written once over the providers that do.
+"""Error statuses that every adapter maps alike, written once over the providers.
 
 Each provider's own error bodies and statuses are in ``tests/providers/<name>/
 test_adapter_responses.py``; SiteAssist keeps a 503's retry hint in ``details`` as well, which
@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.support import loop_adapter, wemasy_adapter
+from tests.support import loop_adapter, siteassist_adapter, wemasy_adapter
 from tests.support.recordings import response
 from wemasy_async import InternalServerError
 from wemasy_async.providers.base import Response
@@ -20,8 +20,9 @@ from wemasy_async.providers.base import Response
 GET_PARSERS: dict[str, Callable[[Response], Any]] = {
     "wemasy": wemasy_adapter.get_parse,
     "loop": loop_adapter.get_parse,
+    "siteassist": siteassist_adapter.get_parse,
 }
-"""Each provider's ``get_conversation`` parse, for the providers whose statuses map alike."""
+"""Each provider's ``get_conversation`` parse."""
 
 
 @pytest.mark.parametrize("provider", GET_PARSERS)
