@@ -6,6 +6,11 @@ provider uses on the wire (Wemasy's integers become ``"27"``). Timestamps are ti
 ``datetime`` objects in UTC when the provider sends a naive one. Fields a provider does not
 have are ``None``; the provider's own decoded wire object stays reachable as ``raw``.
 
+A ``Conversation``'s ``raw`` may be decoded on first access: a provider whose body decodes
+straight into the neutral models keeps the body, not a second set of objects, until someone
+reads ``raw`` (see :mod:`wemasy_async.lazyraw`); what ``raw`` returns, and how the
+``Conversation`` compares, hashes, prints, pickles and encodes, is the same either way.
+
 Neutral models share what is already neutral with ``raw`` rather than copy it: strings,
 aware timestamps, immutable usage objects, and ``metadata`` dicts (a message's ``metadata``
 may be the very ``dict`` its ``raw`` counterpart holds; copy it before changing it).
@@ -18,6 +23,8 @@ from decimal import Decimal
 from typing import Any, Generic, Literal, TypeVar
 
 import msgspec
+
+from wemasy_async import lazyraw
 
 __all__ = [
     "ChatReply",
@@ -117,6 +124,9 @@ class Conversation(msgspec.Struct, frozen=True, kw_only=True):
     cost_amount: Decimal | None = None
     messages: list[Message] | None = None
     raw: Any = None
+
+
+lazyraw.install(Conversation, "raw")
 
 
 class ChatReply(msgspec.Struct, frozen=True, kw_only=True):
