@@ -1,4 +1,4 @@
-"""The fast decode path and the lazy ``raw`` (``wemasy_async.lazyraw``).
+"""The fast decode path and the lazy ``raw`` (``wemasy_async.models.LazyRaw``).
 
 Every body the fakes serve takes the fast path; what it returns must be what the lenient
 path returns (the same neutral models, and a ``raw`` equal to the eagerly decoded one), and a
@@ -16,8 +16,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from wemasy_async.lazyraw import LazyRaw, stored
-from wemasy_async.models import Conversation, Message
+from wemasy_async.models import Conversation, LazyRaw, Message, stored
 from wemasy_async.providers import loop, siteassist, wemasy
 from wemasy_async.providers.base import Response
 from wemasy_async.testing.loop import FakeLoop

@@ -81,8 +81,7 @@ from wemasy_async.errors import (
 )
 from wemasy_async.exchange import Request, Response
 from wemasy_async.headers import parse_retry_after
-from wemasy_async.lazyraw import lazy_raw_type
-from wemasy_async.models import Conversation, Message, Role, TokenUsage
+from wemasy_async.models import Conversation, Message, Role, TokenUsage, lazy_raw_type
 from wemasy_async.protocols import ConversationId
 from wemasy_async.providers.base import Call, Provider
 from wemasy_async.providers.wire import (

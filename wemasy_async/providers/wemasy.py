@@ -66,8 +66,16 @@ from wemasy_async.errors import (
 )
 from wemasy_async.exchange import Request, Response
 from wemasy_async.headers import parse_retry_after
-from wemasy_async.lazyraw import lazy_raw_type
-from wemasy_async.models import ChatReply, Conversation, Message, Page, Role, TokenUsage, ToolCall
+from wemasy_async.models import (
+    ChatReply,
+    Conversation,
+    Message,
+    Page,
+    Role,
+    TokenUsage,
+    ToolCall,
+    lazy_raw_type,
+)
 from wemasy_async.protocols import ConversationId
 from wemasy_async.providers.base import Call, ChatParams, ListConversationsParams, Provider
 from wemasy_async.providers.wire import (

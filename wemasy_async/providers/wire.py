@@ -19,7 +19,7 @@ no slots, so CPython allows the ``__class__`` assignment): the result *is* a ``M
 equal to the one the lenient path builds. Anything the fast types refuse (a synonym role, a
 naive timestamp, usage as text, an unknown key where a synonym could hide, a malformed body)
 falls back to the lenient path, which decodes the body again and says what is wrong exactly
-as before. ``raw`` is then a :class:`~wemasy_async.lazyraw.LazyRaw` over the body.
+as before. ``raw`` is then a :class:`~wemasy_async.models.LazyRaw` over the body.
 """
 
 from __future__ import annotations
