@@ -56,6 +56,13 @@ integer ids, naive timestamps, absent metadata) and otherwise shares the wire's 
 ids, ``conversation_id`` and content strings, timestamps with an offset, and an object
 ``metadata`` (the same ``dict`` in ``raw`` and in the neutral message).
 
+The fast path (see :mod:`wemasy_async.providers.wire`) takes a complete history (``total``
+at most the messages it holds) whose messages all have a string or absent ``id``, a role
+named above, timestamps with an offset and ``tool_calls``, ``token_usage`` and ``metadata``
+as documented or ``null``; anything else takes the lenient path above. Its ``raw`` is decoded
+from the kept body on first access, and then shares with the neutral messages what the
+lenient path shares.
+
 Refused (``ResponseDecodeError``): a missing ``total`` or ``messages`` (``total`` decides
 whether the list is complete), a negative ``total``, a role other than ``user``,
 ``assistant``, ``system`` or ``tool``, and a tool call without an id or a function name.
@@ -80,13 +87,15 @@ from wemasy_async.errors import (
 )
 from wemasy_async.exchange import Request, Response
 from wemasy_async.headers import parse_retry_after
-from wemasy_async.models import Conversation, Message, Role, TokenUsage
+from wemasy_async.models import Conversation, Message, Role, TokenUsage, lazy_raw_type, stored
 from wemasy_async.protocols import ConversationId
 from wemasy_async.providers.base import Call, Provider
 from wemasy_async.providers.wire import (
+    Aware,
     OpenAIToolCall,
     body_of,
     fallback_message,
+    neutral_messages,
     reader,
     role,
     tool_calls,
@@ -146,6 +155,29 @@ class LoopHistory(msgspec.Struct, frozen=True, kw_only=True):
 # Built once: msgspec compiles the schema at construction. strict=False lets counts arrive
 # as integral floats or numeric strings, as the docs' "number" type allows.
 _HISTORY = msgspec.json.Decoder(LoopHistory, strict=False)
+
+
+class _FastUsage(TokenUsage, frozen=True, kw_only=True):
+    prompt_tokens: Count | None = None
+    completion_tokens: Count | None = None
+    total_tokens: Count | None = None
+
+
+class _FastMessage(Message, frozen=True, kw_only=True):
+    """A message in canonical form, decoded straight into a ``Message`` (see the docstring)."""
+
+    tool_calls: list[OpenAIToolCall] | None = None  # type: ignore[assignment]
+    usage: _FastUsage | None = msgspec.field(default=None, name="token_usage")
+    created_at: Aware | None = None
+    metadata: dict[str, Any] | None = None  # type: ignore[assignment]
+
+
+class _FastHistory(msgspec.Struct, frozen=True, kw_only=True):
+    total: Count
+    messages: list[_FastMessage]
+
+
+_FAST_HISTORY = msgspec.json.Decoder(_FastHistory, strict=False)
 
 
 # --- Ids and requests ------------------------------------------------------------------------
@@ -251,13 +283,57 @@ def _messages(history: LoopHistory, conversation_id: str) -> list[Message]:
         raise
 
 
+def _fast_messages(body: bytes, conversation_id: str) -> list[Message] | None:
+    """The fast path's messages of a complete history, or ``None``."""
+    history = _FAST_HISTORY.decode(body)
+    messages = history.messages
+    if history.total > len(messages):
+        return None
+    force = msgspec.structs.force_setattr
+    for m in messages:
+        if not m.conversation_id:
+            force(m, "conversation_id", conversation_id)
+    return neutral_messages(messages)
+
+
+def _share(history: LoopHistory, messages: list[Message]) -> LoopHistory:
+    """Give the lazily decoded ``history`` the neutral messages' objects the lenient path
+    shares."""
+    force = msgspec.structs.force_setattr
+    for w, m in zip(history.messages, messages, strict=True):
+        force(w, "id", m.id)  # a string or None on the fast path
+        if w.conversation_id:
+            force(w, "conversation_id", m.conversation_id)
+        force(w, "content", m.content)
+        force(w, "tool_call_id", m.tool_call_id)
+        force(w, "created_at", m.created_at)  # aware on the fast path
+        if w.metadata is not None:
+            force(w, "metadata", m.metadata)
+    return history
+
+
+_LazyHistory = lazy_raw_type(
+    LoopHistory, lambda body, messages: _share(_HISTORY.decode(body), messages)
+)
+
+
+def _fast_conversation(body: bytes, conversation_id: str) -> Conversation | None:
+    messages = _fast_messages(body, conversation_id)
+    if messages is None:
+        return None
+    return _aggregate(messages, conversation_id, _LazyHistory(body, messages))
+
+
 _CREATED_AT = attrgetter("created_at")
 _USAGE = attrgetter("usage")
 _TOTAL_TOKENS = attrgetter("total_tokens")
 
 
 def _conversation(history: LoopHistory, conversation_id: str) -> Conversation:
-    messages = _messages(history, conversation_id)
+    return _aggregate(_messages(history, conversation_id), conversation_id, history)
+
+
+def _aggregate(messages: list[Message], conversation_id: str, raw: object) -> Conversation:
     # map/filter/count run in C; a datetime and a TokenUsage are always true, and
     # filter(None, ...) dropping zero counts does not change their sum.
     times = list(filter(None, map(_CREATED_AT, messages)))
@@ -270,7 +346,7 @@ def _conversation(history: LoopHistory, conversation_id: str) -> Conversation:
         last_activity_at=max(times, default=None),
         cost_tokens=cost_tokens,
         messages=messages,
-        raw=history,
+        raw=raw,
     )
 
 
@@ -318,13 +394,16 @@ def error_from_response(response: Response) -> APIStatusError:
     )
 
 
-def _reader(convert: Callable[[LoopHistory], T]) -> Callable[[Response], T]:
+def _reader(
+    convert: Callable[[LoopHistory], T], fast: Callable[[bytes], T | None] | None = None
+) -> Callable[[Response], T]:
     return reader(
         provider=NAME,
         expected="a Loop message history",
         decode=_HISTORY.decode,
         convert=convert,
         error=error_from_response,
+        fast=fast,
     )
 
 
@@ -345,7 +424,11 @@ def _all_messages(conversation_id: str) -> Call[list[Message]]:
             _reader(lambda history: _messages(history, conversation_id)),
         )
 
-    return Call(_request(conversation_id, None), _reader(first), then)
+    return Call(
+        _request(conversation_id, None),
+        _reader(first, lambda body: _fast_messages(body, conversation_id)),
+        then,
+    )
 
 
 def _first_messages(conversation_id: str, limit: int) -> Call[list[Message]]:
@@ -370,10 +453,14 @@ class LoopProvider(Provider):
             InvalidRequestError: The id is not a valid Loop id.
         """
         checked = check_conversation_id(conversation_id)
-        read = _reader(lambda history: _conversation(history, checked))
+        read = _reader(
+            lambda history: _conversation(history, checked),
+            lambda body: _fast_conversation(body, checked),
+        )
 
         def then(result: Conversation) -> Call[Conversation] | None:
-            history = result.raw
+            # A lazy raw is never truncated (the fast path takes complete histories only).
+            history = stored(result)
             if not isinstance(history, LoopHistory) or not _truncated(history):
                 return None
             return Call(_request(checked, history.total), read)

@@ -54,6 +54,14 @@ conversation's canonical id, naive timestamps, absent metadata) and otherwise sh
 wire's objects: string ids, content, timestamps with an offset, and an object ``metadata``
 (the same ``dict`` in ``raw`` and in the neutral message). Messages that name the
 conversation share the conversation's ``id`` string.
+
+The fast path (see :mod:`wemasy_async.providers.wire`) takes a conversation whose messages
+all have a string or absent ``id``, a neutral role (``user``, ``assistant``, ``system``,
+``tool``), timestamps with an offset, only the camelCase keys (``toolCalls``,
+``toolCallId``, ``usage`` with ``promptTokens``, ``completionTokens``, ``totalTokens``) and
+no other key; anything else (a synonym key, an unknown key, a role synonym) takes the
+lenient path above. Its ``raw`` is decoded from the kept body on first access, and then
+shares with the neutral messages what the lenient path shares.
 """
 
 from __future__ import annotations
@@ -73,14 +81,16 @@ from wemasy_async.errors import (
 )
 from wemasy_async.exchange import Request, Response
 from wemasy_async.headers import parse_retry_after
-from wemasy_async.models import Conversation, Message, Role, TokenUsage
+from wemasy_async.models import Conversation, Message, Role, TokenUsage, lazy_raw_type
 from wemasy_async.protocols import ConversationId
 from wemasy_async.providers.base import Call, Provider
 from wemasy_async.providers.wire import (
+    Aware,
     Malformed,
     OpenAIToolCall,
     body_of,
     fallback_message,
+    neutral_messages,
     reader,
     role,
     tool_calls,
@@ -160,6 +170,37 @@ class SiteAssistConversation(msgspec.Struct, frozen=True, kw_only=True, rename="
 
 # One decoder per response type, built once: msgspec compiles the schema at construction.
 _CONVERSATION = msgspec.json.Decoder(SiteAssistConversation)
+
+
+class _FastUsage(TokenUsage, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    # Unknown keys refused: a snake_case count must take the lenient path.
+    prompt_tokens: int | None = msgspec.field(default=None, name="promptTokens")
+    completion_tokens: int | None = msgspec.field(default=None, name="completionTokens")
+    total_tokens: int | None = msgspec.field(default=None, name="totalTokens")
+
+
+class _FastMessage(Message, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A message in canonical form, decoded straight into a ``Message`` (see the docstring).
+
+    Unknown keys are refused: ``tool_calls``, ``tool_call_id`` and ``tokenUsage`` are
+    synonyms the lenient path reads.
+    """
+
+    conversation_id: str | None = msgspec.field(default=None, name="conversationId")
+    tool_calls: list[OpenAIToolCall] | None = msgspec.field(  # type: ignore[assignment]
+        default=None, name="toolCalls"
+    )
+    tool_call_id: str | None = msgspec.field(default=None, name="toolCallId")
+    usage: _FastUsage | None = None
+    created_at: Aware | None = msgspec.field(default=None, name="createdAt")
+    metadata: dict[str, Any] | None = None  # type: ignore[assignment]
+
+
+class _FastConversation(SiteAssistConversation, frozen=True, kw_only=True):
+    messages: list[_FastMessage] | msgspec.UnsetType | None = msgspec.UNSET  # type: ignore[assignment]
+
+
+_FAST_CONVERSATION = msgspec.json.Decoder(_FastConversation)
 
 
 # --- Ids -------------------------------------------------------------------------------------
@@ -266,9 +307,18 @@ def _human_agent(value: str | SiteAssistHumanAgent | None) -> str | None:
 
 
 def _conversation(wire: SiteAssistConversation) -> Conversation:
+    conversation_id = str(wire.id)
+    return _neutral_conversation(wire, conversation_id, _messages(wire, conversation_id), wire)
+
+
+def _neutral_conversation(
+    wire: SiteAssistConversation,
+    conversation_id: str,
+    messages: list[Message] | None,
+    raw: object,
+) -> Conversation:
     if wire.object is not None and wire.object != "conversation":
         raise Malformed(f"object is {short_repr(wire.object)}, not 'conversation'")
-    conversation_id = str(wire.id)
     return Conversation(
         id=conversation_id,
         provider=NAME,
@@ -280,9 +330,56 @@ def _conversation(wire: SiteAssistConversation) -> Conversation:
         close_reason=wire.close_reason,
         human_handled=wire.is_human_handled,
         human_agent=_human_agent(wire.human_agent),
-        messages=_messages(wire, conversation_id),
-        raw=wire,
+        messages=messages,
+        raw=raw,
     )
+
+
+def _share(wire: SiteAssistConversation, messages: list[Message] | None) -> SiteAssistConversation:
+    """Give the lazily decoded ``wire`` the neutral messages' objects the lenient path
+    shares."""
+    if isinstance(wire.messages, list) and messages:
+        force = msgspec.structs.force_setattr
+        for w, m in zip(wire.messages, messages, strict=True):
+            force(w, "id", m.id)  # a string or None on the fast path
+            force(w, "content", m.content)
+            force(w, "tool_call_id", m.tool_call_id)
+            force(w, "created_at", m.created_at)  # aware on the fast path
+            if w.metadata is not None:
+                force(w, "metadata", m.metadata)
+    return wire
+
+
+_LazyConversation = lazy_raw_type(
+    SiteAssistConversation, lambda body, messages: _share(_CONVERSATION.decode(body), messages)
+)
+
+
+def _fast_conversation(body: bytes) -> Conversation:
+    """The fast path (see the module docstring); raises when the body is not canonical."""
+    wire = _FAST_CONVERSATION.decode(body)
+    conversation_id = str(wire.id)
+    fast = wire.messages
+    messages: list[Message] | None = None
+    if fast is not msgspec.UNSET:
+        messages = []
+        if fast:
+            force = msgspec.structs.force_setattr
+            for m in fast:
+                other = m.conversation_id
+                force(
+                    m,
+                    "conversation_id",
+                    conversation_id
+                    if other is None or other == conversation_id
+                    else _canonical(other),
+                )
+            messages = neutral_messages(fast)
+    return _neutral_conversation(wire, conversation_id, messages, _LazyConversation(body, messages))
+
+
+def _fast_messages(body: bytes) -> list[Message]:
+    return _fast_conversation(body).messages or []
 
 
 def _conversation_messages(wire: SiteAssistConversation) -> list[Message]:
@@ -356,18 +453,21 @@ def error_from_response(response: Response) -> APIStatusError:
     )
 
 
-def _reader(convert: Callable[[SiteAssistConversation], T]) -> Callable[[Response], T]:
+def _reader(
+    convert: Callable[[SiteAssistConversation], T], fast: Callable[[bytes], T | None]
+) -> Callable[[Response], T]:
     return reader(
         provider=NAME,
         expected="a SiteAssist conversation",
         decode=_CONVERSATION.decode,
         convert=convert,
         error=error_from_response,
+        fast=fast,
     )
 
 
-_read_conversation = _reader(_conversation)
-_read_messages = _reader(_conversation_messages)
+_read_conversation = _reader(_conversation, _fast_conversation)
+_read_messages = _reader(_conversation_messages, _fast_messages)
 
 
 # --- Requests --------------------------------------------------------------------------------

@@ -41,6 +41,13 @@ other strings, timestamps that have an offset, the usage object (:data:`WemasyUs
 ``dict`` in ``raw`` and in the neutral message). Messages that name the conversation share
 one ``conversation_id`` string. So holding a ``Conversation`` costs little more than its
 wire object (``benchmarks/memory.py``).
+
+The fast path (see :mod:`wemasy_async.providers.wire`) takes a ``conversations/get`` body whose
+messages all have an ``id``, a neutral role, ``tool_calls`` as a list or ``null``,
+``usage`` as an object or ``null``, timestamps with an offset and an object (or ``null``)
+``metadata``, and whose ``messages`` is a list or ``null``; anything else takes the lenient
+path above. Its ``raw`` is decoded from the kept body on first access, and then shares with
+the neutral messages what the lenient path shares.
 """
 
 from __future__ import annotations
@@ -59,16 +66,27 @@ from wemasy_async.errors import (
 )
 from wemasy_async.exchange import Request, Response
 from wemasy_async.headers import parse_retry_after
-from wemasy_async.models import ChatReply, Conversation, Message, Page, Role, TokenUsage, ToolCall
+from wemasy_async.models import (
+    ChatReply,
+    Conversation,
+    Message,
+    Page,
+    Role,
+    TokenUsage,
+    ToolCall,
+    lazy_raw_type,
+)
 from wemasy_async.protocols import ConversationId
 from wemasy_async.providers.base import Call, ChatParams, ListConversationsParams, Provider
 from wemasy_async.providers.wire import (
     DECODE_ERRORS,
+    Aware,
     Malformed,
     OpenAIToolCall,
     body_of,
     decode_failure,
     fallback_message,
+    neutral_messages,
     reader,
     role,
     tool_calls,
@@ -206,6 +224,25 @@ _TOOL_CALLS = msgspec.json.Decoder(list[OpenAIToolCall] | OpenAIToolCall | None,
 _USAGE = msgspec.json.Decoder(WemasyUsage | int | None, strict=False)
 
 
+class _FastMessage(Message, frozen=True, kw_only=True):
+    """A message in canonical form, decoded straight into a ``Message`` (see the docstring)."""
+
+    # Typed as on the wire (strict=False would turn "07" into 7) and made text, as the
+    # lenient path does, before the class becomes Message.
+    id: int | str  # type: ignore[assignment]
+    conversation_id: int | str | None = None  # type: ignore[assignment]
+    tool_calls: list[OpenAIToolCall] | None = None  # type: ignore[assignment]
+    created_at: Aware | None = None
+    metadata: dict[str, Any] | None = None  # type: ignore[assignment]
+
+
+class _FastConversation(WemasyConversation, frozen=True, kw_only=True):
+    messages: list[_FastMessage] | msgspec.UnsetType | None = msgspec.UNSET  # type: ignore[assignment]
+
+
+_FAST_CONVERSATION = msgspec.json.Decoder(_Envelope[_FastConversation], strict=False)
+
+
 def _plain(value: Any) -> Any:
     """Encode hook: callers' tool definitions may use any Mapping, not only dict."""
     if isinstance(value, Mapping):
@@ -326,10 +363,21 @@ def _messages(
 
 
 def _conversation(wire: WemasyConversation) -> Conversation:
+    conversation_id = str(wire.id)
+    messages = (
+        None
+        if wire.messages is msgspec.UNSET
+        else _messages(wire.messages, wire.id, conversation_id)
+    )
+    return _neutral_conversation(wire, conversation_id, messages, wire)
+
+
+def _neutral_conversation(
+    wire: WemasyConversation, conversation_id: str, messages: list[Message] | None, raw: object
+) -> Conversation:
     if wire.cost_amount is not None and not wire.cost_amount.is_finite():
         # Decimal reads "NaN" and "Infinity" too; neither is an amount anyone was charged.
         raise Malformed(f"cost_amount is {wire.cost_amount}, not a finite amount")
-    conversation_id = str(wire.id)
     return Conversation(
         id=conversation_id,
         provider=NAME,
@@ -340,13 +388,56 @@ def _conversation(wire: WemasyConversation) -> Conversation:
         ended_at=utc(wire.ended_at),
         cost_tokens=wire.cost_tokens,
         cost_amount=wire.cost_amount,
-        messages=(
-            None
-            if wire.messages is msgspec.UNSET
-            else _messages(wire.messages, wire.id, conversation_id)
-        ),
-        raw=wire,
+        messages=messages,
+        raw=raw,
     )
+
+
+def _share(wire: WemasyConversation, messages: list[Message] | None) -> WemasyConversation:
+    """Give the lazily decoded ``wire`` the neutral messages' objects the lenient path shares."""
+    if isinstance(wire.messages, list) and messages:
+        force = msgspec.structs.force_setattr
+        for w, m in zip(wire.messages, messages, strict=True):
+            force(w, "content", m.content)
+            force(w, "tool_call_id", m.tool_call_id)
+            force(w, "usage", m.usage)  # always a TokenUsage or None on the fast path
+            force(w, "created_at", m.created_at)  # always aware on the fast path
+            if isinstance(w.metadata, dict):
+                force(w, "metadata", m.metadata)
+    return wire
+
+
+_LazyConversation = lazy_raw_type(
+    WemasyConversation,
+    lambda body, messages: _share(_CONVERSATION.decode(body).data, messages),
+)
+
+
+def _fast_conversation(body: bytes) -> Conversation | None:
+    """The fast path of ``conversations/get`` (see the module docstring), or ``None``."""
+    envelope = _FAST_CONVERSATION.decode(body)
+    wire = envelope.data
+    if not envelope.success:
+        return None
+    conversation_id = str(wire.id)
+    fast = wire.messages
+    messages: list[Message] | None = None
+    if fast is not msgspec.UNSET:
+        messages = []
+        if fast:
+            wire_id, force = wire.id, msgspec.structs.force_setattr
+            for m in fast:
+                force(m, "id", str(m.id))
+                other = m.conversation_id
+                force(
+                    m,
+                    "conversation_id",
+                    conversation_id
+                    if other is None or other == wire_id
+                    else _other_id(other, conversation_id),
+                )
+            messages = neutral_messages(fast)
+    return _neutral_conversation(wire, conversation_id, messages, _LazyConversation(body, messages))
 
 
 def _page(envelope: _ListEnvelope, requested: ListConversationsParams) -> Page[Conversation]:
@@ -426,7 +517,10 @@ def _ok(envelope: _Envelope[T]) -> T:
 
 
 def _reader(
-    decoder: msgspec.json.Decoder[Any], expected: str, convert: Callable[[Any], T]
+    decoder: msgspec.json.Decoder[Any],
+    expected: str,
+    convert: Callable[[Any], T],
+    fast: Callable[[bytes], T | None] | None = None,
 ) -> Callable[[Response], T]:
     return reader(
         provider=NAME,
@@ -434,17 +528,29 @@ def _reader(
         decode=decoder.decode,
         convert=convert,
         error=error_from_response,
+        fast=fast,
     )
 
 
 _read_conversation = _reader(
-    _CONVERSATION, "a Wemasy conversation envelope", lambda e: _conversation(_ok(e))
+    _CONVERSATION,
+    "a Wemasy conversation envelope",
+    lambda e: _conversation(_ok(e)),
+    _fast_conversation,
 )
+
+
+def _fast_messages(body: bytes) -> list[Message] | None:
+    conversation = _fast_conversation(body)
+    return None if conversation is None else conversation.messages or []
+
+
 _read_messages = _reader(
     _CONVERSATION,
     "a Wemasy conversation envelope",
     # absent or null: none
     lambda e: _messages(_ok(e).messages or None, e.data.id, str(e.data.id)),
+    _fast_messages,
 )
 _read_chat = _reader(_CHAT, "a Wemasy chat reply envelope", lambda e: _chat_reply(_ok(e)))
 

@@ -6,6 +6,20 @@
 - :func:`reader`, which turns "decode this body, convert it" into a ``parse`` function with
   the error handling every operation needs, and the helpers an adapter's
   ``error_from_response`` builds on.
+- The fast path (:func:`neutral_messages`): a body whose messages are already in neutral form
+  decodes straight into :class:`~wemasy_async.models.Message` objects.
+
+The fast path. Building a neutral ``Message`` in Python for every wire message costs about
+as much as msgspec's whole decode, so an adapter first tries a decoder whose message type is
+a subclass of ``Message`` that only renames fields and types them as the wire sends them in
+the canonical case (a ``Role``, an aware timestamp, ...; each adapter says which). msgspec
+builds those in C; :func:`neutral_messages` then fills what the wire leaves ``null`` and
+converts tool calls, and changes each object's class to ``Message`` itself (the subclass adds
+no slots, so CPython allows the ``__class__`` assignment): the result *is* a ``Message``,
+equal to the one the lenient path builds. Anything the fast types refuse (a synonym role, a
+naive timestamp, usage as text, an unknown key where a synonym could hide, a malformed body)
+falls back to the lenient path, which decodes the body again and says what is wrong exactly
+as before. ``raw`` is then a :class:`~wemasy_async.models.LazyRaw` over the body.
 """
 
 from __future__ import annotations
@@ -13,17 +27,18 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timezone
 from http import HTTPStatus
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import msgspec
 
 from wemasy_async.errors import APIStatusError, ResponseDecodeError
 from wemasy_async.exchange import Response
-from wemasy_async.models import Role, ToolCall
+from wemasy_async.models import Message, Role, TokenUsage, ToolCall
 from wemasy_async.validation import short_repr
 
 __all__ = [
     "DECODE_ERRORS",
+    "Aware",
     "Malformed",
     "OpenAIFunction",
     "OpenAIToolCall",
@@ -31,6 +46,7 @@ __all__ = [
     "decode_failure",
     "fallback_message",
     "json_text",
+    "neutral_messages",
     "reader",
     "role",
     "tool_calls",
@@ -133,6 +149,34 @@ def tool_calls(wires: Iterable[OpenAIToolCall] | None) -> list[ToolCall]:
     return calls
 
 
+Aware = Annotated[datetime, msgspec.Meta(tz=True)]
+"""A timestamp with an offset: the fast path's type (a naive one takes the lenient path)."""
+
+_force = msgspec.structs.force_setattr
+
+
+def neutral_messages(messages: list[Any]) -> list[Message]:
+    """Finish the fast path's messages in place and return them as neutral ``Message``s.
+
+    ``messages`` are instances of a ``Message`` subclass whose ids and ``conversation_id``
+    are already neutral (the adapter sets them first), whose ``tool_calls`` are wire calls
+    or ``None``, ``metadata`` a dict or ``None``, and ``usage`` ``None`` or an instance of a
+    ``TokenUsage`` subclass without slots of its own. Raises :class:`Malformed` for a tool
+    call without an id or a name.
+    """
+    message_type, usage_type = Message, TokenUsage
+    for m in messages:
+        calls = m.tool_calls
+        _force(m, "tool_calls", [] if calls is None else tool_calls(calls))
+        if m.metadata is None:
+            _force(m, "metadata", {})
+        usage = m.usage
+        if usage is not None and type(usage) is not usage_type:
+            _force(usage, "__class__", usage_type)
+        _force(m, "__class__", message_type)
+    return messages
+
+
 def utc(value: datetime | None) -> datetime | None:
     """Take a timestamp without an offset as UTC; leave aware ones alone."""
     if value is not None and value.tzinfo is None:
@@ -177,6 +221,7 @@ def reader(
     decode: Callable[[bytes], W],
     convert: Callable[[W], T],
     error: Callable[[Response], APIStatusError],
+    fast: Callable[[bytes], T | None] | None = None,
 ) -> Callable[[Response], T]:
     """Build a ``parse`` function for a :class:`~wemasy_async.providers.base.Call`.
 
@@ -186,6 +231,9 @@ def reader(
         decode: Bytes to the wire object (a msgspec decoder's ``decode``).
         convert: Wire object to the result; raises :class:`Malformed` when it cannot.
         error: Builds the typed error for a non-2xx response.
+        fast: The fast path (see the module docstring): the result, or ``None`` (or an
+            error) when the body is not in the canonical form, and then the lenient
+            ``convert(decode(body))`` decides.
 
     Returns:
         A function that raises ``error(response)`` for a non-2xx status, and otherwise
@@ -195,6 +243,13 @@ def reader(
     def parse(response: Response) -> T:
         if not 200 <= response.status < 300:
             raise error(response)
+        if fast is not None:
+            try:
+                result = fast(response.body)
+            except _READ_ERRORS:
+                result = None
+            if result is not None:
+                return result
         try:
             return convert(decode(response.body))
         except _READ_ERRORS as exc:
