@@ -684,9 +684,12 @@ def _with_store(engine: Engine, limiter: Limiter) -> Callable[[], float | None]:
     shared = limiter.shared
 
     def latency() -> float | None:
-        exchange = engine.latency.floor()  # ends the exchanges' period
+        exchanges = engine.latency
         if shared:
-            exchange = engine.latency.calm()
+            exchanges.end_period()
+            exchange = exchanges.calm()
+        else:
+            exchange = exchanges.floor()
         round_trips = limiter.round_trips
         round_trips.end_period()
         store = round_trips.calm() or 0.0

@@ -210,6 +210,10 @@ class RedisStore:
         self._values: dict[str, str | None] = {}  # the last value seen of each key
         self._pending: dict[str, list[_Pending]] = {}
         self._runners: dict[str, asyncio.Task[None]] = {}
+        # Transitions queued and resolved so far, per key (what settled() waits for).
+        self._queued: dict[str, int] = {}
+        self._done: dict[str, int] = {}
+        self._progress: asyncio.Future[None] | None = None
 
     def __repr__(self) -> str:
         state = "down" if self._down else "up"
@@ -274,15 +278,14 @@ class RedisStore:
             return decision
         if not self._redis_usable():
             return await self._on_fallback(key, pacing, event)
-        future: asyncio.Future[Decision] = loop.create_future()
-        self._queue(loop, key, _Pending(pacing, event, future))
+        future = self._queue(loop, key, pacing, event)
         try:
             return await future
         except asyncio.CancelledError:
             # Handed over, but the caller was cancelled before it could take it (the runner
             # gives back what it reserves for a caller gone before the hand-over).
             if not future.cancelled() and future.exception() is None:
-                self._give_back(loop, key, pacing, event, future.result(), future)
+                self._give_back(key, pacing, event, future.result())
             raise
 
     def submit(self, key: str, pacing: Pacing, event: Release) -> asyncio.Future[Decision] | None:
@@ -298,32 +301,39 @@ class RedisStore:
         ticket = event.ticket
         if (ticket is not None and ticket.source == _FALLBACK) or not self._redis_usable():
             return None
-        loop = self._bind_loop()
-        future: asyncio.Future[Decision] = loop.create_future()
-        self._queue(loop, key, _Pending(pacing, event, future))
-        return future
+        return self._queue(self._bind_loop(), key, pacing, event)
 
-    def _queue(self, loop: asyncio.AbstractEventLoop, key: str, item: _Pending) -> None:
-        self._pending.setdefault(key, []).append(item)
+    def _queue(
+        self, loop: asyncio.AbstractEventLoop, key: str, pacing: Pacing, event: Event
+    ) -> asyncio.Future[Decision]:
+        """Queue ``event`` for the key's runner (started if none runs); its decision."""
+        future: asyncio.Future[Decision] = loop.create_future()
+        self._pending.setdefault(key, []).append(_Pending(pacing, event, future))
+        self._queued[key] = self._queued.get(key, 0) + 1
         if key not in self._runners:
             self._runners[key] = loop.create_task(self._run(key))
+        return future
 
-    def _give_back(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        key: str,
-        pacing: Pacing,
-        event: Event,
-        decision: Decision,
-        future: asyncio.Future[Decision],
-    ) -> None:
+    def _give_back(self, key: str, pacing: Pacing, event: Event, decision: Decision) -> None:
+        """Queue the return of the send ``decision`` reserved for a caller that is gone."""
         if decision.ticket is not None and isinstance(event, Acquire):
-            self._queue(loop, key, _Pending(pacing, Release(decision.ticket, sent=False), future))
+            assert self._loop is not None  # bound by the call that reserved it
+            future = self._queue(self._loop, key, pacing, Release(decision.ticket, sent=False))
+            future.add_done_callback(_retrieved)  # nobody awaits it
 
     async def settled(self) -> None:
-        """Wait until every queued transition is committed (tests, shutdown)."""
-        while self._runners and self._loop is asyncio.get_running_loop():
-            await asyncio.gather(*self._runners.values(), return_exceptions=True)
+        """Wait until the transitions queued so far are committed, and the sends their
+        commits give back (tests, a client's close). Not for what other callers queue
+        meanwhile: a busy key keeps its runner going, and this must still return."""
+        if self._loop is not asyncio.get_running_loop():
+            return
+        for _ in range(2):  # what is queued now; then what those commits gave back
+            targets = dict(self._queued)
+            while any(self._done.get(key, 0) < count for key, count in targets.items()):
+                progress = self._progress
+                if progress is None:
+                    progress = self._progress = self._loop.create_future()
+                await progress
 
     # --- Committing batches -----------------------------------------------------------------
 
@@ -346,26 +356,36 @@ class RedisStore:
                             await self._fallback_learns(key, item.pacing, item.event)
                 for item, decision in zip(batch, decisions, strict=True):
                     self._deliver(key, item, decision)
+                self._resolved(key, len(batch))
+                batch = []
         except BaseException as exc:
             # Not lost: every caller still waiting hears of it (loop shutdown included).
-            for item in [*batch, *self._pending.pop(key, [])]:
+            failed = [*batch, *self._pending.pop(key, [])]
+            for item in failed:
                 if item.future.done():
                     continue
                 if isinstance(exc, asyncio.CancelledError):
                     item.future.cancel()
                 else:
                     item.future.set_exception(exc)
+            self._resolved(key, len(failed))
             raise
         finally:
             self._runners.pop(key, None)
+
+    def _resolved(self, key: str, count: int) -> None:
+        """``count`` more of the key's queued transitions are done: wake settled()."""
+        self._done[key] = self._done.get(key, 0) + count
+        progress, self._progress = self._progress, None
+        if progress is not None and not progress.done():
+            progress.set_result(None)
 
     def _deliver(self, key: str, item: _Pending, decision: Decision) -> None:
         if not item.future.done():
             item.future.set_result(decision)
             return
         # The caller is gone (cancelled): what was reserved for it goes back.
-        assert self._loop is not None
-        self._give_back(self._loop, key, item.pacing, item.event, decision, item.future)
+        self._give_back(key, item.pacing, item.event, decision)
 
     async def _commit(self, key: str, batch: list[_Pending]) -> list[Decision]:
         """Apply ``batch`` in order to the state in Redis, atomically, and return decisions."""
@@ -449,6 +469,7 @@ class RedisStore:
         loop = asyncio.get_running_loop()
         if loop is not self._loop:
             self._loop, self._pending, self._runners = loop, {}, {}
+            self._queued, self._done, self._progress = {}, {}, None
             if self._url is not None:
                 self._client, self._script = None, None
         return loop
@@ -509,6 +530,12 @@ class RedisStore:
 
     def _scaled(self, limit: int) -> int:
         return max(1, math.floor(limit * self.fallback_share))
+
+
+def _retrieved(future: asyncio.Future[Decision]) -> None:
+    # A give-back's outcome is nobody's to handle; retrieved, so asyncio does not log it.
+    if not future.cancelled():
+        future.exception()
 
 
 def _ticket_of(event: Event) -> Ticket | None:

@@ -498,3 +498,32 @@ async def test_closing_a_client_commits_the_reports_still_on_their_way(redis_url
         state = await stored_state(redis_url, store, key)
         assert state.in_flight == 0
         assert state.sent == 5
+
+
+async def test_settled_waits_for_what_was_queued_not_for_later_traffic(redis_url: str) -> None:
+    # A busy key keeps its runner going (something new is queued during every commit);
+    # settled(), which a closing client awaits, must still return once what was queued
+    # before it is committed. (It once waited for the runner to end: as long as the traffic.)
+    async with _SlowCommits(redis_url) as store:
+        await learn(store, info(limit=100_000, remaining=100_000))
+        reserved = [(await acquire(store)).ticket for _ in range(3)]
+        stop = asyncio.Event()
+
+        async def traffic() -> None:
+            while not stop.is_set():
+                store.submit(KEY, PACING, Release(None, info=info(limit=100_000)))
+                await asyncio.sleep(0.05)  # several during each 0.2 s commit
+
+        background = asyncio.ensure_future(traffic())
+        try:
+            for ticket in reserved:
+                assert ticket is not None
+                store.submit(KEY, PACING, Release(ticket))
+            with anyio.fail_after(1.5):  # two or three commits, then done
+                await store.settled()
+            assert (await stored_state(redis_url, store)).in_flight == 0
+            assert not background.done()  # the traffic went on all along
+        finally:
+            stop.set()
+            await background
+            await store.settled()
