@@ -98,15 +98,15 @@ def run_decode(args: argparse.Namespace) -> tuple[list[dict[str, Any]], str]:
 
 def run_e2e(args: argparse.Namespace) -> tuple[list[dict[str, object]], str]:
     print(
-        f"\nEnd-to-end get_conversation, {args.requests} requests "
-        f"({args.requests_c1} at concurrency 1), {args.rounds} paired rounds, "
+        f"\nEnd-to-end get_conversation, {args.rounds} paired rounds of {args.round_requests}"
+        f" requests each ({args.requests_c1} at concurrency 1), "
         "fake Wemasy server in a separate process",
         flush=True,
     )
-    with fake_server(conversations=args.requests, rate_limit=10_000_000) as url:
+    with fake_server(conversations=args.round_requests, rate_limit=10_000_000) as url:
         rows = e2e.run(
             url,
-            requests=args.requests,
+            requests=args.round_requests,
             concurrencies=tuple(args.concurrency),
             rounds=args.rounds,
             requests_c1=args.requests_c1,
@@ -224,7 +224,7 @@ def run_ratelimit(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
         ceilings = ratelimit.ceiling()
         print("  non-binding: limiter on / off / bare at concurrency 1, 16, 64", flush=True)
         unbound = ratelimit.non_binding(
-            requests=2000 if args.quick else 4000, rounds=1 if args.quick else 7
+            requests=200 if args.quick else 400, rounds=3 if args.quick else 31
         )
     table = ratelimit.format_table(rows, ceilings=ceilings, unbound=unbound, quick=args.quick)
     print()
@@ -295,10 +295,13 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the rows to this file")
     e2e_options = parser.add_argument_group("e2e")
     e2e_options.add_argument("--requests", type=int, default=CONVERSATIONS)
-    e2e_options.add_argument("--rounds", type=int, default=7)
+    e2e_options.add_argument(
+        "--round-requests", type=int, default=400, help="e2e: each contender's per round"
+    )
+    e2e_options.add_argument("--rounds", type=int, default=31)
     e2e_options.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
     e2e_options.add_argument(
-        "--requests-c1", type=int, default=2000, help="requests at concurrency 1"
+        "--requests-c1", type=int, default=100, help="the same at concurrency 1"
     )
     cpu_options = parser.add_argument_group("cpu")
     cpu_options.add_argument("--cpu-requests", type=int, default=3000)

@@ -30,8 +30,10 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
 import aiohttp
@@ -87,7 +89,9 @@ async def _pool(fetch: Fetch, ids: range, concurrency: int) -> float:
     return len(ids) / (time.perf_counter() - started)
 
 
-async def bare_loop(url: str, ids: range, concurrency: int) -> float:
+@asynccontextmanager
+async def open_bare(url: str, concurrency: int) -> AsyncIterator[Fetch]:
+    """aiohttp + msgspec: a session and a ``fetch(id)`` for as long as the block lasts."""
     decoder = msgspec.json.Decoder(BareEnvelope)
     headers = {"Authorization": "Bearer bench", "Content-Type": "application/json"}
     endpoint = url + "/services/ai/v1/conversations/get"
@@ -100,20 +104,26 @@ async def bare_loop(url: str, ids: range, concurrency: int) -> float:
             async with session.post(endpoint, data=body, headers=headers) as response:
                 return decoder.decode(await response.read()).data
 
-        return await _pool(fetch, ids, concurrency)
+        yield fetch
 
 
-async def sdk(url: str, ids: range, concurrency: int) -> float:
+@asynccontextmanager
+async def open_sdk(url: str, concurrency: int) -> AsyncIterator[Fetch]:
+    """``Client("wemasy")`` with its defaults (the rate limiter on)."""
     async with Client("wemasy", base_url=url, token="bench") as client:
-        return await _pool(client.get_conversation, ids, concurrency)
+        yield client.get_conversation
 
 
-async def sdk_nolimit(url: str, ids: range, concurrency: int) -> float:
+@asynccontextmanager
+async def open_sdk_nolimit(url: str, concurrency: int) -> AsyncIterator[Fetch]:
+    """The same with ``rate_limit=False``."""
     async with Client("wemasy", base_url=url, token="bench", rate_limit=False) as client:
-        return await _pool(client.get_conversation, ids, concurrency)
+        yield client.get_conversation
 
 
-async def httpx_pydantic(url: str, ids: range, concurrency: int) -> float:
+@asynccontextmanager
+async def open_httpx(url: str, concurrency: int) -> AsyncIterator[Fetch]:
+    """httpx + pydantic v2, as an openai-style SDK does it."""
     headers = {"Authorization": "Bearer bench", "Content-Type": "application/json"}
     limits = httpx.Limits(max_connections=max(100, concurrency))
     async with httpx.AsyncClient(base_url=url, headers=headers, limits=limits) as client:
@@ -124,15 +134,79 @@ async def httpx_pydantic(url: str, ids: range, concurrency: int) -> float:
             response.raise_for_status()
             return PdWemasyEnvelope.model_validate_json(response.content).data
 
-        return await _pool(fetch, ids, concurrency)
+        yield fetch
 
 
-CONTENDERS: dict[str, Callable[[str, range, int], Awaitable[float]]] = {
-    "bare": bare_loop,
-    "sdk": sdk,
-    "sdk_nolimit": sdk_nolimit,
-    "httpx": httpx_pydantic,
+Opener = Callable[[str, int], AbstractAsyncContextManager[Fetch]]
+
+
+def _once(opener: Opener) -> Callable[[str, range, int], Awaitable[float]]:
+    async def run(url: str, ids: range, concurrency: int) -> float:
+        async with opener(url, concurrency) as fetch:
+            return await _pool(fetch, ids, concurrency)
+
+    run.__doc__ = f"Open ({opener.__name__}), fetch ``ids`` with ``concurrency`` workers: req/s."
+    return run
+
+
+bare_loop = _once(open_bare)
+sdk = _once(open_sdk)
+sdk_nolimit = _once(open_sdk_nolimit)
+
+CONTENDERS: dict[str, Opener] = {
+    "bare": open_bare,
+    "sdk": open_sdk,
+    "sdk_nolimit": open_sdk_nolimit,
+    "httpx": open_httpx,
 }
+
+
+class Round(msgspec.Struct, frozen=True):
+    """One contender's share of one round."""
+
+    rps: float
+    cpu: float  # seconds of this process's CPU time per request
+
+
+async def paired_rounds(
+    url: str,
+    openers: dict[str, Opener],
+    *,
+    concurrency: int,
+    counts: dict[str, int],
+    rounds: int,
+) -> dict[str, list[Round]]:
+    """Every contender open at once, then ``rounds`` short rounds of each in turn.
+
+    Each contender keeps one client (its connections warm) for the whole run, as a user's
+    program does; a round runs ``counts[name]`` requests of each, the order reversing every
+    round. Rounds are short (a tenth of a second or so) and many, so that the load of a
+    shared machine, which drifts over seconds, falls on every contender of a round alike:
+    a ratio taken within each round then says what the code costs (longer rounds, each
+    with its own client, gave per-round on / off ratios from 0.83x to 1.26x for the same
+    code).
+    """
+    names = list(openers)
+    results: dict[str, list[Round]] = {name: [] for name in names}
+    async with AsyncExitStack() as stack:
+        fetches = {
+            name: await stack.enter_async_context(openers[name](url, concurrency)) for name in names
+        }
+        for name in names:  # warm up: connections open, caches filled
+            await _pool(fetches[name], range(1, min(counts[name], 200) + 1), concurrency)
+        for round_ in range(rounds):
+            for name in names if round_ % 2 == 0 else reversed(names):
+                ids = range(1, counts[name] + 1)
+                started = time.process_time()
+                rps = await _pool(fetches[name], ids, concurrency)
+                results[name].append(Round(rps, (time.process_time() - started) / len(ids)))
+    return results
+
+
+def paired(rounds: dict[str, list[Round]], top: str, bottom: str, *, cpu: bool = False) -> float:
+    """The median over the rounds of ``top``'s req/s (or CPU) over ``bottom``'s."""
+    pairs = zip(rounds[top], rounds[bottom], strict=True)
+    return statistics.median((a.cpu / b.cpu) if cpu else (a.rps / b.rps) for a, b in pairs)
 
 
 def run(
@@ -145,40 +219,40 @@ def run(
 ) -> list[dict[str, object]]:
     """Measure every contender in paired rounds; the medians (see the module docstring).
 
-    ``requests_c1`` (default ``requests``) is the number of requests at concurrency 1.
+    ``requests`` (``requests_c1`` at concurrency 1) is each contender's requests per round.
     """
     rows: list[dict[str, object]] = []
     for concurrency in concurrencies:
         count = requests if concurrency != 1 or requests_c1 is None else requests_c1
         counts = {name: max(1, count // 4) if name == "httpx" else count for name in CONTENDERS}
-        rps: dict[str, list[float]] = {name: [] for name in CONTENDERS}
-        cpu: dict[str, list[float]] = {name: [] for name in CONTENDERS}
-        anyio.run(bare_loop, url, range(1, 201), concurrency)  # warm the server up
-        for round_ in range(rounds):
-            names = list(CONTENDERS)
-            for name in names if round_ % 2 == 0 else reversed(names):
-                started = time.process_time()
-                ids = range(1, counts[name] + 1)
-                rps[name].append(anyio.run(CONTENDERS[name], url, ids, concurrency))
-                cpu[name].append((time.process_time() - started) / counts[name])
-
-        def paired(values: dict[str, list[float]], top: str, bottom: str) -> float:
-            # The median of the rounds' own ratios.
-            pairs = zip(values[top], values[bottom], strict=True)
-            return statistics.median(a / b for a, b in pairs)
-
+        results = anyio.run(
+            partial(
+                paired_rounds,
+                url,
+                CONTENDERS,
+                concurrency=concurrency,
+                counts=counts,
+                rounds=rounds,
+            )
+        )
         rows.append(
             {
                 "concurrency": concurrency,
                 "requests": count,
                 "rounds": rounds,
-                **{f"{name}_rps": statistics.median(v) for name, v in rps.items()},
-                **{f"{name}_cpu_us": statistics.median(v) * 1e6 for name, v in cpu.items()},
-                "ratio": paired(rps, "sdk", "bare"),
-                "ratio_nolimit": paired(rps, "sdk_nolimit", "bare"),
-                "vs_httpx": paired(rps, "sdk", "httpx"),
-                "cpu_ratio": paired(cpu, "sdk", "bare"),
-                "cpu_ratio_nolimit": paired(cpu, "sdk_nolimit", "bare"),
+                **{
+                    f"{name}_rps": statistics.median(r.rps for r in v)
+                    for name, v in results.items()
+                },
+                **{
+                    f"{name}_cpu_us": statistics.median(r.cpu for r in v) * 1e6
+                    for name, v in results.items()
+                },
+                "ratio": paired(results, "sdk", "bare"),
+                "ratio_nolimit": paired(results, "sdk_nolimit", "bare"),
+                "vs_httpx": paired(results, "sdk", "httpx"),
+                "cpu_ratio": paired(results, "sdk", "bare", cpu=True),
+                "cpu_ratio_nolimit": paired(results, "sdk_nolimit", "bare", cpu=True),
             }
         )
     return rows

@@ -49,7 +49,8 @@ Also: the machine's ceiling, bare aiohttp + msgspec with no limit (the fake anno
 minute) at 0 ms (64 in flight) and at 200 ms (512 in flight), one process; grid points whose
 rate is above the ceiling at their latency cannot reach 100% and are marked so. And the
 non-binding row: ``Client.get_conversation`` with the limiter on vs off vs bare aiohttp at
-concurrency 1/16/64 (10M a minute, 0 ms), best of 3 alternating rounds.
+concurrency 1/16/64 (10M a minute, 0 ms), in many short paired rounds with all three open
+at once (:func:`benchmarks.e2e.paired_rounds`).
 
 Window indices are computed on the wall clock from the moment the server reported its URL;
 the server fixes its origin a fraction of a millisecond before that. The machine is whatever
@@ -74,6 +75,7 @@ from collections.abc import Callable, Coroutine, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -576,46 +578,48 @@ def ceiling(requests: int = 5000) -> dict[float, float]:
     return result
 
 
-NON_BINDING = {"bare": e2e.bare_loop, "on": e2e.sdk, "off": e2e.sdk_nolimit}
+NON_BINDING = {"bare": e2e.open_bare, "on": e2e.open_sdk, "off": e2e.open_sdk_nolimit}
 
 
-def non_binding(requests: int = 3000, rounds: int = 11) -> list[Row]:
+def non_binding(requests: int = 400, rounds: int = 31) -> list[Row]:
     """Limiter on vs off vs bare aiohttp when the limit never binds, at 1/16/64.
 
-    Each round runs the three contenders back to back (in an order that alternates between
-    rounds); a ratio is taken within each round and the median over the rounds is reported,
-    so that a stretch of a shared machine's load shifts both sides of a ratio alike. The
-    req/s columns are medians too. Next to them, the client's CPU time per request (this
-    process's; the fake runs in another): on a shared VM whose wall clock swings by a fifth
-    between rounds, it says what the limiter costs even when the req/s cannot.
+    The three are open at once and run in many short paired rounds
+    (:func:`benchmarks.e2e.paired_rounds`: ``requests`` each per round, a quarter of that
+    at concurrency 1); a ratio is taken within each round and the median over the rounds is
+    reported, req/s medians too. Next to them, the client's CPU time per request (this
+    process's; the fake runs in another): it says what the limiter costs even when a shared
+    VM's wall clock cannot.
     """
     rows = []
     with fake_server(rate_limit=UNLIMITED, conversations=requests) as url:
         for concurrency in (1, 16, 64):
-            count = requests // 4 if concurrency == 1 else requests
-            runs: dict[str, list[float]] = {name: [] for name in NON_BINDING}
-            cpu: dict[str, list[float]] = {name: [] for name in NON_BINDING}
-            anyio.run(e2e.bare_loop, url, range(1, 201), concurrency)  # warm up
-            for round_ in range(rounds):
-                names = list(NON_BINDING)
-                for name in names if round_ % 2 == 0 else reversed(names):
-                    began = time.process_time()
-                    rps = anyio.run(NON_BINDING[name], url, range(1, count + 1), concurrency)
-                    cpu[name].append((time.process_time() - began) / count)
-                    runs[name].append(rps)
-            ratios = [on / off for on, off in zip(runs["on"], runs["off"], strict=True)]
-            ratio = statistics.median(ratios)
-            cpu_ratios = [on / off for on, off in zip(cpu["on"], cpu["off"], strict=True)]
+            count = max(1, requests // 4) if concurrency == 1 else requests
+            results = anyio.run(
+                partial(
+                    e2e.paired_rounds,
+                    url,
+                    NON_BINDING,
+                    concurrency=concurrency,
+                    counts=dict.fromkeys(NON_BINDING, count),
+                    rounds=rounds,
+                )
+            )
+            pairs = zip(results["on"], results["off"], strict=True)
+            ratios = [on.rps / off.rps for on, off in pairs]
             rows.append(
                 {
                     "concurrency": concurrency,
-                    "requests": count,
+                    "requests": count * rounds,
                     "rounds": rounds,
-                    **{name: statistics.median(values) for name, values in runs.items()},
-                    "on_off": ratio,
+                    **{name: statistics.median(r.rps for r in v) for name, v in results.items()},
+                    "on_off": statistics.median(ratios),
                     "on_off_rounds": ratios,
-                    "cpu_us": {name: statistics.median(v) * 1e6 for name, v in cpu.items()},
-                    "cpu_on_off": statistics.median(cpu_ratios),
+                    "cpu_us": {
+                        name: statistics.median(r.cpu for r in v) * 1e6
+                        for name, v in results.items()
+                    },
+                    "cpu_on_off": e2e.paired(results, "on", "off", cpu=True),
                 }
             )
     return rows
@@ -717,10 +721,11 @@ def format_table(
         notes.append(
             "\nLimit not binding (the fake announces 10M a minute, 0 ms): "
             "`Client.get_conversation` with the limiter on and off vs a bare aiohttp + msgspec "
-            f"loop; {unbound[0]['rounds']} rounds, each running the three back to back (the "
-            "order alternating); on / off is the median of the rounds' own ratios, req/s the "
-            "medians; client CPU per request is this process's CPU time over the requests "
-            "(median of the rounds; CPU on / off the median of the rounds' ratios)."
+            f"loop, all three open at once; {unbound[0]['rounds']} short rounds, each running "
+            "the three back to back (the order alternating; requests: over all rounds); "
+            "on / off is the median of the rounds' own ratios, req/s the medians; client CPU "
+            "per request is this process's CPU time over the requests (median of the rounds; "
+            "CPU on / off the median of the rounds' ratios)."
         )
     for row in rows:
         if "skipped" not in row and (row["failed"] or row["gave_up"]):

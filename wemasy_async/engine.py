@@ -13,7 +13,7 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from typing import Any, TypeVar
 from urllib.parse import urlencode
 
@@ -120,10 +120,45 @@ class Engine:
         attempt = 1
         while True:
             try:
-                if options.limiter is None:
+                limiter = options.limiter
+                if limiter is None:
                     result = self._parse(call, await self._exchange(call, operation, attempt))
                 else:
-                    result = await self._paced(call, options, operation, attempt)
+                    # Paced here, not in a coroutine of its own: a frame more in the chain
+                    # would cost CPU on every suspension of every request (a limiter that
+                    # has nothing to do should cost next to nothing).
+                    max_wait = (options.retry or _DEFAULT_RETRY).max_retry_after
+                    try:
+                        reserved = limiter.reserve(max_pause=max_wait)  # no coroutine if due
+                    except PauseTooLong as held:
+                        raise self._paused_error(held, max_wait) from None
+                    if isinstance(reserved, Ticket):
+                        ticket = reserved
+                    else:
+                        ticket = await self._waited(reserved, call, options, operation, attempt)
+                    # Nothing awaits from here to the try, so a cancellation cannot leak the
+                    # send: the finally reports it also on errors and cancellation.
+                    info: RateLimitInfo | None = None
+                    paused = 0.0
+                    try:
+                        response = await self._exchange(call, operation, attempt)
+                        info = RateLimitInfo.from_headers(response.headers)
+                        try:
+                            result = self._parse(call, response)
+                        except RateLimitError as limited:
+                            hint = limited.retry_after
+                            paused = hint if hint is not None else limiter.config.pause_without_hint
+                            raise
+                    finally:
+                        pending = limiter.report(ticket, info, paused=paused)
+                        if pending is not None:
+                            await pending
+                        # Told once the limiter holds the key: no request slips out while a
+                        # hook runs.
+                        if paused and options.hooks:
+                            await options.hooks.emit(
+                                self._event(PauseEvent, call, operation, attempt, seconds=paused)
+                            )
             except APIError as error:
                 delay = self._retry_delay(call, options, attempt, error)
                 if delay is None:
@@ -223,56 +258,50 @@ class Engine:
             **details,
         )
 
-    async def _paced(self, call: Call[T], options: ClientConfig, operation: str, attempt: int) -> T:
-        """One attempt through the limiter: acquire, exchange, parse, release."""
+    async def _waited(
+        self,
+        reserved: Coroutine[Any, Any, Ticket],
+        call: Call[T],
+        options: ClientConfig,
+        operation: str,
+        attempt: int,
+    ) -> Ticket:
+        """Await a reservation that was not due at once; tell hooks how long it took.
+
+        The reservation gives itself back when cancelled; once it is held, a failing or
+        cancelled hook reports it before the error goes on, so the send cannot leak.
+        """
         limiter = options.limiter
         assert limiter is not None  # only called with one
-        max_wait = (options.retry or _DEFAULT_RETRY).max_retry_after
+        began = time.perf_counter()
         try:
-            reserved = limiter.reserve(max_pause=max_wait)  # no coroutine when due now
-            if isinstance(reserved, Ticket):
-                ticket, waited = reserved, 0.0
-            else:
-                began = time.perf_counter()
-                ticket = await reserved
-                waited = time.perf_counter() - began
+            ticket = await reserved
         except PauseTooLong as held:
-            # Fail fast, as for the 429 itself, rather than block for longer than the policy
-            # would ever wait (also for requests that were already queued).
-            raise RateLimitError(
-                f"requests to {self._provider} are paused for another {held.seconds:.0f} s"
-                f" after a 429 (longer than max_retry_after, {max_wait:g} s)",
-                provider=self._provider,
-                status=429,
-                retry_after=held.seconds,
-            ) from None
-        info: RateLimitInfo | None = None
-        paused = 0.0
-        try:
-            # Told inside the try: a cancelled hook still gives the ticket back.
-            if waited and options.hooks:
+            max_wait = (options.retry or _DEFAULT_RETRY).max_retry_after
+            raise self._paused_error(held, max_wait) from None
+        if options.hooks:
+            waited = time.perf_counter() - began
+            try:
                 await options.hooks.emit(
                     self._event(LimiterWaitEvent, call, operation, attempt, seconds=waited)
                 )
-            response = await self._exchange(call, operation, attempt)
-            info = RateLimitInfo.from_headers(response.headers)
-            try:
-                return self._parse(call, response)
-            except RateLimitError as error:
-                hint = error.retry_after
-                paused = hint if hint is not None else limiter.config.pause_without_hint
+            except BaseException:
+                pending = limiter.report(ticket, None)
+                if pending is not None:
+                    await pending
                 raise
-        finally:
-            # Also on errors and cancellation: the request is no longer in flight. Nothing
-            # awaits between acquire and this try, so a cancellation cannot leak the send.
-            pending = limiter.report(ticket, info, paused=paused)
-            if pending is not None:
-                await pending
-            # Told once the limiter holds the key, so no request slips out while a hook runs.
-            if paused and options.hooks:
-                await options.hooks.emit(
-                    self._event(PauseEvent, call, operation, attempt, seconds=paused)
-                )
+        return ticket
+
+    def _paused_error(self, held: PauseTooLong, max_wait: float) -> RateLimitError:
+        # Fail fast, as for the 429 itself, rather than block for longer than the policy
+        # would ever wait (also for requests that were already queued).
+        return RateLimitError(
+            f"requests to {self._provider} are paused for another {held.seconds:.0f} s"
+            f" after a 429 (longer than max_retry_after, {max_wait:g} s)",
+            provider=self._provider,
+            status=429,
+            retry_after=held.seconds,
+        )
 
     def _parse(self, call: Call[T], response: Response) -> T:
         try:

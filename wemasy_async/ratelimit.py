@@ -230,6 +230,20 @@ class LocalStore:
             self._states[key] = new
         return decision
 
+    def state(self, key: str, pacing: Pacing) -> schedule.State:
+        """The live state of ``key`` (made if new): transitions update it in place, and
+        this store never replaces it, so a limiter may apply them to it directly (the
+        per-request path: no lookup, no dispatch)."""
+        state = self._states.get(key)
+        if state is None:
+            state = self._states[key] = schedule.new_state(pacing)
+        return state
+
+    @property
+    def clock(self) -> Callable[[], float]:
+        """The clock transitions are applied at."""
+        return self._clock
+
     completes_when_cancelled = True  # apply never suspends
 
     async def apply(self, key: str, pacing: Pacing, event: Event) -> Decision:
@@ -273,6 +287,9 @@ class Limiter:
         self._pacing = Pacing(config.window, config.pacing_margin, config.ceiling)
         # Called synchronously: it never suspends (a subclass may, so it goes the async way).
         self._local = store if type(store) is LocalStore else None
+        self._state: schedule.State | None = None  # the local store's, once it has one
+        if self._local is not None:
+            self._clock = self._local.clock
         self._direct = completes_when_cancelled(store)
         submit = getattr(store, "submit", None) if self._direct else None
         self._submit: Callable[[str, Pacing, Release], asyncio.Future[Decision] | None] | None = (
@@ -340,14 +357,19 @@ class Limiter:
         """
         if self._paused_until:
             self._check_pause(max_pause)
-        local = self._local
-        if local is None:
+        if self._local is None:
             return self._acquire_from_store(max_pause)
-        decision = local.apply_now(self.key, self._pacing, _ACQUIRE)
+        state = self._state or self._local_state()
+        decision = schedule.acquire(state, self._pacing, self._clock())
         self._limit = decision.limit
         if decision.ticket is not None and decision.delay <= 0.0:
             return decision.ticket
         return self._wait(decision, max_pause)
+
+    def _local_state(self) -> schedule.State:
+        assert self._local is not None  # only called with one
+        self._state = self._local.state(self.key, self._pacing)
+        return self._state
 
     async def _acquire_from_store(self, max_pause: float) -> Ticket:
         decision = await self._apply(_ACQUIRE)
@@ -408,11 +430,15 @@ class Limiter:
         The store is updated even if the caller is cancelled meanwhile.
         """
         event = self._release(ticket, info, paused)
-        local = self._local
-        if local is None:
+        if self._local is None:
             await self._report_to_store(event, paused)
         else:
-            self._reported(local.apply_now(self.key, self._pacing, event), paused)
+            self._reported(
+                schedule.release(
+                    self._state or self._local_state(), self._pacing, event, self._clock()
+                ),
+                paused,
+            )
 
     def report(
         self, ticket: Ticket, info: RateLimitInfo | None, *, paused: float = 0.0
@@ -425,9 +451,13 @@ class Limiter:
             ``None`` when done (or handed over), else a coroutine that must be awaited at once.
         """
         event = self._release(ticket, info, paused)
-        local = self._local
-        if local is not None:
-            self._reported(local.apply_now(self.key, self._pacing, event), paused)
+        if self._local is not None:
+            self._reported(
+                schedule.release(
+                    self._state or self._local_state(), self._pacing, event, self._clock()
+                ),
+                paused,
+            )
             return None
         if self._submit is not None:
             future = self._submit(self.key, self._pacing, event)

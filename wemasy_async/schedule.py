@@ -68,10 +68,12 @@ __all__ = [
     "Release",
     "State",
     "Ticket",
+    "acquire",
     "allowed_rate",
     "apply",
     "effective_limit",
     "new_state",
+    "release",
 ]
 
 # The small structs hold no cycles: gc=False keeps them out of the collector, which at high
@@ -214,15 +216,12 @@ def apply(state: State | None, pacing: Pacing, event: Event, now: float) -> tupl
     """
     if state is None:
         state = new_state(pacing)
-    _expire(state, pacing, now)
     if isinstance(event, Acquire):
-        return state, _acquire(state, pacing, now)
-    if isinstance(event, Confirm):
-        return state, _confirm(state, pacing, event.ticket, now)
-    _release(state, pacing, event, now)
-    limit = state.limit if pacing.ceiling is None else effective_limit(state, pacing)
-    paused = state.paused_until - now
-    return state, Decision(None, 0.0, paused if paused > 0.0 else 0.0, limit)
+        return state, acquire(state, pacing, now)
+    if isinstance(event, Release):
+        return state, release(state, pacing, event, now)
+    _expire(state, pacing, now)
+    return state, _confirm(state, pacing, event.ticket, now)
 
 
 def expiry(state: State, pacing: Pacing, now: float) -> float:
@@ -248,8 +247,8 @@ def _paused(state: State, now: float) -> float:
 
 def _expire(state: State, pacing: Pacing, now: float) -> None:
     buckets = state.buckets
-    if buckets:
-        span = pacing.window + pacing.margin
+    span = pacing.window + pacing.margin
+    if buckets and (buckets[0].latest <= now - span or buckets[-1].latest > now + span):
         if buckets[-1].latest > now + span and buckets[-1].latest > now + _reach(state, pacing):
             # Further ahead than any reservation can be: the clock went back.
             buckets.clear()
@@ -257,17 +256,20 @@ def _expire(state: State, pacing: Pacing, now: float) -> None:
             state.probe_until = min(state.probe_until, now + PROBE_LEASE)
         else:
             horizon = now - span
-            if buckets[0].latest <= horizon:
+            if buckets[0].latest <= horizon:  # else only ahead by less than a reach
                 drop = 0
                 while drop < len(buckets) and buckets[drop].latest <= horizon:
                     state.sent -= buckets[drop].sent
                     state.in_flight -= buckets[drop].in_flight
                     drop += 1
                 del buckets[:drop]
-    if state.paused_until > now + 86_400.0:  # a pause is at most a day (headers.py)
-        state.paused_until = now
-    if state.credit_until > now + 2 * 86_400.0:
-        state.credit, state.credit_until = None, 0.0
+    if state.credit_until > now + 86_400.0 or state.paused_until > now + 86_400.0:
+        # The clock went back by more than a day: a pause is at most a day (headers.py),
+        # a credit lasts a window (at most a day) or a pause.
+        if state.paused_until > now + 86_400.0:
+            state.paused_until = now
+        if state.credit_until > now + 2 * 86_400.0:
+            state.credit, state.credit_until = None, 0.0
 
 
 def _reach(state: State, pacing: Pacing) -> float:
@@ -295,8 +297,10 @@ def _earliest(state: State, limit: int, pacing: Pacing, start: float) -> float:
     return at
 
 
-def _acquire(state: State, pacing: Pacing, now: float) -> Decision:
-    # The engine's path for every request: the helpers are inlined where it is cheap.
+def acquire(state: State, pacing: Pacing, now: float) -> Decision:
+    """:func:`apply` of :class:`Acquire` to a state that exists (the per-request path)."""
+    # Every request comes this way: the helpers are inlined where it is cheap.
+    _expire(state, pacing, now)
     limit = state.limit if pacing.ceiling is None else effective_limit(state, pacing)
     if state.paused_until > now:
         paused = state.paused_until - now
@@ -342,7 +346,7 @@ def _log(state: State, pacing: Pacing, at: float, *, probe: bool, limit: int | N
         buckets.append(Bucket(index, 1, 1, at))
     state.sent += 1
     state.in_flight += 1
-    return Ticket(index, probe, limit, at=at)
+    return Ticket(index, probe, limit, 0, at)
 
 
 def _log_at(state: State, pacing: Pacing, at: float, ticket: Ticket) -> Ticket:
@@ -441,10 +445,19 @@ def _unanswered(state: State, now: float) -> int:
     return unanswered
 
 
-def _release(state: State, pacing: Pacing, event: Release, now: float) -> None:
+def release(state: State, pacing: Pacing, event: Release, now: float) -> Decision:
+    """:func:`apply` of a :class:`Release` to a state that exists (the per-request path).
+
+    The decision only reports the pause and the limit.
+    """
+    _expire(state, pacing, now)
     ticket = event.ticket
     if ticket is not None:
-        bucket = _find(state, ticket.bucket)
+        buckets = state.buckets
+        if buckets and buckets[-1].index == ticket.bucket:  # mostly: answered within a bucket
+            bucket: Bucket | None = buckets[-1]
+        else:
+            bucket = _find(state, ticket.bucket)
         if bucket is not None and bucket.in_flight > 0:
             bucket.in_flight -= 1
             state.in_flight -= 1
@@ -483,3 +496,6 @@ def _release(state: State, pacing: Pacing, event: Release, now: float) -> None:
         state.resuming = True
         # Whatever the server said remains, it holds nothing until the pause ends.
         state.credit, state.credit_until = 0, state.paused_until
+    limit = state.limit if pacing.ceiling is None else effective_limit(state, pacing)
+    paused = state.paused_until - now
+    return Decision(None, 0.0, paused if paused > 0.0 else 0.0, limit)

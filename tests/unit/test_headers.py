@@ -6,6 +6,8 @@ import email.utils
 import time
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from wemasy_async.headers import RateLimitInfo, parse_retry_after
@@ -243,3 +245,25 @@ def test_unreadable_values_among_readable_ones_are_ignored() -> None:
     headers = _multi(("X-RateLimit-Limit", "lots"), ("X-RateLimit-Limit", "50"))
     assert RateLimitInfo.from_headers(headers).limit == 50
     assert RateLimitInfo.from_headers({"X-RateLimit-Limit": "lots, -1"}).limit is None
+
+
+_COUNT_TEXT = st.one_of(
+    st.integers(min_value=0, max_value=10**19).map(str),
+    st.text(alphabet="0123456789 ,+-_.x١٢²", max_size=20),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(limit=_COUNT_TEXT, remaining=_COUNT_TEXT)
+def test_both_counts_read_together_as_each_alone(limit: str, remaining: str) -> None:
+    # A response with one value of each count takes a quicker path: it must read them
+    # exactly as the general one does, which each count alone takes.
+    both = CIMultiDictProxy(
+        CIMultiDict({"X-RateLimit-Limit": limit, "X-RateLimit-Remaining": remaining})
+    )
+    alone_limit = CIMultiDictProxy(CIMultiDict({"X-RateLimit-Limit": limit}))
+    alone_remaining = CIMultiDictProxy(CIMultiDict({"X-RateLimit-Remaining": remaining}))
+    info = RateLimitInfo.from_headers(both)
+    assert info.limit == RateLimitInfo.from_headers(alone_limit).limit
+    assert info.remaining == RateLimitInfo.from_headers(alone_remaining).remaining
+    assert info.retry_after is None

@@ -25,6 +25,7 @@ from wemasy_async import (
     RequestEvent,
     ResponseEvent,
 )
+from wemasy_async.ratelimit import LocalStore
 from wemasy_async.testing import FakeWemasy
 
 TOKEN = "events-token-0123456789abcdef"
@@ -297,3 +298,40 @@ async def test_a_hook_may_name_only_the_kinds_it_wants(fake: FakeWemasy) -> None
         await client.get_conversation(1)
         await client.list_messages(1)
     assert [type(event) for event in seen] == [OperationEndEvent, OperationEndEvent]
+
+
+class StuckOnWait:
+    """A hook that never returns from a limiter wait event (the caller is then cancelled)."""
+
+    event_kinds = (LimiterWaitEvent,)
+
+    def __init__(self) -> None:
+        self.waiting = asyncio.Event()
+
+    async def __call__(self, event: AnyEvent) -> None:
+        self.waiting.set()
+        await asyncio.Event().wait()
+
+
+async def test_a_request_cancelled_in_its_wait_event_gives_its_send_back(
+    fake: FakeWemasy,
+) -> None:
+    # The reservation is held once the wait ends; a hook cancelled while it is told must
+    # not take the send with it (the next request would count it in flight for a window).
+    hook = StuckOnWait()
+    fake.queue_delay(0.05, path=GET)
+    async with make_client(fake, hook, rate_limit=RateLimit()) as client:
+        limiter = client.limiter
+        assert limiter is not None
+        probe = asyncio.create_task(client.get_conversation(1))
+        waiter = asyncio.create_task(client.get_conversation(2))
+        await asyncio.wait_for(hook.waiting.wait(), 5)
+        waiter.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiter
+        await probe
+        store = limiter.store
+        assert isinstance(store, LocalStore)
+        assert store.in_flight(limiter.key) == 0
+        assert limiter.waiting == 0
+        await client.get_conversation(3)  # and the next call works
