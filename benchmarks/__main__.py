@@ -224,7 +224,7 @@ def run_ratelimit(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
         ceilings = ratelimit.ceiling()
         print("  non-binding: limiter on / off / bare at concurrency 1, 16, 64", flush=True)
         unbound = ratelimit.non_binding(
-            requests=200 if args.quick else 400, rounds=3 if args.quick else 31
+            requests=200 if args.quick else 400, rounds=3 if args.quick else 101
         )
     table = ratelimit.format_table(rows, ceilings=ceilings, unbound=unbound, quick=args.quick)
     print()
@@ -298,7 +298,7 @@ def main() -> None:
     e2e_options.add_argument(
         "--round-requests", type=int, default=400, help="e2e: each contender's per round"
     )
-    e2e_options.add_argument("--rounds", type=int, default=31)
+    e2e_options.add_argument("--rounds", type=int, default=61)
     e2e_options.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
     e2e_options.add_argument(
         "--requests-c1", type=int, default=100, help="the same at concurrency 1"

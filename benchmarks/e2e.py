@@ -14,15 +14,19 @@ iterator). Contenders:
   ``Model.model_validate_json(response.content)`` into pydantic v2 models of the same wire
   schema as the SDK's Structs (:mod:`benchmarks.decode`), after ``raise_for_status()``.
 
-Each round runs the four back to back, in an order that reverses every round; a ratio is
-taken within each round and the median over the rounds is reported (req/s and CPU are
-medians too), so that a stretch of a shared machine's load shifts both sides of a ratio
-alike (the best round of each, as before, paired a quiet moment of one with a busy one of
-another: 0.68x and 1.09x for the same code at 16 and 64 in one run). httpx + pydantic runs
-a quarter of the requests (it is 10-15 times slower; a rate needs no more). Next to requests
-per second, each contender's client CPU per request is reported: the CPU time of this
-process (user + system, ``time.process_time()``) over the round divided by its requests.
-The server's CPU is not in it (another process), so a client that is fast only because the
+Every contender is opened once (one client, its connections kept warm, as a user's program
+holds one) and all of them stay open for the run; then many short rounds (``paired_rounds``:
+a few hundred requests of each, a tenth of a second or so, the order reversing every round).
+A ratio is taken within each round and the median over the rounds is reported (req/s and
+CPU are medians too): the load of a shared machine drifts over seconds, so it falls on every
+contender of a short round alike. (Rounds of thousands of requests, each contender opening
+its own client, gave per-round on / off ratios from 0.83x to 1.26x for the same code, and
+the same code against itself 0.88x-1.18x between quartiles even in short rounds: the
+median of some 30-100 rounds is what tells a few percent.) httpx + pydantic runs a quarter
+of the requests (it is 10-15 times slower; a rate needs no more). Next to requests per
+second, each contender's client CPU per request is reported: the CPU time of this process
+(user + system, ``time.process_time()``) over the round divided by its requests. The
+server's CPU is not in it (another process), so a client that is fast only because the
 server is slow does not hide behind a 1.0x.
 """
 
@@ -286,8 +290,9 @@ def format_table(rows: list[dict[str, Any]]) -> str:
         )
     lines += [
         "",
-        f"{rows[0]['rounds'] if rows else 0} rounds, each running the four back to back"
-        " (the order reversing every round); ratios: the median of the rounds' own ratios;"
+        f"{rows[0]['rounds'] if rows else 0} short rounds with every contender open at once,"
+        " each running the four back to back (the order reversing every round); requests:"
+        " each contender's per round; ratios: the median of the rounds' own ratios;"
         " req/s and µs CPU (the client process's CPU time, user + system, per request; the"
         " fake server runs in another process): medians; httpx + pydantic ran a quarter of"
         " the requests.",

@@ -581,7 +581,7 @@ def ceiling(requests: int = 5000) -> dict[float, float]:
 NON_BINDING = {"bare": e2e.open_bare, "on": e2e.open_sdk, "off": e2e.open_sdk_nolimit}
 
 
-def non_binding(requests: int = 400, rounds: int = 31) -> list[Row]:
+def non_binding(requests: int = 400, rounds: int = 101) -> list[Row]:
     """Limiter on vs off vs bare aiohttp when the limit never binds, at 1/16/64.
 
     The three are open at once and run in many short paired rounds
