@@ -287,8 +287,9 @@ class Limiter:
         self._background: set[asyncio.Task[Decision]] = set()
         self.round_trips = Latency()  # of calls to a store that is not in process
         self._logged_limit: int | None = None
-        # Tickets' times are on the store's clock: the in-process store's is known here.
+        # Tickets' times are on the store's clock: only the in-process store's is known here.
         self._window_check = WindowCheck(config.window) if self._local is not None else None
+        self._store_clock = time.monotonic if self._local is None else self._local._clock
 
     @property
     def shared(self) -> bool:
@@ -450,16 +451,15 @@ class Limiter:
         if paused > 0:
             self._paused_until = max(self._paused_until, time.monotonic() + paused)
         if info is not None and info.limit is not None and self._window_check is not None:
-            self._check_window(self._window_check, ticket, info)
+            # Sent no earlier than its ticket's time (less a margin, for a loop clock that lags
+            # the store's), answered by now.
+            found = self._window_check.observe(
+                ticket.at - self._pacing.margin, self._store_clock(), info.remaining, info.limit
+            )
+            if found is not None:
+                self._window_check = None  # once per key
+                logger.warning("%s: %s", self.key.rsplit("|", 1)[0], found)
         return Release(ticket, True, info, paused)
-
-    def _check_window(self, check: WindowCheck, ticket: Ticket, info: RateLimitInfo) -> None:
-        # Sent no earlier than its ticket's time, answered by now: on the store's one clock.
-        answered = self._local._clock() if self._local is not None else math.nan
-        found = check.observe(ticket.at, answered, info.remaining, info.limit)
-        if found is not None:
-            self._window_check = None  # once per key
-            logger.warning("%s: %s", self.key.rsplit("|", 1)[0], found)
 
     def _committed(self, done: asyncio.Future[Decision], started: float, paused: float) -> None:
         if done.cancelled():  # the event loop is shutting down: the lease expires in the store

@@ -119,13 +119,16 @@ class WindowCheck:
         window: The window assumed, in seconds (more than 0).
     """
 
-    __slots__ = ("_buckets", "_unchecked", "_width", "window")
+    __slots__ = ("_buckets", "_end", "_newest", "_start", "_unchecked", "_width", "window")
 
     def __init__(self, window: float) -> None:
         self.window = window
         self._width = window / BUCKETS
         self._buckets: list[_Bucket] = []  # by index, ascending
         self._unchecked = 0
+        # The newest bucket and the sends it takes: most answers go there, without division.
+        self._newest: _Bucket | None = None
+        self._start, self._end = math.inf, -math.inf
 
     def observe(
         self, sent: float, answered: float, remaining: int | None, limit: int | None
@@ -144,28 +147,36 @@ class WindowCheck:
         """
         if remaining is None or limit is None or limit <= 0:
             return None  # not said: no evidence
+        newest = self._newest
+        if (
+            newest is not None
+            and self._start <= sent < self._end
+            and sent <= answered < sent + self.window
+        ):
+            newest.add(sent, answered, remaining, limit)
+        elif not self._file(sent, answered, remaining, limit):
+            return None
+        self._unchecked += 1
+        if self._unchecked >= CHECK_EVERY or self._newest is not newest:  # or a bucket opened
+            return self._test()
+        return None
+
+    def _file(self, sent: float, answered: float, remaining: int, limit: int) -> bool:
+        """File an answer that is not for the newest bucket; False if it is dropped."""
         if not 0.0 <= answered - sent < self.window:
             # Answered before it was sent (no one clock), NaN or infinite times, or a span
             # no shorter than a window on its own: it can take part in no finding.
-            return None
+            return False
         index = int(sent // self._width)
         buckets = self._buckets
-        newest = buckets[-1] if buckets else None
-        found = None
-        if newest is not None and index == newest.index:  # the usual case
-            newest.add(sent, answered, remaining, limit)
-        elif newest is None or index > newest.index:
-            # The newest bucket is complete enough: test it before a later one opens.
-            found = None if newest is None else self._test()
-            buckets.append(_Bucket(index, sent, answered, remaining, limit))
-            while buckets[0].index < index - BUCKETS:
-                del buckets[0]  # no span shorter than a window reaches it from the newest
-        elif not self._add_to_older(index, sent, answered, remaining, limit):
-            return None
-        self._unchecked += 1
-        if found is None and self._unchecked >= CHECK_EVERY:
-            found = self._test()
-        return found
+        if buckets and index <= buckets[-1].index:
+            return self._add_to_older(index, sent, answered, remaining, limit)
+        newest = self._newest = _Bucket(index, sent, answered, remaining, limit)
+        self._start, self._end = index * self._width, (index + 1) * self._width
+        buckets.append(newest)
+        while buckets[0].index < index - BUCKETS:
+            del buckets[0]  # no span shorter than a window reaches it from the newest
+        return True
 
     def _add_to_older(
         self, index: int, sent: float, answered: float, remaining: int, limit: int
