@@ -24,8 +24,8 @@ ROWS: list[set[str]] = [
     {"client"},
     {"engine", "raw"},
     {"config"},
-    {"redis", "ratelimit", "schedule", "latency", "retry", "hooks", "request_headers"}
-    | {"batch", "progress"},
+    {"redis", "ratelimit", "schedule", "latency", "window_check", "retry", "hooks"}
+    | {"request_headers", "batch", "progress"},
     {"transport", "providers", "session_settings", "logs"},
     {"exchange", "redaction"},
     {"headers", "validation", "protocols"},
@@ -37,6 +37,7 @@ ARROWS = {
     ("redis", "schedule"),
     ("ratelimit", "schedule"),
     ("ratelimit", "latency"),
+    ("ratelimit", "window_check"),
     ("headers", "validation"),
 }
 # The adapters' whole world: the neutral types, the HTTP values and pure helpers.

@@ -360,8 +360,10 @@ class Client:
 
     # --- ConversationStore ---------------------------------------------------------------
 
-    async def get_conversation(self, conversation_id: ConversationId) -> Conversation:
-        """Fetch one conversation, with its messages.
+    async def get_conversation(
+        self, conversation_id: ConversationId
+    ) -> Conversation[list[Message]]:
+        """Fetch one conversation, with its messages (always a list; see :class:`Conversation`).
 
         Raises:
             InvalidRequestError: The id is not valid for this provider (before any I/O).
@@ -493,7 +495,7 @@ class Client:
         concurrency: int | None = None,
         max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
         progress: Callable[[FetchProgress], object] | None = None,
-    ) -> BatchFetch[Conversation]:
+    ) -> BatchFetch[Conversation[list[Message]]]:
         """Fetch many conversations; iterate the result for each one as it completes.
 
         ::

@@ -11,7 +11,9 @@ What each level says (method and path or URL of the request, never a header, a b
 token; the token is also blanked from anything a server sent back):
 
 - WARNING: the rate-limit state in Redis is unreachable or answers nonsense (the client goes
-  on with a local limiter); a hook raised (the first time, with its traceback).
+  on with a local limiter); the server's rate-limit window looks shorter than the one
+  assumed (once per key, see :mod:`wemasy_async.window_check`); a hook raised (the first
+  time, with its traceback).
 - INFO: a retry (method, path, error type, attempt, delay); the pace the limiter keeps for
   a key, when learned and when it changes; Redis reachable again.
 - DEBUG: every response (method, URL, status, milliseconds); every attempt that got no

@@ -22,7 +22,7 @@ import threading
 from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, ClassVar, Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar
 
 import msgspec
 
@@ -216,8 +216,31 @@ def stored(instance: msgspec.Struct, name: str = "raw") -> Any:
     return member.__get__(instance, type(instance))
 
 
-class Conversation(msgspec.Struct, frozen=True, kw_only=True):
+# What a Conversation's messages may be: a list, or None when the response left them out.
+# get_conversation's result is Conversation[list[Message]]; a bare Conversation is this
+# default, so annotations written before the parameter existed keep their meaning. The
+# default needs typing_extensions (PEP 696, in typing from 3.13), which is not a runtime
+# dependency: type checkers read it, and at runtime the bound alone is enough (msgspec
+# decodes an unparametrized Conversation's messages as the bound).
+if TYPE_CHECKING:
+    from typing_extensions import TypeVar as _TypeVar
+
+    MessagesT = _TypeVar(
+        "MessagesT", bound="list[Message] | None", covariant=True, default="list[Message] | None"
+    )
+else:
+    MessagesT = TypeVar("MessagesT", bound=list[Message] | None, covariant=True)
+
+
+class Conversation(msgspec.Struct, Generic[MessagesT], frozen=True, kw_only=True):
     """A conversation with an assistant.
+
+    ``Conversation`` is generic in the type of :attr:`messages`: ``get_conversation``
+    returns a ``Conversation[list[Message]]`` (its messages are always a list; a response
+    that has no ``messages`` key at all gives ``[]``, while ``raw`` shows the wire as sent),
+    and listings give plain ``Conversation`` items, the same as
+    ``Conversation[list[Message] | None]``. The parameter exists for type checkers only: at
+    runtime every conversation is of the one class ``Conversation``.
 
     Attributes:
         id: The provider's id, as a string.
@@ -229,7 +252,7 @@ class Conversation(msgspec.Struct, frozen=True, kw_only=True):
         human_handled: Whether a human agent took over, when the provider says.
         human_agent: Who that human agent is (name, else email, else id), when the provider says.
         messages: The messages, or ``None`` when the response did not include them
-            (list endpoints leave them out).
+            (list endpoints leave them out); always a list from ``get_conversation``.
         raw: The provider's decoded wire object, for fields this model does not carry.
     """
 
@@ -247,7 +270,10 @@ class Conversation(msgspec.Struct, frozen=True, kw_only=True):
     human_agent: str | None = None
     cost_tokens: int | None = None
     cost_amount: Decimal | None = None
-    messages: list[Message] | None = None
+    # None is a MessagesT only for the default parameter. A call without messages is
+    # inferred as that default; only an explicit Conversation[list[Message]](...) without
+    # messages gets past the checker with None.
+    messages: MessagesT = None  # type: ignore[assignment]
     raw: Any = None
 
 

@@ -28,8 +28,10 @@ ToolSpec = Mapping[str, Any]
 class ConversationStore(Protocol):
     """Read access to conversations and their messages."""
 
-    async def get_conversation(self, conversation_id: ConversationId) -> Conversation:
-        """Fetch one conversation, with its messages."""
+    async def get_conversation(
+        self, conversation_id: ConversationId
+    ) -> Conversation[list[Message]]:
+        """Fetch one conversation, with its messages (a list, empty when it has none)."""
         ...
 
     async def list_messages(

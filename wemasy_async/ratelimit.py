@@ -63,6 +63,7 @@ from wemasy_async.headers import RateLimitInfo
 from wemasy_async.latency import Latency
 from wemasy_async.schedule import Acquire, Confirm, Decision, Event, Pacing, Release, Ticket
 from wemasy_async.validation import MAX_INT64, MAX_SECONDS, is_positive_number, short_repr
+from wemasy_async.window_check import WindowCheck
 
 logger = logging.getLogger("wemasy_async")
 
@@ -303,6 +304,9 @@ class Limiter:
         self._background: set[asyncio.Task[Decision]] = set()
         self.round_trips = Latency()  # of calls to a store that is not in process
         self._logged_limit: int | None = None
+        # Tickets' times are on the store's clock: only the in-process store's is known here.
+        self._window_check = WindowCheck(config.window) if self._local is not None else None
+        self._store_clock = time.monotonic if self._local is None else self._local._clock
 
     @property
     def shared(self) -> bool:
@@ -476,6 +480,15 @@ class Limiter:
     def _release(self, ticket: Ticket, info: RateLimitInfo | None, paused: float) -> Release:
         if paused > 0:
             self._paused_until = max(self._paused_until, time.monotonic() + paused)
+        if info is not None and info.limit is not None and self._window_check is not None:
+            # Sent no earlier than its ticket's time (less a margin, for a loop clock that lags
+            # the store's), answered by now.
+            found = self._window_check.observe(
+                ticket.at - self._pacing.margin, self._store_clock(), info.remaining, info.limit
+            )
+            if found is not None:
+                self._window_check = None  # once per key
+                logger.warning("%s: %s", self.key.rsplit("|", 1)[0], found)
         return Release(ticket, True, info, paused)
 
     def _committed(self, done: asyncio.Future[Decision], started: float, paused: float) -> None:

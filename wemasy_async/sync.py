@@ -307,7 +307,7 @@ class Client:
 
     # --- ConversationStore -------------------------------------------------------------------
 
-    def get_conversation(self, conversation_id: ConversationId) -> Conversation:
+    def get_conversation(self, conversation_id: ConversationId) -> Conversation[list[Message]]:
         """:meth:`wemasy_async.Client.get_conversation`, blocking."""
         return self._call(lambda client: client.get_conversation(conversation_id))
 
@@ -382,7 +382,7 @@ class Client:
         concurrency: int | None = None,
         max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
         progress: Callable[[FetchProgress], object] | None = None,
-    ) -> BatchIterator[Conversation]:
+    ) -> BatchIterator[Conversation[list[Message]]]:
         """:meth:`wemasy_async.Client.fetch_conversations` as a plain iterator.
 
         ``ids`` is consumed (lazily) and ``progress`` called in the client's loop thread.
@@ -390,7 +390,7 @@ class Client:
         """
         loop, client = self._running()
 
-        async def start() -> BatchFetch[Conversation]:
+        async def start() -> BatchFetch[Conversation[list[Message]]]:
             return client.fetch_conversations(
                 ids, concurrency=concurrency, max_concurrency=max_concurrency, progress=progress
             )

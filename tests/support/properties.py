@@ -62,7 +62,12 @@ def operations_of(provider: str) -> list[Operation]:
     adapter = get_provider(provider)
     some_id = VALID_ID[provider]
     found = [
-        Operation(provider, "get_conversation", adapter.get_conversation(some_id), Conversation),
+        Operation(
+            provider,
+            "get_conversation",
+            adapter.get_conversation(some_id),
+            Conversation[list[Message]],
+        ),
         Operation(provider, "list_messages", adapter.list_messages(some_id), list[Message]),
         Operation(
             provider, "list_messages(limit=2)", adapter.list_messages(some_id, 2), list[Message]
@@ -97,11 +102,11 @@ def check_type(
 
     ``bool`` is not an ``int`` here, datetimes must be timezone-aware (models.py documents
     that they are) and a ``Decimal`` amount must be finite. ``typevars`` binds the type
-    parameters of a generic struct (``Page[Conversation]``).
+    parameters of a generic struct (``Page[Conversation]``, ``Conversation[list[Message]]``).
     """
     typevars = typevars or {}
-    if isinstance(expected, TypeVar):
-        expected = typevars[expected]
+    if isinstance(expected, TypeVar):  # unbound (a bare Conversation): its bound, as msgspec
+        expected = typevars.get(expected, expected.__bound__ or Any)
     if expected is Any or expected is object:
         return
     origin = typing.get_origin(expected)

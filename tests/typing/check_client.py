@@ -42,9 +42,9 @@ from wemasy_async.providers.base import Operation
 
 
 async def reads(client: Client) -> None:
-    assert_type(await client.get_conversation(27), Conversation)
-    assert_type(await client.get_conversation("27"), Conversation)
-    assert_type(await client.get_conversation(uuid.uuid4()), Conversation)
+    assert_type(await client.get_conversation(27), Conversation[list[Message]])
+    assert_type(await client.get_conversation("27"), Conversation[list[Message]])
+    assert_type(await client.get_conversation(uuid.uuid4()), Conversation[list[Message]])
     assert_type(await client.list_messages(27), list[Message])
     assert_type(await client.list_messages(27, limit=10), list[Message])
     page = await client.list_conversations(agent_id="chat", search="SEO", per_page=20, page=1)
@@ -68,24 +68,24 @@ async def reads(client: Client) -> None:
 
 async def batches(client: Client) -> None:
     results = client.fetch_conversations(range(1, 100), concurrency=8)
-    assert_type(results, BatchFetch[Conversation])
+    assert_type(results, BatchFetch[Conversation[list[Message]]])
     async with results:
         async for result in results:
-            assert_type(result, FetchResult[Conversation])
-            assert_type(result.value, Conversation | None)
+            assert_type(result, FetchResult[Conversation[list[Message]]])
+            assert_type(result.value, Conversation[list[Message]] | None)
             assert_type(result.ok, bool)
-            assert_type(result.unwrap(), Conversation)
+            assert_type(result.unwrap(), Conversation[list[Message]])
             # Success and failure are two types of one union: both checks narrow.
             if result.ok:
-                assert_type(result.value, Conversation)
+                assert_type(result.value, Conversation[list[Message]])
                 assert_type(result.value.id, str)
             if result.error is None:
-                assert_type(result.value, Conversation)
+                assert_type(result.value, Conversation[list[Message]])
             else:
                 assert_type(result.error, WemasyAsyncError)
                 assert_type(result.value, None)
             if isinstance(result, Fetched):
-                assert_type(result.value, Conversation)
+                assert_type(result.value, Conversation[list[Message]])
             else:
                 assert_type(result, FetchFailed)
     assert_type(client.fetch_messages(["1", "2"]), BatchFetch[list[Message]])
@@ -111,7 +111,7 @@ async def protocols(session: aiohttp.ClientSession) -> None:
     # Client satisfies both protocols structurally, so code typed against them accepts it.
     store: ConversationStore = Client("wemasy", token="t", session=session)
     service: ChatService = Client("wemasy", token="t", session=session)
-    assert_type(await store.get_conversation(1), Conversation)
+    assert_type(await store.get_conversation(1), Conversation[list[Message]])
     assert_type(await service.chat("hi"), ChatReply)
     # The checked way to hand a client to code typed against ChatService.
     checked = Client("wemasy", token="t", session=session).chat_service()
@@ -157,8 +157,8 @@ def headers() -> None:
 
 async def raw_responses(client: Client) -> None:
     raw = await client.with_raw_response.get_conversation(27)
-    assert_type(raw, RawResponse[Conversation])
-    assert_type(raw.value, Conversation)
+    assert_type(raw, RawResponse[Conversation[list[Message]]])
+    assert_type(raw.value, Conversation[list[Message]])
     assert_type(raw.status, int)
     assert_type(raw.headers.getall("X-RateLimit-Limit"), list[str])
     assert_type(raw.rate_limit, RateLimitInfo)
@@ -170,7 +170,7 @@ async def raw_responses(client: Client) -> None:
     assert_type(page, RawResponse[Page[Conversation]])
     assert_type(await client.with_raw_response.chat("hi", model="m"), RawResponse[ChatReply])
     copy = client.with_options(timeout=5).with_raw_response
-    assert_type(await copy.get_conversation("27"), RawResponse[Conversation])
+    assert_type(await copy.get_conversation("27"), RawResponse[Conversation[list[Message]]])
     await client.with_raw_response.get_conversation(27.0)  # type: ignore[arg-type]
     await client.with_raw_response.list_messages(27, 10)  # type: ignore[call-arg]
     await client.with_raw_response.chat("hi", temperature="hot")  # type: ignore[arg-type]

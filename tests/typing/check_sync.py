@@ -15,15 +15,15 @@ from wemasy_async.sync import BatchIterator, Client
 
 
 def blocking(client: Client) -> None:
-    assert_type(client.get_conversation(27), Conversation)
+    assert_type(client.get_conversation(27), Conversation[list[Message]])
     assert_type(client.list_messages(27, limit=5), list[Message])
     assert_type(client.list_conversations(per_page=5), Page[Conversation])
     assert_type(client.iter_conversations(), Iterator[Conversation])
     assert_type(client.chat("hi"), ChatReply)
     batch = client.fetch_conversations(range(10))
-    assert_type(batch, BatchIterator[Conversation])
+    assert_type(batch, BatchIterator[Conversation[list[Message]]])
     for result in batch:
-        assert_type(result, FetchResult[Conversation])
+        assert_type(result, FetchResult[Conversation[list[Message]]])
     assert_type(client.fetch_messages([1]), BatchIterator[list[Message]])
     with Client("wemasy", token="t") as other:
         assert_type(other, Client)
@@ -42,7 +42,7 @@ def raw_and_settings(client: Client) -> None:
     from wemasy_async import RawResponse
 
     raw = client.with_raw_response.get_conversation(27)
-    assert_type(raw, RawResponse[Conversation])
+    assert_type(raw, RawResponse[Conversation[list[Message]]])
     assert_type(client.with_raw_response.list_messages(27, limit=5), RawResponse[list[Message]])
     assert_type(client.with_raw_response.list_conversations(), RawResponse[Page[Conversation]])
     assert_type(client.with_raw_response.chat("hi"), RawResponse[ChatReply])

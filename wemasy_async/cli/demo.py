@@ -70,7 +70,7 @@ async def _demo_tour(client: Client) -> None:
 
     target = matches[0].id if matches else page.items[0].id
     conversation = await client.get_conversation(target)
-    messages = conversation.messages or []
+    messages = conversation.messages
     print(
         f"\n3. Get conversation {conversation.id}: {conversation.status}, "
         f"{len(messages)} messages, {conversation.cost_tokens} tokens, "
@@ -104,7 +104,7 @@ async def _demo_fetch_many(client: Client, count: int, concurrency: int) -> None
         async for result in batch:
             if result.ok:
                 succeeded += 1
-                messages += len(result.value.messages or ())
+                messages += len(result.value.messages)
             else:
                 failed += 1
     elapsed = time.perf_counter() - started
@@ -121,7 +121,7 @@ async def _neutral_summary(store: ConversationStore, conversation_id: str) -> st
     first = (messages[0].content or "").replace("\n", " ")[:50] if messages else ""
     return (
         f"{conversation.id[:13]}… {conversation.status or '-'}, "
-        f"{len(conversation.messages or ())} messages; first: {first!r}"
+        f"{len(conversation.messages)} messages; first: {first!r}"
     )
 
 

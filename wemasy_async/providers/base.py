@@ -131,7 +131,9 @@ class Provider:
             offered.add("iter_conversations")  # the client pages through list_conversations
         cls.capabilities = frozenset(offered)
 
-    def get_conversation(self, conversation_id: ConversationId) -> Call[Conversation]:
+    def get_conversation(
+        self, conversation_id: ConversationId
+    ) -> Call[Conversation[list[Message]]]:
         """Describe fetching one conversation with its messages."""
         raise UnsupportedOperationError(self.name, "get_conversation")
 

@@ -317,7 +317,7 @@ _LazyHistory = lazy_raw_type(
 )
 
 
-def _fast_conversation(body: bytes, conversation_id: str) -> Conversation | None:
+def _fast_conversation(body: bytes, conversation_id: str) -> Conversation[list[Message]] | None:
     messages = _fast_messages(body, conversation_id)
     if messages is None:
         return None
@@ -329,11 +329,13 @@ _USAGE = attrgetter("usage")
 _TOTAL_TOKENS = attrgetter("total_tokens")
 
 
-def _conversation(history: LoopHistory, conversation_id: str) -> Conversation:
+def _conversation(history: LoopHistory, conversation_id: str) -> Conversation[list[Message]]:
     return _aggregate(_messages(history, conversation_id), conversation_id, history)
 
 
-def _aggregate(messages: list[Message], conversation_id: str, raw: object) -> Conversation:
+def _aggregate(
+    messages: list[Message], conversation_id: str, raw: object
+) -> Conversation[list[Message]]:
     # map/filter/count run in C; a datetime and a TokenUsage are always true, and
     # filter(None, ...) dropping zero counts does not change their sum.
     times = list(filter(None, map(_CREATED_AT, messages)))
@@ -446,7 +448,9 @@ class LoopProvider(Provider):
     default_base_url: ClassVar[str] = "https://ai.platform.loop.health"
     token_env: ClassVar[str] = "LOOP_API_TOKEN"
 
-    def get_conversation(self, conversation_id: ConversationId) -> Call[Conversation]:
+    def get_conversation(
+        self, conversation_id: ConversationId
+    ) -> Call[Conversation[list[Message]]]:
         """Describe reading every message of a conversation, as a derived ``Conversation``.
 
         Raises:
@@ -458,7 +462,7 @@ class LoopProvider(Provider):
             lambda body: _fast_conversation(body, checked),
         )
 
-        def then(result: Conversation) -> Call[Conversation] | None:
+        def then(result: Conversation[list[Message]]) -> Call[Conversation[list[Message]]] | None:
             # A lazy raw is never truncated (the fast path takes complete histories only).
             history = stored(result)
             if not isinstance(history, LoopHistory) or not _truncated(history):

@@ -40,8 +40,9 @@ What the decoder accepts where the docs are silent or show only an example:
   ``{id, type, function: {name, arguments}}`` with ``arguments`` as JSON text or an object;
   ``toolCallId`` (also ``tool_call_id``); ``usage`` (also ``tokenUsage``) is
   ``{promptTokens, completionTokens, totalTokens}`` (snake_case keys also accepted);
-  ``metadata`` is an object. ``null`` messages is no messages; absent is "not included"
-  (``None``). Every message field but ``role`` may be missing.
+  ``metadata`` is an object. ``null`` or absent messages is no messages (``[]``: a
+  conversation is only ever fetched whole). Every message field but ``role`` may be
+  missing.
 - Roles: ``user``, ``assistant``, ``system`` and ``tool``; ``visitor`` and ``customer`` are
   ``user``; ``ai``, ``bot``, ``agent``, ``human_agent``, ``humanAgent`` and ``operator`` are
   ``assistant`` (a human agent speaks for the site, as the assistant does). Any other role
@@ -246,7 +247,7 @@ def _first(value: T | None, fallback: T | None) -> T | None:
     return fallback if value is None else value
 
 
-def _messages(wire: SiteAssistConversation, conversation_id: str) -> list[Message] | None:
+def _messages(wire: SiteAssistConversation, conversation_id: str) -> list[Message]:
     """The neutral messages; one pass, converting only the fields that are not canonical.
 
     A ``conversationId`` that is the conversation's own id in canonical form is replaced by
@@ -254,10 +255,8 @@ def _messages(wire: SiteAssistConversation, conversation_id: str) -> list[Messag
     UUID check. String ids, ``content``, ``created_at`` with an offset and an object
     ``metadata`` are the wire's own objects (shared with ``raw``).
     """
-    if wire.messages is msgspec.UNSET:
-        return None
     roles, utc_zone = _ROLES, timezone.utc
-    wires = wire.messages or ()
+    wires = wire.messages or ()  # UNSET (absent) and null are none
     try:
         return [
             Message(
@@ -306,7 +305,7 @@ def _human_agent(value: str | SiteAssistHumanAgent | None) -> str | None:
     return None if value.id is None else str(value.id)
 
 
-def _conversation(wire: SiteAssistConversation) -> Conversation:
+def _conversation(wire: SiteAssistConversation) -> Conversation[list[Message]]:
     conversation_id = str(wire.id)
     return _neutral_conversation(wire, conversation_id, _messages(wire, conversation_id), wire)
 
@@ -314,9 +313,9 @@ def _conversation(wire: SiteAssistConversation) -> Conversation:
 def _neutral_conversation(
     wire: SiteAssistConversation,
     conversation_id: str,
-    messages: list[Message] | None,
+    messages: list[Message],
     raw: object,
-) -> Conversation:
+) -> Conversation[list[Message]]:
     if wire.object is not None and wire.object != "conversation":
         raise Malformed(f"object is {short_repr(wire.object)}, not 'conversation'")
     return Conversation(
@@ -335,7 +334,7 @@ def _neutral_conversation(
     )
 
 
-def _share(wire: SiteAssistConversation, messages: list[Message] | None) -> SiteAssistConversation:
+def _share(wire: SiteAssistConversation, messages: list[Message]) -> SiteAssistConversation:
     """Give the lazily decoded ``wire`` the neutral messages' objects the lenient path
     shares."""
     if isinstance(wire.messages, list) and messages:
@@ -355,35 +354,31 @@ _LazyConversation = lazy_raw_type(
 )
 
 
-def _fast_conversation(body: bytes) -> Conversation:
+def _fast_conversation(body: bytes) -> Conversation[list[Message]]:
     """The fast path (see the module docstring); raises when the body is not canonical."""
     wire = _FAST_CONVERSATION.decode(body)
     conversation_id = str(wire.id)
     fast = wire.messages
-    messages: list[Message] | None = None
-    if fast is not msgspec.UNSET:
-        messages = []
-        if fast:
-            force = msgspec.structs.force_setattr
-            for m in fast:
-                other = m.conversation_id
-                force(
-                    m,
-                    "conversation_id",
-                    conversation_id
-                    if other is None or other == conversation_id
-                    else _canonical(other),
-                )
-            messages = neutral_messages(fast)
+    messages: list[Message] = []
+    if fast:  # UNSET (absent) and null are none, like []
+        force = msgspec.structs.force_setattr
+        for m in fast:
+            other = m.conversation_id
+            force(
+                m,
+                "conversation_id",
+                conversation_id if other is None or other == conversation_id else _canonical(other),
+            )
+        messages = neutral_messages(fast)
     return _neutral_conversation(wire, conversation_id, messages, _LazyConversation(body, messages))
 
 
 def _fast_messages(body: bytes) -> list[Message]:
-    return _fast_conversation(body).messages or []
+    return _fast_conversation(body).messages
 
 
 def _conversation_messages(wire: SiteAssistConversation) -> list[Message]:
-    return _conversation(wire).messages or []
+    return _conversation(wire).messages
 
 
 # --- Responses -------------------------------------------------------------------------------
@@ -487,7 +482,9 @@ class SiteAssistProvider(Provider):
     default_base_url: ClassVar[str] = "https://api.siteassist.io/v2"
     token_env: ClassVar[str] = "SITEASSIST_API_TOKEN"
 
-    def get_conversation(self, conversation_id: ConversationId) -> Call[Conversation]:
+    def get_conversation(
+        self, conversation_id: ConversationId
+    ) -> Call[Conversation[list[Message]]]:
         """Describe ``GET /conversations/{id}``; the id must be a UUID (see `check_uuid`)."""
         return Call(_get(conversation_id), _read_conversation)
 

@@ -19,7 +19,8 @@ What the decoder accepts where the docs are vague (they type most fields as ``st
 - ``started_at``, ``ended_at``, ``created_at``: RFC 3339 (``T`` or space separator, with or
   without fraction) or Unix seconds; a timestamp without an offset is taken as UTC.
 - ``messages``: a list of message objects, the same list JSON-encoded as a string, ``""`` or
-  ``null``. Absent (as in list responses) means "not included" (``None``), not "none".
+  ``null``. Absent from a list item means "not included" (``None``), not "none"; absent
+  from a ``conversations/get`` answer, which always includes them, means none (``[]``).
 - ``usage``: ``{prompt_tokens, completion_tokens, total_tokens}``, that object
   JSON-encoded as a string, or a bare number (taken as the total).
 - ``tool_calls`` ("mixed"): a list of OpenAI-style calls
@@ -114,6 +115,7 @@ LIST_PATH = "/services/ai/v1/conversations/list"
 CHAT_PATH = "/services/ai/v1/chat"
 
 T = TypeVar("T")
+M = TypeVar("M", list[Message], list[Message] | None)  # a get's messages, a list item's
 
 
 # --- Wire format -----------------------------------------------------------------------------
@@ -362,7 +364,8 @@ def _messages(
         raise
 
 
-def _conversation(wire: WemasyConversation) -> Conversation:
+def _listed_conversation(wire: WemasyConversation) -> Conversation:
+    """A list item: messages absent are "not included" (``None``)."""
     conversation_id = str(wire.id)
     messages = (
         None
@@ -372,9 +375,16 @@ def _conversation(wire: WemasyConversation) -> Conversation:
     return _neutral_conversation(wire, conversation_id, messages, wire)
 
 
+def _conversation(wire: WemasyConversation) -> Conversation[list[Message]]:
+    """A ``conversations/get`` answer: messages absent are none (``[]``)."""
+    conversation_id = str(wire.id)
+    messages = _messages(wire.messages or None, wire.id, conversation_id)
+    return _neutral_conversation(wire, conversation_id, messages, wire)
+
+
 def _neutral_conversation(
-    wire: WemasyConversation, conversation_id: str, messages: list[Message] | None, raw: object
-) -> Conversation:
+    wire: WemasyConversation, conversation_id: str, messages: M, raw: object
+) -> Conversation[M]:
     if wire.cost_amount is not None and not wire.cost_amount.is_finite():
         # Decimal reads "NaN" and "Infinity" too; neither is an amount anyone was charged.
         raise Malformed(f"cost_amount is {wire.cost_amount}, not a finite amount")
@@ -393,7 +403,7 @@ def _neutral_conversation(
     )
 
 
-def _share(wire: WemasyConversation, messages: list[Message] | None) -> WemasyConversation:
+def _share(wire: WemasyConversation, messages: list[Message]) -> WemasyConversation:
     """Give the lazily decoded ``wire`` the neutral messages' objects the lenient path shares."""
     if isinstance(wire.messages, list) and messages:
         force = msgspec.structs.force_setattr
@@ -413,7 +423,7 @@ _LazyConversation = lazy_raw_type(
 )
 
 
-def _fast_conversation(body: bytes) -> Conversation | None:
+def _fast_conversation(body: bytes) -> Conversation[list[Message]] | None:
     """The fast path of ``conversations/get`` (see the module docstring), or ``None``."""
     envelope = _FAST_CONVERSATION.decode(body)
     wire = envelope.data
@@ -421,29 +431,27 @@ def _fast_conversation(body: bytes) -> Conversation | None:
         return None
     conversation_id = str(wire.id)
     fast = wire.messages
-    messages: list[Message] | None = None
-    if fast is not msgspec.UNSET:
-        messages = []
-        if fast:
-            wire_id, force = wire.id, msgspec.structs.force_setattr
-            for m in fast:
-                force(m, "id", str(m.id))
-                other = m.conversation_id
-                force(
-                    m,
-                    "conversation_id",
-                    conversation_id
-                    if other is None or other == wire_id
-                    else _other_id(other, conversation_id),
-                )
-            messages = neutral_messages(fast)
+    messages: list[Message] = []
+    if fast:  # UNSET (absent) and null are none, like []
+        wire_id, force = wire.id, msgspec.structs.force_setattr
+        for m in fast:
+            force(m, "id", str(m.id))
+            other = m.conversation_id
+            force(
+                m,
+                "conversation_id",
+                conversation_id
+                if other is None or other == wire_id
+                else _other_id(other, conversation_id),
+            )
+        messages = neutral_messages(fast)
     return _neutral_conversation(wire, conversation_id, messages, _LazyConversation(body, messages))
 
 
 def _page(envelope: _ListEnvelope, requested: ListConversationsParams) -> Page[Conversation]:
     if not envelope.success:
         raise Malformed(f"success is false: {envelope.message or 'no message'}")
-    items = [_conversation(c) for c in envelope.data]
+    items = [_listed_conversation(c) for c in envelope.data]
     pagination = envelope.pagination
     if pagination is None:  # undocumented, but then this page is all there is
         return Page(
@@ -542,7 +550,7 @@ _read_conversation = _reader(
 
 def _fast_messages(body: bytes) -> list[Message] | None:
     conversation = _fast_conversation(body)
-    return None if conversation is None else conversation.messages or []
+    return None if conversation is None else conversation.messages
 
 
 _read_messages = _reader(
@@ -582,7 +590,9 @@ class WemasyProvider(Provider):
     default_base_url: ClassVar[str] = "https://api.wemasy.nl/api"
     token_env: ClassVar[str] = "WEMASY_API_TOKEN"
 
-    def get_conversation(self, conversation_id: ConversationId) -> Call[Conversation]:
+    def get_conversation(
+        self, conversation_id: ConversationId
+    ) -> Call[Conversation[list[Message]]]:
         """Describe ``conversations/get``; the id must be a positive integer."""
         body = _GetBody(check_integer_id(conversation_id, "conversation_id"))
         return Call(_post(GET_PATH, body), _read_conversation)

@@ -408,14 +408,14 @@ def test_minimal_body_and_unknown_fields() -> None:
     assert conversation.status is None
     assert conversation.started_at is None
     assert conversation.human_handled is None
-    assert conversation.messages is None
+    assert conversation.messages == []  # a get's absent messages are none
 
 
 def test_messages_absent_vs_null_vs_empty() -> None:
     absent = get_parse(response(200, conversation_body()))
     null = get_parse(response(200, conversation_body(messages=None)))
     empty = get_parse(response(200, conversation_body(messages=[])))
-    assert absent.messages is None
+    assert absent.messages == []  # get always includes the messages: absent is none
     assert null.messages == []
     assert empty.messages == []
     assert messages_parse(response(200, conversation_body())) == []

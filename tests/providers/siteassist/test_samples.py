@@ -340,8 +340,8 @@ def test_human_agent_id_only_and_messages_not_included() -> None:
     assert conversation.human_handled is None
     assert conversation.updated_at is None
     assert conversation.last_activity_at is None
-    # An absent key means "not included", unlike null.
-    assert conversation.messages is None
+    # An absent key is no messages (get always includes them); raw shows it absent.
+    assert conversation.messages == []
     assert conversation.raw.messages is msgspec.UNSET
     assert parse("get_human_agent_id_only_no_messages", "list_messages") == []
 

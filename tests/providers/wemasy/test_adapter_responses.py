@@ -288,7 +288,7 @@ def test_messages_absent_vs_null_vs_empty() -> None:
     absent = get_parse(response(200, b'{"success": true, "data": {"id": 1}}'))
     null = get_parse(response(200, b'{"success": true, "data": {"id": 1, "messages": null}}'))
     empty = get_parse(response(200, b'{"success": true, "data": {"id": 1, "messages": ""}}'))
-    assert absent.messages is None
+    assert absent.messages == []  # get always includes the messages: absent is none
     assert null.messages == []
     assert empty.messages == []
     list_messages = WemasyProvider().list_messages(1).parse
