@@ -6,6 +6,7 @@ check relies on. An injected clock only: the check takes times, it reads none.
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -15,7 +16,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from wemasy_async import Client, RateLimit
-from wemasy_async.ratelimit import limiter_key
+from wemasy_async.headers import RateLimitInfo
+from wemasy_async.ratelimit import WINDOW_SAMPLES, Limiter, LocalStore, limiter_key
+from wemasy_async.schedule import Ticket
 from wemasy_async.testing import FakeWemasy
 from wemasy_async.window_check import BUCKETS, MIN_SENDS, ShortWindow, WindowCheck
 
@@ -266,3 +269,33 @@ async def test_the_client_does_not_warn_when_the_window_is_the_assumed_one(
 ) -> None:
     # The same traffic against 4 s windows, a boundary in the middle of it (the tight case).
     assert await warnings_from(caplog, window=4.0, window_offset=0.5) == []
+
+
+def test_the_limiter_reads_at_most_window_samples_answers_a_window(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A key far from its limit is answered thousands of times a second: the check reads a
+    # sample (a subset is evidence all the same), so the per-request path pays a clock read.
+    now = [1000.0]
+    store = LocalStore(clock=lambda: now[0])
+    limiter = Limiter("k", RateLimit(window=60.0), store)
+    seen: list[float] = []
+    original = WindowCheck.observe
+
+    def spy(
+        self: WindowCheck, sent: float, answered: float, remaining: int | None, limit: int | None
+    ) -> ShortWindow | None:
+        seen.append(answered)
+        return original(self, sent, answered, remaining, limit)
+
+    monkeypatch.setattr(WindowCheck, "observe", spy)
+    info = RateLimitInfo(limit=10_000_000, remaining=9_000_000)
+    gap = 60.0 / WINDOW_SAMPLES
+    for _ in range(3 * WINDOW_SAMPLES):
+        for _ in range(20):  # 20 answers in each sampling gap
+            ticket = limiter.reserve()
+            assert isinstance(ticket, Ticket)
+            assert limiter.report(ticket, info) is None
+        now[0] += gap
+    assert len(seen) == 3 * WINDOW_SAMPLES
+    assert all(b - a >= gap * 0.999 for a, b in itertools.pairwise(seen))
