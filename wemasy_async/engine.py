@@ -75,6 +75,7 @@ class Engine:
         "_base_url",
         "_body_headers",
         "_headers",
+        "_max_pause",
         "_provider",
         "_redactor",
         "latency",
@@ -94,6 +95,9 @@ class Engine:
         self._headers = options.headers
         self._body_headers = options.body_headers
         self.options = options
+        # The longest 429 pause worth waiting out in the limiter: the retry policy's
+        # max_retry_after (the default policy's without retries), fixed for this engine.
+        self._max_pause = (options.retry or _DEFAULT_RETRY).max_retry_after
         self.transport = transport
         self.latency = Latency() if latency is None else latency
 
@@ -127,11 +131,10 @@ class Engine:
                     # Paced here, not in a coroutine of its own: a frame more in the chain
                     # would cost CPU on every suspension of every request (a limiter that
                     # has nothing to do should cost next to nothing).
-                    max_wait = (options.retry or _DEFAULT_RETRY).max_retry_after
                     try:
-                        reserved = limiter.reserve(max_pause=max_wait)  # no coroutine if due
+                        reserved = limiter.reserve(self._max_pause)  # no coroutine if due
                     except PauseTooLong as held:
-                        raise self._paused_error(held, max_wait) from None
+                        raise self._paused_error(held) from None
                     if isinstance(reserved, Ticket):
                         ticket = reserved
                     else:
@@ -277,8 +280,7 @@ class Engine:
         try:
             ticket = await reserved
         except PauseTooLong as held:
-            max_wait = (options.retry or _DEFAULT_RETRY).max_retry_after
-            raise self._paused_error(held, max_wait) from None
+            raise self._paused_error(held) from None
         if options.hooks:
             waited = time.perf_counter() - began
             try:
@@ -292,12 +294,12 @@ class Engine:
                 raise
         return ticket
 
-    def _paused_error(self, held: PauseTooLong, max_wait: float) -> RateLimitError:
+    def _paused_error(self, held: PauseTooLong) -> RateLimitError:
         # Fail fast, as for the 429 itself, rather than block for longer than the policy
         # would ever wait (also for requests that were already queued).
         return RateLimitError(
             f"requests to {self._provider} are paused for another {held.seconds:.0f} s"
-            f" after a 429 (longer than max_retry_after, {max_wait:g} s)",
+            f" after a 429 (longer than max_retry_after, {self._max_pause:g} s)",
             provider=self._provider,
             status=429,
             retry_after=held.seconds,
