@@ -141,19 +141,29 @@ class Engine:
                         ticket = await self._waited(reserved, call, options, operation, attempt)
                     # Nothing awaits from here to the try, so a cancellation cannot leak the
                     # send: the finally reports it also on errors and cancellation.
-                    info: RateLimitInfo | None = None
+                    answer: Response | None = None
                     paused = 0.0
                     try:
-                        response = await self._exchange(call, operation, attempt)
-                        info = RateLimitInfo.from_headers(response.headers)
+                        answer = await self._exchange(call, operation, attempt)
                         try:
-                            result = self._parse(call, response)
+                            result = self._parse(call, answer)
                         except RateLimitError as limited:
                             hint = limited.retry_after
                             paused = hint if hint is not None else limiter.config.pause_without_hint
                             raise
                     finally:
-                        pending = limiter.report(ticket, info, paused=paused)
+                        if answer is None:
+                            pending = limiter.report(ticket, None, paused=paused)
+                        elif (
+                            paused
+                            or ticket.count == 1
+                            or not limiter.answered(ticket, answer.headers)
+                        ):
+                            # Read the headers unless a far-away limit took the answer as is.
+                            info = RateLimitInfo.from_headers(answer.headers)
+                            pending = limiter.report(ticket, info, paused=paused)
+                        else:
+                            pending = None
                         if pending is not None:
                             await pending
                         # Told once the limiter holds the key: no request slips out while a

@@ -20,7 +20,7 @@ from multidict import istr
 
 from wemasy_async.validation import MAX_SECONDS
 
-__all__ = ["RateLimitInfo", "parse_retry_after"]
+__all__ = ["RateLimitInfo", "parse_retry_after", "still_at_least"]
 
 # Case-insensitive keys made once: aiohttp's header multidicts look them up about twice as
 # fast as plain strings, which they would fold on every lookup (every response reads these).
@@ -144,6 +144,29 @@ class RateLimitInfo(msgspec.Struct, frozen=True, kw_only=True, gc=False):
             remaining=_least(headers, _REMAINING, getall),
             retry_after=wait,
         )
+
+
+def still_at_least(headers: Mapping[str, str], limits: list[str], floor: int) -> bool:
+    """Whether ``headers`` say exactly the limit in ``limits`` and at least ``floor`` remaining.
+
+    The cheap question a far-away limit asks of each answer (see ``Limiter.answered``):
+    ``True`` only when :meth:`RateLimitInfo.from_headers` would read one value of each count,
+    the limit the same, ``remaining >= floor`` and no ``Retry-After``; ``False`` means only
+    "read them properly".
+    """
+    getall = getattr(headers, "getall", None)
+    if getall is None or getall(_LIMIT, None) != limits:
+        return False
+    remainings = getall(_REMAINING, None)
+    if remainings is None or len(remainings) != 1 or _RETRY_AFTER in headers:
+        return False
+    remaining: str = remainings[0]
+    return (
+        remaining.isdigit()
+        and remaining.isascii()
+        and len(remaining) <= 18
+        and int(remaining) >= floor
+    )
 
 
 def _least(

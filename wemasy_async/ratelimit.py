@@ -26,6 +26,16 @@ How a request waits, and why a cancellation cannot break it:
   room there, kept when at most a margin late, else voided too (see
   :mod:`wemasy_async.schedule`). Nobody hands a send to anybody else, so there is no queue
   to corrupt: a waiter cancelled at any point gives back exactly the reservation it holds.
+- **Far from the limit, a grant.** With the in-process store, a reservation that finds
+  room for several times more takes a grant: up to :data:`GRANT_MOST` sends reserved in one
+  transition (:func:`wemasy_async.schedule.grant`), handed out one per request without
+  touching the state until spent or half a margin old (then what it did not send goes
+  back). Their answers are held back and released together (:meth:`Limiter.answered`
+  takes one from the engine with one look at the headers) unless one could change a
+  decision: a 429, another limit, a Remaining that fell low, or a response without the
+  headers; those are released at once, and the store releases everything held before it
+  applies or reports anything of the key. So a limit that does not bind costs a few
+  attribute reads per request, and one that binds sees every answer as before.
 - Each send is a lease: it counts as in flight until :meth:`Limiter.release`, or until it
   leaves the log a window (plus margin) later, so a release that never happens expires.
 - With a store that awaits, every store call runs in a task of its own that the caller
@@ -51,7 +61,7 @@ import logging
 import math
 import time
 import weakref
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -59,7 +69,7 @@ import msgspec
 
 from wemasy_async import schedule
 from wemasy_async.errors import InvalidRequestError
-from wemasy_async.headers import RateLimitInfo
+from wemasy_async.headers import RateLimitInfo, still_at_least
 from wemasy_async.latency import Latency
 from wemasy_async.schedule import Acquire, Confirm, Decision, Event, Pacing, Release, Ticket
 from wemasy_async.validation import MAX_INT64, MAX_SECONDS, is_positive_number, short_repr
@@ -81,6 +91,8 @@ __all__ = [
 ]
 
 _ACQUIRE = Acquire()
+#: The most sends one grant holds (see Limiter.reserve).
+GRANT_MOST = 64
 #: The most answers a window that the short-window check reads (see Limiter._release).
 WINDOW_SAMPLES = 256
 
@@ -224,9 +236,24 @@ class LocalStore:
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._states: dict[str, schedule.State] = {}
         self._clock = clock
+        self._holders: dict[str, weakref.WeakMethod[Callable[[], None]]] = {}
+
+    def hold(self, key: str, settle: Callable[[], None]) -> None:
+        """Say that a limiter may hold back releases of ``key`` (the answers to a grant's
+        sends, released in a batch; see :meth:`Limiter.reserve`): ``settle`` (a bound
+        method, held weakly) releases them, and this store calls it before it applies or
+        reports anything of ``key``, so nobody sees the state without them."""
+        self._holders[key] = weakref.WeakMethod(settle)
+
+    def _settle(self, key: str) -> None:
+        holder = self._holders.get(key)
+        settle = None if holder is None else holder()
+        if settle is not None:
+            settle()
 
     def apply_now(self, key: str, pacing: Pacing, event: Event) -> Decision:
         """:meth:`apply`, synchronously (what :class:`Limiter` calls: it never suspends)."""
+        self._settle(key)
         state = self._states.get(key)
         new, decision = schedule.apply(state, pacing, event, self._clock())
         if new is not state:
@@ -237,6 +264,7 @@ class LocalStore:
         """The live state of ``key`` (made if new): transitions update it in place, and
         this store never replaces it, so a limiter may apply them to it directly (the
         per-request path: no lookup, no dispatch)."""
+        self._settle(key)
         state = self._states.get(key)
         if state is None:
             state = self._states[key] = schedule.new_state(pacing)
@@ -255,6 +283,7 @@ class LocalStore:
 
     def in_flight(self, key: str) -> int:
         """Sends of ``key`` reserved and not yet released or expired (diagnostics, tests)."""
+        self._settle(key)
         state = self._states.get(key)
         return 0 if state is None else state.in_flight
 
@@ -309,6 +338,21 @@ class Limiter:
         # Tickets' times are on the store's clock: only the in-process store's is known here.
         self._window_check = WindowCheck(config.window) if self._local is not None else None
         self._window_next = -math.inf  # the store's clock: when the check takes an answer
+        if self._local is not None:
+            self._local.hold(key, self._settle_held)
+        # Grants (in-process store only; see reserve): the current one, what is left of it
+        # and until when (the store's clock), and the answers to grants' sends not yet
+        # released into the state (a count per ticket, and the latest headers).
+        self._grant: Ticket | None = None
+        # Grants are sent within half a margin: with none, there are none.
+        self._grant_most = GRANT_MOST if self._pacing.margin > 0 else 0
+        self._grant_left = 0
+        self._grant_until = 0.0
+        self._grant_limit: int | None = None  # the server's limit when granted
+        self._grant_limits: list[str] = []  # the same, as its header reads
+        self._grant_floor = 0  # an answer with less Remaining is released at once
+        self._answered: dict[Ticket, int] = {}
+        self._latest: RateLimitInfo | Mapping[str, str] | None = None  # headers, or read
 
     @property
     def shared(self) -> bool:
@@ -365,12 +409,64 @@ class Limiter:
             self._check_pause(max_pause)
         if self._local is None:
             return self._acquire_from_store(max_pause)
+        if self._grant_left and self._clock() < self._grant_until:
+            # Far from the limit, sends come from a grant: one transition for many requests.
+            self._grant_left -= 1
+            return self._grant  # type: ignore[return-value]  # set with _grant_left
         state = self._state or self._local_state()
-        decision = schedule.acquire(state, self._pacing, self._clock())
+        now = self._clock()
+        if self._grant is not None or self._answered:
+            self._settle(state, now)
+        ticket = schedule.grant(state, self._pacing, now, self._grant_most)
+        if ticket is not None:
+            self._grant = ticket
+            self._grant_left = ticket.count - 1
+            # Sent within half a margin of the time logged, as a confirmed send may be late.
+            self._grant_until = now + self._pacing.margin / 2
+            self._grant_limit = state.limit
+            # (None: no answer is taken as is; an unpaced key's are read one by one.)
+            self._grant_limits = [] if state.limit is None else [str(state.limit)]
+            # An answer with at least this Remaining leaves room for what the grant holds
+            # whatever is in flight: its release may wait for the next grant.
+            self._grant_floor = 2 * ticket.count + state.in_flight
+            self._limit = ticket.limit
+            return ticket
+        decision = schedule.acquire(state, self._pacing, now)
         self._limit = decision.limit
         if decision.ticket is not None and decision.delay <= 0.0:
             return decision.ticket
         return self._wait(decision, max_pause)
+
+    def _settle_held(self) -> None:
+        """Release what is held back (the store asks before it applies or reports)."""
+        if self._grant is not None or self._answered:
+            self._settle(self._state or self._local_state(), self._clock())
+
+    def _settle(self, state: schedule.State, now: float) -> None:
+        """Give back what the current grant did not send; release the answers held back."""
+        grant = self._grant
+        if grant is not None:
+            self._grant = None
+            if self._grant_left:
+                left, self._grant_left = self._grant_left, 0
+                schedule.release(state, self._pacing, Release(grant, False, None, 0.0, left), now)
+        if self._answered:
+            answered, self._answered = self._answered, {}
+            latest, self._latest = self._latest, None
+            info = (
+                latest
+                if latest is None or isinstance(latest, RateLimitInfo)
+                else RateLimitInfo.from_headers(latest)
+            )
+            last = len(answered) - 1
+            for position, (ticket, count) in enumerate(answered.items()):
+                # The latest headers once, after every count: as if released one by one
+                # (each answer's credit replaces the one before; the limit is the same).
+                said = info if position == last else None
+                decision = schedule.release(
+                    state, self._pacing, Release(ticket, True, said, 0.0, count), now
+                )
+            self._reported(decision, 0.0)
 
     def _local_state(self) -> schedule.State:
         assert self._local is not None  # only called with one
@@ -435,16 +531,10 @@ class Limiter:
 
         The store is updated even if the caller is cancelled meanwhile.
         """
-        event = self._release(ticket, info, paused)
-        if self._local is None:
-            await self._report_to_store(event, paused)
-        else:
-            self._reported(
-                schedule.release(
-                    self._state or self._local_state(), self._pacing, event, self._clock()
-                ),
-                paused,
-            )
+        if self._local is not None:
+            self.report(ticket, info, paused=paused)
+            return
+        await self._report_to_store(self._release(ticket, info, paused), paused)
 
     def report(
         self, ticket: Ticket, info: RateLimitInfo | None, *, paused: float = 0.0
@@ -456,15 +546,19 @@ class Limiter:
         Returns:
             ``None`` when done (or handed over), else a coroutine that must be awaited at once.
         """
-        event = self._release(ticket, info, paused)
         if self._local is not None:
-            self._reported(
-                schedule.release(
-                    self._state or self._local_state(), self._pacing, event, self._clock()
-                ),
-                paused,
-            )
+            if ticket.count > 1 and not paused and self._held_back(ticket, info):
+                return None
+            state = self._state or self._local_state()
+            event = self._release(ticket, info, paused)
+            now = self._clock()
+            if self._grant is not None or self._answered:
+                # Earlier answers first (the newest headers count last); a pause also
+                # takes back what the grant did not send.
+                self._settle(state, now)
+            self._reported(schedule.release(state, self._pacing, event, now), paused)
             return None
+        event = self._release(ticket, info, paused)
         if self._submit is not None:
             future = self._submit(self.key, self._pacing, event)
             if future is not None:
@@ -472,6 +566,45 @@ class Limiter:
                 future.add_done_callback(lambda done: self._committed(done, started, paused))
                 return None
         return self._report_to_store(event, paused)
+
+    def answered(self, ticket: Ticket, headers: Mapping[str, str]) -> bool:
+        """Take the answer to a grant's send (``ticket.count > 1``) if it can be held back
+        (the engine's path, before reading the headers): answered other than 429, with the
+        same limit and enough remaining. ``False``: read the headers and :meth:`report` it.
+
+        One look at the headers for many answers' release (see :meth:`_held_back`).
+        """
+        if still_at_least(headers, self._grant_limits, self._grant_floor):
+            self._latest = headers
+            answered = self._answered
+            answered[ticket] = answered.get(ticket, 0) + 1
+            if self._window_check is not None:
+                now = self._clock()
+                if now >= self._window_next:
+                    self._sample(ticket, RateLimitInfo.from_headers(headers), now)
+            return True
+        return False
+
+    def _held_back(self, ticket: Ticket, info: RateLimitInfo | None) -> bool:
+        """Hold back the answer to a grant's send, to be released with others (:meth:`_settle`);
+        ``False`` when it must be released now: the limit changed, or Remaining fell low.
+
+        Released later, the answers held back change the state exactly as one by one: each
+        answer's credit replaces the one before, and with the limit unchanged and at least
+        the grant's floor remaining, none of them could have held a send back meanwhile.
+        """
+        if info is not None:
+            remaining = info.remaining
+            if remaining is None or remaining < self._grant_floor:
+                return False
+            if info.limit != self._grant_limit:
+                return False
+            self._latest = info
+            if self._window_check is not None:
+                self._sample(ticket, info, self._clock())
+        answered = self._answered
+        answered[ticket] = answered.get(ticket, 0) + 1
+        return True
 
     @property
     def reports_in_background(self) -> bool:
@@ -483,23 +616,26 @@ class Limiter:
         if paused > 0:
             self._paused_until = max(self._paused_until, time.monotonic() + paused)
         if info is not None and info.limit is not None and self._window_check is not None:
-            now = self._clock()
-            if now >= self._window_next:
-                # At most WINDOW_SAMPLES answers a window go to the check: a subset of the
-                # answers is evidence all the same (the window holding more of its sends
-                # bounds their Remaining as well), and a key far from its limit, answered
-                # thousands of times a second, then pays a clock read a response, not a
-                # check (which was a tenth of the limiter's per-request cost).
-                self._window_next = now + self.config.window / WINDOW_SAMPLES
-                # Sent no earlier than its ticket's time (less a margin, for a loop clock
-                # that lags the store's), answered by now.
-                found = self._window_check.observe(
-                    ticket.at - self._pacing.margin, now, info.remaining, info.limit
-                )
-                if found is not None:
-                    self._window_check = None  # once per key
-                    logger.warning("%s: %s", self.key.rsplit("|", 1)[0], found)
+            self._sample(ticket, info, self._clock())
         return Release(ticket, True, info, paused)
+
+    def _sample(self, ticket: Ticket, info: RateLimitInfo, now: float) -> None:
+        """Show the short-window check an answer, at most WINDOW_SAMPLES a window."""
+        check = self._window_check
+        if check is None or info.limit is None or now < self._window_next:
+            return
+        # At most WINDOW_SAMPLES answers a window go to the check: a subset of the answers
+        # is evidence all the same (the window holding more of its sends bounds their
+        # Remaining as well), and a key far from its limit, answered thousands of times a
+        # second, then pays a clock read a response, not a check (which was a tenth of the
+        # limiter's per-request cost).
+        self._window_next = now + self.config.window / WINDOW_SAMPLES
+        # Sent no earlier than its ticket's time (less a margin, for a loop clock that lags
+        # the store's), answered by now.
+        found = check.observe(ticket.at - self._pacing.margin, now, info.remaining, info.limit)
+        if found is not None:
+            self._window_check = None  # once per key
+            logger.warning("%s: %s", self.key.rsplit("|", 1)[0], found)
 
     def _committed(self, done: asyncio.Future[Decision], started: float, paused: float) -> None:
         if done.cancelled():  # the event loop is shutting down: the lease expires in the store
@@ -559,7 +695,7 @@ class Limiter:
         """One store call, completed whatever happens to the caller."""
         local = self._local
         if local is not None:
-            return local.apply_now(self.key, self._pacing, event)
+            return local.apply_now(self.key, self._pacing, event)  # settles what is held
         if self._direct:
             started = time.monotonic()
             decision = await self.store.apply(self.key, self._pacing, event)

@@ -31,6 +31,12 @@ configured ceiling), window ``W`` and margin ``m``:
   late (the ``W + m`` rule keeps every window span at ``L``: a slot is not wasted for that),
   and the confirmation fails beyond (the waiter gives it back and reserves anew). Every send
   then goes at most a margin after the time the log holds for it.
+- **Grants.** Far from the limit (no reservation ahead, no pause, a known limit or none, and
+  room for at least four times as many in every span and in the credit), :func:`grant`
+  reserves several sends at ``now`` in one transition: the state is exactly that of as many
+  acquires at ``now``. The holder sends them within half a margin (the lateness a confirmed
+  send may have) and gives back those it did not send (``Release(count=...)``). So a key
+  far from its limit pays one transition for many requests, and the log stays exact.
 - **Leases.** A send counts as in flight until it is released, or until its bucket leaves
   the log ``W + m`` after it: a release that never happens expires.
 - **The probe.** Until a limit is known (from a response or a ceiling) one request goes out
@@ -72,6 +78,7 @@ __all__ = [
     "allowed_rate",
     "apply",
     "effective_limit",
+    "grant",
     "new_state",
     "release",
 ]
@@ -133,6 +140,7 @@ class Ticket(msgspec.Struct, frozen=True, array_like=True, gc=False):
         source: Which copy of the state issued it (a store with a fallback tags its
             fallback's tickets); the schedule itself ignores it.
         at: When the send is due, on the store's clock.
+        count: How many sends it holds: 1, or more for a :func:`grant`.
     """
 
     bucket: int
@@ -140,6 +148,7 @@ class Ticket(msgspec.Struct, frozen=True, array_like=True, gc=False):
     limit: int | None = None
     source: int = 0
     at: float = 0.0
+    count: int = 1
 
 
 class Decision(msgspec.Struct, frozen=True, gc=False):
@@ -176,12 +185,14 @@ class Release(msgspec.Struct, frozen=True, tag=True, gc=False):
         sent: Whether the request went out; ``False`` gives the reservation back entirely.
         info: The response's rate-limit headers, or ``None`` when no response came.
         paused: Seconds to pause the whole key for (a 429), ``0.0`` for none.
+        count: How many of the ticket's sends this releases (of a grant: several).
     """
 
     ticket: Ticket | None
     sent: bool = True
     info: RateLimitInfo | None = None
     paused: float = 0.0
+    count: int = 1
 
 
 Event = Acquire | Confirm | Release
@@ -330,23 +341,59 @@ def acquire(state: State, pacing: Pacing, now: float) -> Decision:
     return Decision(_log(state, pacing, at, probe=probing, limit=limit), at - now, 0.0, limit)
 
 
-def _log(state: State, pacing: Pacing, at: float, *, probe: bool, limit: int | None) -> Ticket:
+#: A grant reserves at most this share of the room left (in the spans and the credit).
+GRANT_SHARE = 4
+
+
+def grant(state: State, pacing: Pacing, now: float, most: int) -> Ticket | None:
+    """Reserve up to ``most`` sends at ``now`` in one transition, when the limit is far away.
+
+    The state afterwards is exactly that of as many :func:`acquire` calls at ``now`` (each
+    of which would have been due at once). A grant is made only when no reservation lies
+    ahead, the key is neither paused nor probing, and the room left (``L - 1`` less the
+    logged sends, and the credit) is at least :data:`GRANT_SHARE` times the sends granted.
+
+    Returns:
+        A ticket holding ``count >= 2`` sends, or ``None``: acquire one at a time.
+    """
+    _expire(state, pacing, now)
+    if not state.learned or state.resuming or state.paused_until > now or most < 2:
+        return None
+    buckets = state.buckets
+    if buckets and buckets[-1].latest > now:
+        return None  # reservations ahead: the limit binds
+    limit = state.limit if pacing.ceiling is None else effective_limit(state, pacing)
+    room = most * GRANT_SHARE if limit is None else _caps(limit)[0] - state.sent
+    credited = state.credit is not None and state.credit_until > now
+    if credited and state.credit is not None and state.credit < room:
+        room = state.credit
+    count = min(most, room // GRANT_SHARE)
+    if count < 2:
+        return None
+    if credited and state.credit is not None:
+        state.credit -= count
+    return _log(state, pacing, now, probe=False, limit=limit, count=count)
+
+
+def _log(
+    state: State, pacing: Pacing, at: float, *, probe: bool, limit: int | None, count: int = 1
+) -> Ticket:
     index = math.floor(at * BUCKETS_PER_WINDOW / pacing.window)
     buckets = state.buckets
     if buckets and buckets[-1].index >= index:
         # The same bucket, or an earlier time than the latest after a clock step back:
         # counting it with the latest is the conservative choice.
         last = buckets[-1]
-        last.sent += 1
-        last.in_flight += 1
+        last.sent += count
+        last.in_flight += count
         if at > last.latest:
             last.latest = at
         index = last.index
     else:
-        buckets.append(Bucket(index, 1, 1, at))
-    state.sent += 1
-    state.in_flight += 1
-    return Ticket(index, probe, limit, 0, at)
+        buckets.append(Bucket(index, count, count, at))
+    state.sent += count
+    state.in_flight += count
+    return Ticket(index, probe, limit, 0, at, count)
 
 
 def _log_at(state: State, pacing: Pacing, at: float, ticket: Ticket) -> Ticket:
@@ -459,11 +506,14 @@ def release(state: State, pacing: Pacing, event: Release, now: float) -> Decisio
         else:
             bucket = _find(state, ticket.bucket)
         if bucket is not None and bucket.in_flight > 0:
-            bucket.in_flight -= 1
-            state.in_flight -= 1
+            count = event.count
+            if count > bucket.in_flight:  # a lease that expired and was logged anew
+                count = bucket.in_flight
+            bucket.in_flight -= count
+            state.in_flight -= count
             if not event.sent:
-                bucket.sent -= 1
-                state.sent -= 1
+                bucket.sent -= count
+                state.sent -= count
         if ticket.probe and state.probe_until <= ticket.at + min(pacing.window, PROBE_LEASE):
             # The current probe (one whose lease expired may answer after a newer one went:
             # that one's lease and turn stay).

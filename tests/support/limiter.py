@@ -17,6 +17,19 @@ KEY = "wemasy|https://fake.test/api|0123456789abcdef01234567"
 TOLERANCE = 0.01
 
 
+class Clock:
+    """A clock for a LocalStore that moves only when told."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
 def pacing_of(limiter: Limiter) -> Pacing:
     config = limiter.config
     return Pacing(config.window, config.pacing_margin, config.ceiling)

@@ -22,6 +22,7 @@ from tests.support.limiter import (
     KEY,
     TOLERANCE,
     AwaitingStore,
+    Clock,
     in_flight,
     info,
     limiter_of,
@@ -183,17 +184,6 @@ def test_shared_limiter_keys_by_store() -> None:
 # --- LocalStore with an injected clock -----------------------------------------------------------
 #
 # The rules themselves are tested in test_schedule.py; this is the store around them.
-
-
-class Clock:
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 PACING = Pacing(window=10.0, margin=0.25, ceiling=None)
