@@ -91,6 +91,7 @@ from wemasy_async.batch import MAX_CONCURRENCY
 from wemasy_async.errors import APIError, RateLimitError
 from wemasy_async.ratelimit import LimiterStore
 from wemasy_async.testing import most_in_any_span
+from wemasy_async.transport import Connector
 
 if TYPE_CHECKING:
     from wemasy_async.redis import RedisStore
@@ -272,7 +273,7 @@ async def run_load(spec: LoadSpec, start_at: float, deadline_at: float) -> Load:
 
         store = RedisStore(spec.redis_url)
     session = aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=MAX_CONCURRENCY),  # as the SDK's own session
+        connector=Connector(limit=MAX_CONCURRENCY),  # as the SDK's own session
         cookie_jar=aiohttp.DummyCookieJar(),
         trace_configs=[_trace(load)],
     )

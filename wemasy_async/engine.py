@@ -22,7 +22,7 @@ from yarl import URL
 
 from wemasy_async.config import ClientConfig
 from wemasy_async.errors import APIConnectionError, APIError, RateLimitError
-from wemasy_async.exchange import Response
+from wemasy_async.exchange import BEFORE_SEND, NotSent, Response
 from wemasy_async.headers import RateLimitInfo
 from wemasy_async.hooks import (
     Hooks,
@@ -38,7 +38,7 @@ from wemasy_async.hooks import (
 from wemasy_async.latency import Latency
 from wemasy_async.models import ChatReply
 from wemasy_async.providers.base import Call
-from wemasy_async.ratelimit import PauseTooLong
+from wemasy_async.ratelimit import PauseTooLong, Sending
 from wemasy_async.redaction import Redactor
 from wemasy_async.retry import RetryPolicy, retry_delay
 from wemasy_async.schedule import Ticket
@@ -141,6 +141,8 @@ class Engine:
                         ticket = await self._waited(reserved, call, options, operation, attempt)
                     # Nothing awaits from here to the try, so a cancellation cannot leak the
                     # send: the finally reports it also on errors and cancellation.
+                    sending = Sending(limiter, ticket)  # looked at again once connected
+                    before = BEFORE_SEND.set(sending)
                     answer: Response | None = None
                     paused = 0.0
                     try:
@@ -151,8 +153,16 @@ class Engine:
                             hint = limited.retry_after
                             paused = hint if hint is not None else limiter.config.pause_without_hint
                             raise
+                    except NotSent:
+                        # It got its connection too late for its slot and gave it back, before
+                        # a byte was written: the same attempt reserves anew.
+                        continue
                     finally:
-                        if answer is None:
+                        BEFORE_SEND.reset(before)
+                        ticket = sending.ticket  # moved, if it came late
+                        if sending.given_back:
+                            pending = None
+                        elif answer is None:
                             pending = limiter.report(ticket, None, paused=paused)
                         elif (
                             paused

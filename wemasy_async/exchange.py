@@ -9,11 +9,30 @@ needs the other's package. Plain frozen values, no behaviour beyond a safe ``rep
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Literal
+from contextvars import ContextVar
+from typing import Any, Literal, Protocol
 
 import msgspec
 
-__all__ = ["Request", "Response"]
+__all__ = ["BEFORE_SEND", "BeforeSend", "NotSent", "Request", "Response"]
+
+
+class BeforeSend(Protocol):
+    """What the engine asks of the moment a request has its connection."""
+
+    def connected(self) -> None:
+        """Called once the request has a connection, before any of its bytes are written;
+        raising :class:`NotSent` stops it there, unsent."""
+
+
+#: Set by the engine around a paced exchange (the rate limiter's check of a late send);
+#: the connector of the session the client creates calls it from the request's task.
+BEFORE_SEND: ContextVar[BeforeSend | None] = ContextVar("wemasy_async_before_send", default=None)
+
+
+class NotSent(Exception):
+    """A request was stopped before any of its bytes were written (by :data:`BEFORE_SEND`):
+    the engine sends it again, as it was never sent."""
 
 
 class Request(msgspec.Struct, frozen=True, kw_only=True):

@@ -29,8 +29,8 @@ How a request waits, and why a cancellation cannot break it:
 - **Far from the limit, a grant.** With the in-process store, a reservation that finds
   room for several times more takes a grant: up to :data:`GRANT_MOST` sends reserved in one
   transition (:func:`wemasy_async.schedule.grant`), handed out one per request without
-  touching the state until spent or half a margin old (then what it did not send goes
-  back). Their answers are held back and released together (:meth:`Limiter.answered`
+  touching the state until spent or :data:`GRANT_LIFE` of a margin old (then what it did
+  not send goes back). Their answers are held back and released together (:meth:`Limiter.answered`
   takes one from the engine with one look at the headers) unless one could change a
   decision: a 429, another limit, a Remaining that fell low, or a response without the
   headers; those are released at once, and the store releases everything held before it
@@ -69,6 +69,7 @@ import msgspec
 
 from wemasy_async import schedule
 from wemasy_async.errors import InvalidRequestError
+from wemasy_async.exchange import NotSent
 from wemasy_async.headers import RateLimitInfo, still_at_least
 from wemasy_async.latency import Latency
 from wemasy_async.schedule import Acquire, Confirm, Decision, Event, Pacing, Release, Ticket
@@ -84,6 +85,7 @@ __all__ = [
     "Pacing",
     "PauseTooLong",
     "RateLimit",
+    "Sending",
     "Ticket",
     "completes_when_cancelled",
     "limiter_key",
@@ -93,6 +95,11 @@ __all__ = [
 _ACQUIRE = Acquire()
 #: The most sends one grant holds (see Limiter.reserve).
 GRANT_MOST = 64
+#: The fewest a grant is worth (near the limit, one at a time is as cheap and exact).
+GRANT_LEAST = 8
+#: How long a grant lasts, as a share of the margin: its sends may go that much after the
+#: time logged for them, which leaves the rest of the margin for the event loop's lag.
+GRANT_LIFE = 0.125
 #: The most answers a window that the short-window check reads (see Limiter._release).
 WINDOW_SAMPLES = 256
 
@@ -303,6 +310,36 @@ class PauseTooLong(Exception):
         self.seconds = seconds
 
 
+class Sending:
+    """A paced request on its way: the ticket it holds, looked at again once it has its
+    connection (:data:`wemasy_async.exchange.BEFORE_SEND`, which the engine sets to it).
+
+    Attributes:
+        ticket: The send it holds (moved to now if it came late; see :meth:`connected`).
+        given_back: Whether the limiter took the send back (the request then was not sent
+            and is not reported).
+    """
+
+    __slots__ = ("given_back", "limiter", "ticket")
+
+    def __init__(self, limiter: Limiter, ticket: Ticket) -> None:
+        self.limiter = limiter
+        self.ticket = ticket
+        self.given_back = False
+
+    def connected(self) -> None:
+        """The request has a connection: unless its send is later than half a margin after
+        the time logged for it (the usual case, one clock read), see
+        :meth:`Limiter.late_send`.
+
+        Raises:
+            NotSent: Too late, with no room now: the send was given back.
+        """
+        limiter = self.limiter
+        if limiter._clock() - self.ticket.at > limiter._late:
+            limiter.late_send(self)
+
+
 class Limiter:
     """Paces the requests of one key in this process; see the module docstring.
 
@@ -322,6 +359,9 @@ class Limiter:
         self._state: schedule.State | None = None  # the local store's, once it has one
         # The store's clock, which tickets' times are on (known only for the in-process one).
         self._clock = time.monotonic if self._local is None else self._local.clock
+        # How late after its time a send may find its connection before it is looked at
+        # again (see late_send); only with the in-process store, whose clock is known.
+        self._late = self._pacing.margin / 2 if self._local is not None else math.inf
         self._direct = completes_when_cancelled(store)
         submit = getattr(store, "submit", None) if self._direct else None
         self._submit: Callable[[str, Pacing, Release], asyncio.Future[Decision] | None] | None = (
@@ -344,7 +384,7 @@ class Limiter:
         # and until when (the store's clock), and the answers to grants' sends not yet
         # released into the state (a count per ticket, and the latest headers).
         self._grant: Ticket | None = None
-        # Grants are sent within half a margin: with none, there are none.
+        # Grants are sent within a share of the margin: with none, there are none.
         self._grant_most = GRANT_MOST if self._pacing.margin > 0 else 0
         self._grant_left = 0
         self._grant_until = 0.0
@@ -417,12 +457,12 @@ class Limiter:
         now = self._clock()
         if self._grant is not None or self._answered:
             self._settle(state, now)
-        ticket = schedule.grant(state, self._pacing, now, self._grant_most)
+        ticket = schedule.grant(state, self._pacing, now, self._grant_most, GRANT_LEAST)
         if ticket is not None:
             self._grant = ticket
             self._grant_left = ticket.count - 1
-            # Sent within half a margin of the time logged, as a confirmed send may be late.
-            self._grant_until = now + self._pacing.margin / 2
+            # Sent within GRANT_LIFE of the margin after the time logged (see there).
+            self._grant_until = now + self._pacing.margin * GRANT_LIFE
             self._grant_limit = state.limit
             # (None: no answer is taken as is; an unpaced key's are read one by one.)
             self._grant_limits = [] if state.limit is None else [str(state.limit)]
@@ -436,6 +476,29 @@ class Limiter:
         if decision.ticket is not None and decision.delay <= 0.0:
             return decision.ticket
         return self._wait(decision, max_pause)
+
+    def late_send(self, sending: Sending) -> None:
+        """A send found its connection later than half a margin after its time (a busy event
+        loop: a burst of sends logged at once goes out one after another); none of its
+        bytes are written yet. As a confirmation so late: moved to now if the log has room
+        there, kept while at most a margin late, else given back (see
+        :mod:`wemasy_async.schedule`). So every send goes within a margin of the time the
+        log holds for it, also when the event loop lags after the limiter let it go.
+
+        Raises:
+            NotSent: Given back: the engine reserves anew and sends it then.
+        """
+        local = self._local
+        if local is None:
+            return
+        ticket = sending.ticket
+        decision = local.apply_now(self.key, self._pacing, Confirm(ticket))
+        if decision.ticket is not None:
+            sending.ticket = decision.ticket
+            return
+        local.apply_now(self.key, self._pacing, Release(ticket, sent=False))
+        sending.given_back = True
+        raise NotSent
 
     def _settle_held(self) -> None:
         """Release what is held back (the store asks before it applies or reports)."""

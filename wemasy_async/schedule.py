@@ -34,8 +34,9 @@ configured ceiling), window ``W`` and margin ``m``:
 - **Grants.** Far from the limit (no reservation ahead, no pause, a known limit or none, and
   room for at least four times as many in every span and in the credit), :func:`grant`
   reserves several sends at ``now`` in one transition: the state is exactly that of as many
-  acquires at ``now``. The holder sends them within half a margin (the lateness a confirmed
-  send may have) and gives back those it did not send (``Release(count=...)``). So a key
+  acquires at ``now``. The holder sends them within a small share of the margin (so
+  that most of it is left for the event loop's lag, as after a confirmation) and gives back
+  those it did not send (``Release(count=...)``). So a key
   far from its limit pays one transition for many requests, and the log stays exact.
 - **Leases.** A send counts as in flight until it is released, or until its bucket leaves
   the log ``W + m`` after it: a release that never happens expires.
@@ -345,8 +346,8 @@ def acquire(state: State, pacing: Pacing, now: float) -> Decision:
 GRANT_SHARE = 4
 
 
-def grant(state: State, pacing: Pacing, now: float, most: int) -> Ticket | None:
-    """Reserve up to ``most`` sends at ``now`` in one transition, when the limit is far away.
+def grant(state: State, pacing: Pacing, now: float, most: int, least: int = 2) -> Ticket | None:
+    """Reserve ``least`` to ``most`` sends at ``now`` in one transition, far from the limit.
 
     The state afterwards is exactly that of as many :func:`acquire` calls at ``now`` (each
     of which would have been due at once). A grant is made only when no reservation lies
@@ -354,7 +355,8 @@ def grant(state: State, pacing: Pacing, now: float, most: int) -> Ticket | None:
     logged sends, and the credit) is at least :data:`GRANT_SHARE` times the sends granted.
 
     Returns:
-        A ticket holding ``count >= 2`` sends, or ``None``: acquire one at a time.
+        A ticket holding ``count >= max(least, 2)`` sends, or ``None``: acquire one at a
+        time.
     """
     _expire(state, pacing, now)
     if not state.learned or state.resuming or state.paused_until > now or most < 2:
@@ -368,7 +370,7 @@ def grant(state: State, pacing: Pacing, now: float, most: int) -> Ticket | None:
     if credited and state.credit is not None and state.credit < room:
         room = state.credit
     count = min(most, room // GRANT_SHARE)
-    if count < 2:
+    if count < 2 or count < least:
         return None
     if credited and state.credit is not None:
         state.credit -= count

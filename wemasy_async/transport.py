@@ -13,7 +13,7 @@ raised with neither ``__cause__`` nor ``__context__``. A cancellation leaves ``s
 Whether a failed request may have reached the server (``request_sent``) is told from the
 moment it got a connection: a request that was still waiting for a free connection of the
 pool, or for a new one to be established, was not sent. The session the transport creates
-observes that in its connector (:class:`_ObservingConnector`, at no cost per request); a
+observes that in its connector (:class:`Connector`, at no cost per request); a
 caller's session does with aiohttp's tracing hooks, if it was built with
 :data:`TRACE_CONFIG` (tracing costs some CPU per request); otherwise nothing is known and a
 timeout counts as sent.
@@ -43,10 +43,16 @@ from wemasy_async.errors import (
     ResponseTooLargeError,
     WemasyAsyncError,
 )
-from wemasy_async.exchange import Response
+from wemasy_async.exchange import BEFORE_SEND, NotSent, Response
 from wemasy_async.redaction import REDACTED, Redactor, SecretHeaders, credential_of
 
-__all__ = ["DEFAULT_MAX_RESPONSE_BYTES", "TRACE_CONFIG", "AiohttpTransport", "Transport"]
+__all__ = [
+    "DEFAULT_MAX_RESPONSE_BYTES",
+    "TRACE_CONFIG",
+    "AiohttpTransport",
+    "Connector",
+    "Transport",
+]
 
 DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 """The largest response body read by default: far above any documented response."""
@@ -78,9 +84,14 @@ class _Progress(msgspec.Struct):
 _CURRENT: ContextVar[_Progress | None] = ContextVar("wemasy_async_request", default=None)
 
 
-class _ObservingConnector(aiohttp.TCPConnector):
-    """A ``TCPConnector`` that marks the current request connected once it has a connection
-    (from the pool or new); a timeout before that means nothing was sent."""
+class Connector(aiohttp.TCPConnector):
+    """The ``TCPConnector`` of the session the client creates; build your own session with
+    it (``aiohttp.ClientSession(connector=Connector(limit=...))``) to get the same.
+
+    It marks the current request connected once it has a connection (from the pool or new);
+    a timeout before that means nothing was sent. There, before a byte is written, it calls
+    the engine's :data:`~wemasy_async.exchange.BEFORE_SEND` (the rate limiter's look at a
+    send that comes late). Same arguments as ``aiohttp.TCPConnector``."""
 
     async def connect(
         self,
@@ -89,6 +100,13 @@ class _ObservingConnector(aiohttp.TCPConnector):
         timeout: aiohttp.ClientTimeout,
     ) -> aiohttp.connector.Connection:
         connection = await super().connect(req, traces, timeout)
+        before = BEFORE_SEND.get()
+        if before is not None:
+            try:
+                before.connected()  # e.g. a send too late for the rate limit stops here
+            except BaseException:
+                connection.release()  # nothing was written: back to the pool
+                raise
         progress = _CURRENT.get()
         if progress is not None:
             progress.connected = True
@@ -245,7 +263,7 @@ class AiohttpTransport:
         session = self._given or self._owned
         if session is None:
             session = self._owned = aiohttp.ClientSession(
-                connector=_ObservingConnector(limit=self._max_connections, ssl=self._ssl),
+                connector=Connector(limit=self._max_connections, ssl=self._ssl),
                 # An API client has no use for cookies; a shared jar would mix callers' state.
                 cookie_jar=aiohttp.DummyCookieJar(),
                 # A session default: aiohttp sends the URL's credentials to the proxy, and no
@@ -284,7 +302,7 @@ class AiohttpTransport:
         being read to the end (the connection is then closed, not reused).
         """
         session = self._session()
-        progress = _Progress(isinstance(session.connector, _ObservingConnector))
+        progress = _Progress(isinstance(session.connector, Connector))
         data: bytes | io.BytesIO | None = body
         if body is not None and len(body) > _LARGE_BODY:
             data = io.BytesIO(body)
@@ -322,6 +340,9 @@ class AiohttpTransport:
                     # The common case: aiohttp stops at Content-Length, within the limit.
                     content = await response.read()
                 return Response(response.status, response.headers, content)
+        except NotSent:
+            # Stopped before a byte was written; a fresh one, without aiohttp's frames.
+            failure = NotSent()
         except WemasyAsyncError as ours:
             # Raised above (ResponseTooLargeError): start its traceback here, without the
             # frames that hold aiohttp's response (its headers may echo the token).

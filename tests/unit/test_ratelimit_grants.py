@@ -23,6 +23,7 @@ from tests.support.limiter import KEY, TOKEN, Clock, info, limiter_of
 from wemasy_async import Client, schedule
 from wemasy_async.headers import RateLimitInfo, still_at_least
 from wemasy_async.ratelimit import (
+    GRANT_LIFE,
     GRANT_MOST,
     Limiter,
     LocalStore,
@@ -38,15 +39,16 @@ CONFIG = RateLimit(window=60.0)  # margin 1.5 s: a grant lasts 0.75 s
 PACING = Pacing(60.0, CONFIG.pacing_margin, None)
 
 
-def far(config: RateLimit = CONFIG) -> tuple[Limiter, LocalStore, Clock]:
-    """A limiter whose probe was answered with a limit far above what the tests send."""
+def far(config: RateLimit = CONFIG, limit: int = LIMIT) -> tuple[Limiter, LocalStore, Clock]:
+    """A limiter whose probe was answered with ``limit``, by default far above what the
+    tests send."""
     clock = Clock()
     store = LocalStore(clock=clock)
     limiter = Limiter(KEY, config, store)
     probe = limiter.reserve()
     assert isinstance(probe, Ticket)
     assert probe.probe
-    assert limiter.report(probe, info(LIMIT, LIMIT - 1)) is None
+    assert limiter.report(probe, info(limit, limit - 1)) is None
     return limiter, store, clock
 
 
@@ -109,16 +111,28 @@ def test_what_a_grant_did_not_send_goes_back() -> None:
     assert store.state(KEY, PACING).sent == 11
 
 
-def test_a_grant_lasts_half_a_margin() -> None:
+def test_a_grant_lasts_a_share_of_the_margin() -> None:
     limiter, store, clock = far()
     first = take(limiter, 1)[0]
-    clock.advance(CONFIG.pacing_margin / 2 - 0.01)
+    life = CONFIG.pacing_margin * GRANT_LIFE
+    clock.advance(life - 0.001)
     assert take(limiter, 1)[0] is first
-    clock.advance(0.02)
+    clock.advance(0.002)
     later = take(limiter, 1)[0]
-    assert later is not first  # sent later than half a margin after its time: a new grant
+    assert later is not first  # it would go later after its time than a grant may: a new one
     assert later.at == clock.now
     assert store.in_flight(KEY) == 3
+
+
+def test_no_grant_of_fewer_than_grant_least() -> None:
+    # L - 1 = 40 per window, the probe took one: a quarter of the room is 9, then 7,
+    # fewer than GRANT_LEAST.
+    limiter, _, _ = far(limit=41)
+    first = take(limiter, 9)
+    assert first[0].count == 9
+    assert all(ticket is first[0] for ticket in first)
+    single = take(limiter, 1)[0]
+    assert single.count == 1
 
 
 def test_little_remaining_is_released_at_once() -> None:

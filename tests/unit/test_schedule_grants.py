@@ -65,6 +65,16 @@ def test_no_grant_near_the_limit() -> None:
     assert key.in_flight == 0  # nothing reserved
 
 
+def test_no_grant_of_fewer_than_least() -> None:
+    key = learned(101)  # a quarter of the room is 24
+    assert key.state is not None
+    assert schedule.grant(key.state, PACING, key.now, 64, least=25) is None
+    assert key.in_flight == 0
+    ticket = schedule.grant(key.state, PACING, key.now, 64, least=24)
+    assert ticket is not None
+    assert ticket.count == 24
+
+
 def test_no_grant_before_the_limit_is_known() -> None:
     key = Key()
     state = schedule.new_state(PACING)
