@@ -8,7 +8,7 @@ needs the other's package. Plain frozen values, no behaviour beyond a safe ``rep
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from contextvars import ContextVar
 from typing import Any, Literal, Protocol
 
@@ -20,9 +20,10 @@ __all__ = ["BEFORE_SEND", "BeforeSend", "NotSent", "Request", "Response"]
 class BeforeSend(Protocol):
     """What the engine asks of the moment a request has its connection."""
 
-    def connected(self) -> None:
+    def connected(self) -> Awaitable[None] | None:
         """Called once the request has a connection, before any of its bytes are written;
-        raising :class:`NotSent` stops it there, unsent."""
+        an awaitable it returns is awaited there; raising :class:`NotSent` (either) stops
+        the request, unsent."""
 
 
 #: Set by the engine around a paced exchange (the rate limiter's check of a late send);

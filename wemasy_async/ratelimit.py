@@ -128,7 +128,8 @@ def completes_when_cancelled(store: LimiterStore) -> bool:
 
     A store may declare ``completes_when_cancelled = True`` when a call that its caller
     stops awaiting still takes effect, and a send it reserves for a caller that is gone
-    goes back (as :class:`~wemasy_async.redis.RedisStore`'s queued commits do). The limiter
+    goes back, as does the send a confirmation was about (as
+    :class:`~wemasy_async.redis.RedisStore`'s queued commits do). The limiter
     then awaits its calls directly; any other store's calls run in a task of their own that
     the caller awaits through :func:`asyncio.shield` (a task and a shield per call, which at
     thousands of calls a second is a tenth of a core).
@@ -327,10 +328,11 @@ class Sending:
         self.ticket = ticket
         self.given_back = False
 
-    def connected(self) -> None:
+    def connected(self) -> Coroutine[Any, Any, None] | None:
         """The request has a connection: unless its send is later than half a margin after
         the time logged for it (the usual case, one clock read), see
-        :meth:`Limiter.late_send`.
+        :meth:`Limiter.late_send`. With a shared store, the look takes a round trip to it:
+        a coroutine to await then (``None`` when on time).
 
         Raises:
             NotSent: Too late, with no room now: the send was given back.
@@ -338,6 +340,9 @@ class Sending:
         limiter = self.limiter
         if limiter._clock() - self.ticket.at > limiter._late:
             limiter.late_send(self)
+        elif limiter._store_now is not None:
+            return limiter.late_shared(self)
+        return None
 
 
 class Limiter:
@@ -362,6 +367,12 @@ class Limiter:
         # How late after its time a send may find its connection before it is looked at
         # again (see late_send); only with the in-process store, whose clock is known.
         self._late = self._pacing.margin / 2 if self._local is not None else math.inf
+        # A shared store that can tell the time on its clock (RedisStore.now_for) gets the
+        # same look, by a round trip to it when a send is late.
+        now_for = getattr(store, "now_for", None) if self._local is None else None
+        self._store_now: Callable[[Ticket], float | None] | None = (
+            now_for if callable(now_for) else None
+        )
         self._direct = completes_when_cancelled(store)
         submit = getattr(store, "submit", None) if self._direct else None
         self._submit: Callable[[str, Pacing, Release], asyncio.Future[Decision] | None] | None = (
@@ -500,6 +511,38 @@ class Limiter:
         sending.given_back = True
         raise NotSent
 
+    def late_shared(self, sending: Sending) -> Coroutine[Any, Any, None] | None:
+        """:meth:`late_send` with a shared store: ``None`` when the send is at most a margin
+        late by the store's clock (or that is not known), else a coroutine that confirms it
+        there."""
+        assert self._store_now is not None  # only called with one
+        ticket = sending.ticket
+        now = self._store_now(ticket)
+        # Beyond a margin, not half of one as in the process: within it the W + m rule
+        # keeps every window span at L, and each look costs a round trip when the machine
+        # (or the store) is busiest.
+        if now is None or now - ticket.at <= self._pacing.margin:
+            return None
+        return self._confirm_late(sending)
+
+    async def _confirm_late(self, sending: Sending) -> None:
+        ticket = sending.ticket
+        # Until the answer is in, the send is the store call's: cancelled in it, the call
+        # gives back whatever it holds then (confirmed, moved or voided), so the request
+        # must not report it as well.
+        sending.given_back = True
+        try:
+            decision = await self._apply(Confirm(ticket))
+        except Exception:
+            sending.given_back = False  # a store that failed: the request reports it
+            raise
+        if decision.ticket is not None:
+            sending.ticket = decision.ticket
+            sending.given_back = False
+            return
+        await self._apply(Release(ticket, sent=False))  # completes even if cancelled
+        raise NotSent
+
     def _settle_held(self) -> None:
         """Release what is held back (the store asks before it applies or reports)."""
         if self._grant is not None or self._answered:
@@ -562,9 +605,16 @@ class Limiter:
                     # (a late send is moved, which costs the slot it leaves).
                     lead = self.round_trips.seconds or 0.0
                     paused = await self._sleep_unless_paused(decision.delay - lead)
-                    decision = await self._apply(Confirm(held))
+                    # Cancelled in the confirmation, the store call gives back the send,
+                    # whether it was confirmed, moved or voided (this waiter cannot know).
+                    confirming, held = held, None
+                    try:
+                        decision = await self._apply(Confirm(confirming))
+                    except Exception:
+                        held = confirming  # a store that failed: given back below
+                        raise
                     if decision.ticket is None:  # a pause, a lower limit, or late with no room
-                        void, held = held, None
+                        void = confirming
                         await self._apply(Release(void, sent=False))
                         self._check_pause(max_pause, decision.paused)
                         decision = await self._apply(_ACQUIRE)
@@ -773,14 +823,21 @@ class Limiter:
             self._keep(task)
             if isinstance(event, Acquire):
                 task.add_done_callback(self._undo)
+            elif isinstance(event, Confirm):
+                # The caller cannot know whether it was confirmed, moved or voided: the
+                # send it was about goes back from here, whichever it is now.
+                original = event.ticket
+                task.add_done_callback(lambda done: self._undo(done, original))
             raise
         self.round_trips.observe(time.monotonic() - started)
         return decision
 
-    def _undo(self, task: asyncio.Future[Decision]) -> None:
+    def _undo(self, task: asyncio.Future[Decision], confirmed: Ticket | None = None) -> None:
         if task.cancelled() or task.exception() is not None:
             return
         ticket = task.result().ticket
+        if ticket is None:
+            ticket = confirmed  # a voided confirmation leaves the send it was about
         if ticket is not None:
             release = self.store.apply(self.key, self._pacing, Release(ticket, sent=False))
             self._keep(asyncio.ensure_future(release))

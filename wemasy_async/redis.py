@@ -260,6 +260,21 @@ class RedisStore:
         """
         return completes_when_cancelled(self.fallback)
 
+    def now_for(self, ticket: Ticket) -> float | None:
+        """The time now on the clock ``ticket``'s time is on: Redis's (estimated from the
+        last reply and the local monotonic clock), or the fallback's for its own tickets;
+        ``None`` when that is not known. The limiter looks again at a send that finds its
+        connection later than half a margin after its time (see
+        ``wemasy_async.ratelimit.Sending``)."""
+        if ticket.source == _FALLBACK:
+            clock = getattr(self.fallback, "clock", None)
+            return clock() if callable(clock) else None
+        if self._clock is not None:
+            return self._clock()
+        if self._offset is None:
+            return None
+        return time.monotonic() + self._offset
+
     def redis_key(self, key: str) -> str:
         """The Redis key holding the state of limiter ``key``."""
         return f"{self.prefix}:{key}"
@@ -315,10 +330,18 @@ class RedisStore:
         return future
 
     def _give_back(self, key: str, pacing: Pacing, event: Event, decision: Decision) -> None:
-        """Queue the return of the send ``decision`` reserved for a caller that is gone."""
-        if decision.ticket is not None and isinstance(event, Acquire):
+        """Queue the return of the send held for a caller that is gone: the one an
+        :class:`Acquire` reserved, or the one a :class:`Confirm` was about (as it confirmed
+        it, moved it, or left it voided: the caller cannot know which, so gives back none)."""
+        if isinstance(event, Acquire):
+            ticket = decision.ticket
+        elif isinstance(event, Confirm):
+            ticket = decision.ticket if decision.ticket is not None else event.ticket
+        else:
+            return
+        if ticket is not None:
             assert self._loop is not None  # bound by the call that reserved it
-            future = self._queue(self._loop, key, pacing, Release(decision.ticket, sent=False))
+            future = self._queue(self._loop, key, pacing, Release(ticket, sent=False))
             future.add_done_callback(_retrieved)  # nobody awaits it
 
     async def settled(self) -> None:

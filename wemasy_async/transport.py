@@ -103,7 +103,11 @@ class Connector(aiohttp.TCPConnector):
         before = BEFORE_SEND.get()
         if before is not None:
             try:
-                before.connected()  # e.g. a send too late for the rate limit stops here
+                # e.g. a send too late for the rate limit stops here (a shared store: after
+                # a round trip to it)
+                pending = before.connected()
+                if pending is not None:
+                    await pending
             except BaseException:
                 connection.release()  # nothing was written: back to the pool
                 raise

@@ -27,9 +27,11 @@ from wemasy_async.ratelimit import (
     Limiter,
     LimiterStore,
     LocalStore,
+    Pacing,
     RateLimit,
     Ticket,
 )
+from wemasy_async.schedule import Confirm, Decision, Event
 
 # --- Cancellation, at every await point --------------------------------------------------------
 
@@ -169,4 +171,39 @@ async def test_a_store_that_swallows_cancellation_cannot_keep_a_caller_going() -
         await asyncio.sleep(0.05)
         calls_after.append(store.calls - before)
     assert calls_after == [0] * 10  # every cancel stopped its worker
+    assert in_flight(limiter) == 0
+
+
+@pytest.mark.parametrize("delay", [0.005, 0.2])  # on time, and late enough to be moved
+async def test_a_waiter_cancelled_in_its_confirmation_leaks_no_send(delay: float) -> None:
+    """Cancelled while the store confirms its reservation (which may confirm it, move it to
+    now, or void it: the waiter cannot know which), the send goes back all the same."""
+
+    class Confirming(AwaitingStore):
+        """Confirmations take ``delay`` (landing that late), other calls 5 ms."""
+
+        def __init__(self) -> None:
+            super().__init__(0.005)
+            self.confirming = asyncio.Event()
+
+        async def apply(self, key: str, pacing: Pacing, event: Event) -> Decision:
+            if isinstance(event, Confirm):
+                self.confirming.set()
+                await asyncio.sleep(delay)
+            return await super().apply(key, pacing, event)
+
+    store = Confirming()
+    limiter = Limiter("confirming", RateLimit(window=1.0, ceiling=3), store)
+    for _ in range(2):  # the window's two sends, answered (logged, not in flight)
+        await limiter.release(await limiter.acquire(), info())
+    waiter = asyncio.ensure_future(limiter.acquire())  # due a window on
+    with anyio.fail_after(5):
+        await store.confirming.wait()
+        # Just before the store applies it (after 5 ms more): a give-back now lands after.
+        await asyncio.sleep(delay + 0.002)
+        waiter.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await waiter
+        await limiter.settled()
+    # Before its lease could expire (a window after its time): nothing in flight.
     assert in_flight(limiter) == 0

@@ -10,16 +10,21 @@ the client's own session and the fake.
 from __future__ import annotations
 
 import asyncio
+import uuid
 
+import aiohttp
 import pytest
 
-from tests.support.limiter import KEY, TOKEN, Clock, info, limiter_of
+from tests.support.limiter import ACQUIRE, KEY, TOKEN, Clock, info, limiter_of
+from tests.support.redis_store import stored_state
 from wemasy_async import Client, RateLimit
 from wemasy_async.exchange import NotSent
 from wemasy_async.hooks import RequestEvent
 from wemasy_async.ratelimit import Limiter, LocalStore, Sending, Ticket
+from wemasy_async.redis import RedisStore
 from wemasy_async.schedule import Release
 from wemasy_async.testing import FakeWemasy
+from wemasy_async.transport import Connector
 
 CONFIG = RateLimit(window=1.0, ceiling=3)  # at most 2 in any 1 s span; margin 25 ms
 MARGIN = CONFIG.pacing_margin
@@ -143,3 +148,77 @@ async def test_a_request_given_back_unsent_reserves_anew_and_goes_once() -> None
         assert isinstance(store, LocalStore)
         assert store.in_flight(limiter.key) == 0
         assert store.state(limiter.key, limiter._pacing).sent == 2
+
+
+async def test_a_callers_session_built_with_the_connector_gets_the_look_too() -> None:
+    fake = FakeWemasy(conversations=4, token=TOKEN, rate_limit=1_000, window=60.0)
+    async with fake, aiohttp.ClientSession(connector=Connector(limit=4)) as session:
+        client = Client("wemasy", base_url=fake.url, token=TOKEN, session=session)
+        async with client:
+            limiter = limiter_of(client)
+            looked: list[Sending] = []
+            limiter._late = -1.0  # every send looked at again
+            limiter.late_send = looked.append  # type: ignore[method-assign]
+            await asyncio.wait_for(client.get_conversation(1), 5)
+            assert len(looked) == 1
+        assert not session.closed
+
+
+# --- Through a shared store (RedisStore on a real redis-server, an injected clock) ----------
+
+
+async def shared_limiter_on(redis_url: str, clock: Clock) -> tuple[Limiter, RedisStore]:
+    store = RedisStore(redis_url, clock=clock)
+    key = f"late|{uuid.uuid4().hex}"
+    return Limiter(key, RateLimit(window=1.0, ceiling=3, store=store), store), store
+
+
+async def test_through_redis_a_send_within_a_margin_is_left_alone(redis_url: str) -> None:
+    clock = Clock()
+    limiter, store = await shared_limiter_on(redis_url, clock)
+    async with store:
+        ticket = await limiter.acquire()
+        clock.advance(MARGIN - 0.001)
+        sending = Sending(limiter, ticket)
+        assert sending.connected() is None  # no round trip
+        assert sending.ticket is ticket
+
+
+async def test_through_redis_a_late_send_moves_to_now(redis_url: str) -> None:
+    clock = Clock()
+    limiter, store = await shared_limiter_on(redis_url, clock)
+    async with store:
+        ticket = await limiter.acquire()
+        clock.advance(0.4)
+        sending = Sending(limiter, ticket)
+        pending = sending.connected()
+        assert pending is not None
+        await pending
+        assert sending.ticket.at == clock.now
+        assert not sending.given_back
+
+
+async def test_through_redis_a_send_too_late_for_a_full_log_is_given_back(
+    redis_url: str,
+) -> None:
+    clock = Clock()
+    limiter, store = await shared_limiter_on(redis_url, clock)
+    async with store:
+        pacing = limiter._pacing
+        first = await limiter.acquire()
+        late = await limiter.acquire()  # both at 1000.0: the span is full
+        clock.advance(0.9)
+        for _ in range(2):  # reserved for 1001.0, as the local test's two ahead
+            decision = await store.apply(limiter.key, pacing, ACQUIRE)
+            assert decision.ticket is not None
+            assert decision.delay > 0
+        clock.advance(0.1)
+        sending = Sending(limiter, late)
+        pending = sending.connected()
+        assert pending is not None
+        with pytest.raises(NotSent):
+            await pending
+        assert sending.given_back
+        await limiter.release(first, info())
+        state = await stored_state(redis_url, store, limiter.key)
+        assert state.in_flight == 2  # the two ahead: the late one went back, unsent
