@@ -311,22 +311,21 @@ class PauseTooLong(Exception):
         self.seconds = seconds
 
 
-class Sending:
+class Sending(msgspec.Struct, gc=False):
     """A paced request on its way: the ticket it holds, looked at again once it has its
     connection (:data:`wemasy_async.exchange.BEFORE_SEND`, which the engine sets to it).
+    A Struct: one is made per request, without running Python code.
 
     Attributes:
+        limiter: The limiter that issued the ticket.
         ticket: The send it holds (moved to now if it came late; see :meth:`connected`).
         given_back: Whether the limiter took the send back (the request then was not sent
             and is not reported).
     """
 
-    __slots__ = ("given_back", "limiter", "ticket")
-
-    def __init__(self, limiter: Limiter, ticket: Ticket) -> None:
-        self.limiter = limiter
-        self.ticket = ticket
-        self.given_back = False
+    limiter: Limiter
+    ticket: Ticket
+    given_back: bool = False
 
     def connected(self) -> Coroutine[Any, Any, None] | None:
         """The request has a connection: unless its send is later than half a margin after
@@ -548,10 +547,11 @@ class Limiter:
         if self._grant is not None or self._answered:
             self._settle(self._state or self._local_state(), self._clock())
 
-    def _settle(self, state: schedule.State, now: float) -> None:
-        """Give back what the current grant did not send; release the answers held back."""
+    def _settle(self, state: schedule.State, now: float, *, keep_grant: bool = False) -> None:
+        """Give back what the current grant did not send (unless ``keep_grant``); release
+        the answers held back."""
         grant = self._grant
-        if grant is not None:
+        if grant is not None and not keep_grant:
             self._grant = None
             if self._grant_left:
                 left, self._grant_left = self._grant_left, 0
@@ -665,10 +665,12 @@ class Limiter:
             state = self._state or self._local_state()
             event = self._release(ticket, info, paused)
             now = self._clock()
-            if self._grant is not None or self._answered:
-                # Earlier answers first (the newest headers count last); a pause also
-                # takes back what the grant did not send.
+            if self._grant is not None and (paused or not self._changes_nothing(info)):
+                # A pause, another limit, little remaining: the grant ends here.
                 self._settle(state, now)
+            elif self._answered:
+                # Earlier answers first (the newest headers count last); the grant stays.
+                self._settle(state, now, keep_grant=True)
             self._reported(schedule.release(state, self._pacing, event, now), paused)
             return None
         event = self._release(ticket, info, paused)
@@ -707,10 +709,7 @@ class Limiter:
         the grant's floor remaining, none of them could have held a send back meanwhile.
         """
         if info is not None:
-            remaining = info.remaining
-            if remaining is None or remaining < self._grant_floor:
-                return False
-            if info.limit != self._grant_limit:
+            if not self._changes_nothing(info):
                 return False
             self._latest = info
             if self._window_check is not None:
@@ -718,6 +717,18 @@ class Limiter:
         answered = self._answered
         answered[ticket] = answered.get(ticket, 0) + 1
         return True
+
+    def _changes_nothing(self, info: RateLimitInfo | None) -> bool:
+        """Whether an answer saying ``info`` leaves the current grant's decisions as they
+        are: the same limit, and at least the grant's floor remaining (or no response)."""
+        if info is None:
+            return True
+        remaining = info.remaining
+        return (
+            remaining is not None
+            and remaining >= self._grant_floor
+            and info.limit == self._grant_limit
+        )
 
     @property
     def reports_in_background(self) -> bool:
