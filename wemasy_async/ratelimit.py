@@ -330,8 +330,9 @@ class Sending(msgspec.Struct, gc=False):
     def connected(self) -> Coroutine[Any, Any, None] | None:
         """The request has a connection: unless its send is later than half a margin after
         the time logged for it (the usual case, one clock read), see
-        :meth:`Limiter.late_send`. With a shared store, the look takes a round trip to it:
-        a coroutine to await then (``None`` when on time).
+        :meth:`Limiter.late_send`. With a shared store, a send more than a margin late by
+        the store's clock is confirmed there, a round trip: a coroutine to await then
+        (``None`` when on time; see :meth:`Limiter.late_shared`).
 
         Raises:
             NotSent: Too late, with no room now: the send was given back.

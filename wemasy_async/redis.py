@@ -264,7 +264,7 @@ class RedisStore:
         """The time now on the clock ``ticket``'s time is on: Redis's (estimated from the
         last reply and the local monotonic clock), or the fallback's for its own tickets;
         ``None`` when that is not known. The limiter looks again at a send that finds its
-        connection later than half a margin after its time (see
+        connection more than a margin after its time (see
         ``wemasy_async.ratelimit.Sending``)."""
         if ticket.source == _FALLBACK:
             clock = getattr(self.fallback, "clock", None)
