@@ -23,10 +23,13 @@ class Latency:
     by its ``with_options`` copies.
     """
 
-    __slots__ = ("_count", "_low", "_lows", "_means", "_total", "seconds")
+    __slots__ = ("_count", "_least", "_low", "_lows", "_means", "_total", "seconds")
 
     WEIGHT = 0.1
     PERIODS = 8
+    #: Periods :meth:`least` looks back over: a batch's periods last at least 0.1 s, so at
+    #: least 10 s, long enough to reach back before a saturated machine's queues grew.
+    LONG_PERIODS = 100
 
     def __init__(self) -> None:
         self.seconds: float | None = None  # None until the first response
@@ -35,6 +38,7 @@ class Latency:
         self._total = 0.0  # this period's samples, summed
         self._count = 0
         self._means: deque[float] = deque(maxlen=self.PERIODS)
+        self._least: deque[float] = deque(maxlen=self.LONG_PERIODS)  # each period's least
 
     def observe(self, seconds: float) -> None:
         mean = self.seconds
@@ -58,6 +62,7 @@ class Latency:
         ``PERIODS`` periods' that :meth:`floor` and :meth:`calm` read."""
         if self._low is not None:
             self._lows.append(self._low)
+            self._least.append(self._low)
             self._low = None
         if self._count:
             self._means.append(self._total / self._count)
@@ -67,3 +72,9 @@ class Latency:
         """The least of the last ``PERIODS`` periods' means (see :meth:`end_period`): what
         one takes in the calmest recent period, queueing included, ``None`` before any."""
         return min(self._means) if self._means else None
+
+    def least(self) -> float | None:
+        """The least one took in the last ``LONG_PERIODS`` periods (see :meth:`end_period`),
+        ``None`` before any: what it takes with nothing queued, from before a queue that
+        has lasted the few periods :meth:`floor` and :meth:`calm` remember."""
+        return min(self._least) if self._least else None

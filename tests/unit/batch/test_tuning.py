@@ -248,10 +248,27 @@ def test_calm_is_the_least_period_mean_and_floor_the_least_sample() -> None:
     assert latency.calm() == pytest.approx(0.02)
 
 
+def test_least_reaches_back_further_than_floor_and_calm() -> None:
+    latency = Latency()
+    assert latency.least() is None
+    latency.observe(0.002)  # before the queues grew
+    latency.end_period()
+    for _ in range(Latency.PERIODS):  # a queue that lasts: floor and calm forget the fast one
+        latency.observe(0.3)
+        latency.end_period()
+    assert latency.floor() == pytest.approx(0.3)
+    assert latency.calm() == pytest.approx(0.3)
+    assert latency.least() == 0.002
+    for _ in range(Latency.LONG_PERIODS):  # the server really got slower: followed at last
+        latency.observe(0.3)
+        latency.end_period()
+    assert latency.least() == pytest.approx(0.3)
+
+
 async def test_a_shared_store_and_the_exchanges_count_at_their_calm_means(
     redis_url: str,
 ) -> None:
-    from wemasy_async.client import _with_store
+    from wemasy_async.client import QUEUED_MOST, _with_store
     from wemasy_async.redis import RedisStore
 
     store = RedisStore(redis_url)
@@ -271,6 +288,14 @@ async def test_a_shared_store_and_the_exchanges_count_at_their_calm_means(
             # background), each at the period's mean, not its floor.
             assert limiter.reports_in_background
             assert estimate() == pytest.approx(0.002 + 0.0061 / 3)
+            # Then a queue that lasts (a saturated machine): the exchanges' calm mean grows
+            # with it, but counts at most QUEUED_MOST times the least of the last periods.
+            for _ in range(Latency.PERIODS):
+                engine.latency.observe(0.5)
+                limiter.round_trips.observe(0.003)
+                estimate()
+            assert engine.latency.calm() == pytest.approx(0.5)
+            assert estimate() == pytest.approx(QUEUED_MOST * 0.001 + 0.003)
     finally:
         await store.aclose()
 
