@@ -198,8 +198,8 @@ class Tuner:
         Args:
             now: The clock (seconds, monotonic).
             rate: Sends per second the key may make, or ``None`` when no limit is known.
-            latency: Seconds one exchange takes without queueing (the least of recent
-                periods: :meth:`~wemasy_async.engine.Latency.floor`), or ``None`` if unknown.
+            latency: Seconds one request takes, the exchange and the store calls (at their
+                calm means, capped: see ``client._with_store``), or ``None`` if unknown.
         """
         throughput = self._done / max(now - self._start, 1e-9)
         self._start, self._done = now, 0

@@ -663,58 +663,47 @@ def _async_library() -> str:
         return "no asyncio event loop"
 
 
-#: A shared store's batches count an exchange at most this many times the least one of the
-#: last ten seconds or more (see ``_with_store``).
+#: A batch counts an exchange at most this many times the least one of the last ten seconds
+#: or more (see ``_with_store``).
 QUEUED_MOST = 6.0
 
 
 def _with_store(engine: Engine, limiter: Limiter) -> Callable[[], float | None]:
-    """A request's time, for a batch's Little's law: the exchange without queueing, and the
-    store calls around it (reserving, and reporting back unless the store takes reports in
-    the background: a shared store's round trips are part of what each worker spends per
+    """A request's time, for a batch's Little's law: the exchange, and the store calls
+    around it (reserving, and reporting back unless the store takes reports in the
+    background: a shared store's round trips are part of what each worker spends per
     request).
 
-    With a shared store, the store's calls and the exchanges count at their calm mean (the
-    least period mean of recent periods, :meth:`~wemasy_async.latency.Latency.calm`), not
-    their floor: several processes and a redis-server share the machine, so a typical call
-    waits for a core, and the one lucky call that did not is no measure of it. Measured at
-    2,000/s through Redis, 4 processes, 0 ms: 54-78% utilisation with both at their floor
-    (about 10 workers a process), 86-93% with the store's calls at their calm mean (90-110),
-    and, once reports went to the background, 92-94% with the exchanges' floor (10-19
-    workers; a fixed 48 a process reached 97.5%) against 93-98.5% with their calm mean; 0
-    429s in all. The mean of every call would chase itself: each added worker queues more
-    calls (997-1,357 in flight, and 429s, measured). In process the floor stays: the key's
-    whole rate is this process's, and Little's law on it reaches 98-99.9%.
+    Both count at their calm mean (the least period mean of recent periods,
+    :meth:`~wemasy_async.latency.Latency.calm`), not their floor: a typical call waits for a
+    core (several processes and a redis-server share the machine; in one process, the
+    client's own decoding and the event loop's other work), and the one lucky call that did
+    not is no measure of it. Measured at 2,000/s through Redis, 4 processes, 0 ms: 54-78%
+    utilisation with both at their floor (about 10 workers a process), 86-93% with the
+    store's calls at their calm mean, 93-98.5% with the exchanges' too; in one process at
+    2,000/s, 0 ms, 8 paired runs: 84.7-100% (mean 96.3%, 10-21 in flight) at the floor,
+    90.7-100% (mean 98.3%, 17-27) at the capped calm mean (a fixed 32 made 100%).
 
-    The calm mean of the exchanges counts at most ``QUEUED_MOST`` times the least exchange
-    of the last ten seconds or more (:meth:`~wemasy_async.latency.Latency.least`). On a
-    machine the processes saturate, the calm mean chased itself after all: every period's
-    mean grew with the pools (the server's queue; 7 ms to 550 ms at 2,000/s, 0 ms, 4
-    processes) until each pool was at ``max_concurrency`` (512). In 9 paired runs: 71-95%
-    utilisation (mean 83%) with 1,300-2,048 in flight, against 76-96% (mean 89%) with
-    240-580 in flight with the cap (3 times: 70-97%, mean 89%, but fewer workers than the
-    rate needed when nothing ran away). A
-    server that really got slower is followed once its old, fast exchanges have aged out
-    of :meth:`~wemasy_async.latency.Latency.least` (ten seconds or more)."""
+    The exchanges' calm mean counts at most ``QUEUED_MOST`` times the least exchange of the
+    last ten seconds or more (:meth:`~wemasy_async.latency.Latency.least`): on a machine
+    the processes saturate, every period's mean grows with the pools (the server's queue;
+    7 ms to 550 ms at 2,000/s, 0 ms, 4 processes), and Little's law on it chases itself
+    until each pool is at ``max_concurrency`` (512). 9 paired runs there: 71-95%
+    utilisation (mean 83%) with 1,300-2,048 in flight uncapped, 76-96% (mean 89%) with
+    240-580 capped (at 3 times: mean 89%, but fewer workers than the rate needed whenever
+    nothing ran away). A server that really got slower is followed once its old, fast
+    exchanges have aged out of :meth:`~wemasy_async.latency.Latency.least`."""
 
     calls = 1 if limiter.reports_in_background else 2  # reserving (and reporting back)
 
-    shared = limiter.shared
-
     def latency() -> float | None:
-        exchanges = engine.latency
-        if shared:
-            exchanges.end_period()
-            exchange = exchanges.calm()
-            least = exchanges.least()
-            if exchange is not None and least is not None:
-                exchange = min(exchange, QUEUED_MOST * least)
-        else:
-            exchange = exchanges.floor()
-        round_trips = limiter.round_trips
+        exchanges, round_trips = engine.latency, limiter.round_trips
+        exchanges.end_period()
         round_trips.end_period()
-        store = round_trips.calm() or 0.0
-        return None if exchange is None else exchange + calls * store
+        exchange, least = exchanges.calm(), exchanges.least()
+        if exchange is None or least is None:
+            return None
+        return min(exchange, QUEUED_MOST * least) + calls * (round_trips.calm() or 0.0)
 
     return latency
 

@@ -300,6 +300,25 @@ async def test_a_shared_store_and_the_exchanges_count_at_their_calm_means(
         await store.aclose()
 
 
+async def test_in_process_the_exchanges_count_at_their_capped_calm_mean_too() -> None:
+    from wemasy_async.client import QUEUED_MOST, _with_store
+
+    async with Client("wemasy", base_url="http://127.0.0.1:9", token=TOKEN) as client:
+        limiter, engine = client.limiter, client._engine
+        assert limiter is not None
+        assert not limiter.shared
+        estimate = _with_store(engine, limiter)
+        assert estimate() is None  # no exchange yet
+        # A client busy decoding: most exchanges wait for the event loop, one did not.
+        for seconds in (0.0005, 0.004, 0.0045):
+            engine.latency.observe(seconds)
+        assert estimate() == pytest.approx(0.003)  # the mean, not the lucky 0.5 ms
+        for _ in range(Latency.PERIODS):  # then a queue that lasts
+            engine.latency.observe(0.2)
+            estimate()
+        assert estimate() == pytest.approx(QUEUED_MOST * 0.0005)
+
+
 async def test_the_pool_size_bounds_come_from_the_session() -> None:
     own = AiohttpTransport(provider="wemasy", max_connections=MAX_CONCURRENCY)
     assert own.pool_size == MAX_CONCURRENCY
