@@ -16,11 +16,13 @@ class Latency:
     read the whole response) or a limiter's calls to its store.
 
     ``seconds`` is a running average, exponentially weighted (each new sample weighs
-    ``WEIGHT``). :meth:`floor` is the least an exchange took over the last ``PERIODS``
-    periods: the latency without queueing. Little's law needs that one: the average grows
-    with every request queued in a saturated client or server (or in a burst the limiter
-    let through at once), so a pool sized by it only confirms itself. An engine's is shared
-    by its ``with_options`` copies.
+    ``WEIGHT``). Per period (one ends with each :meth:`end_period`): :meth:`floor` is the
+    least one took over the last ``PERIODS`` periods, :meth:`calm` the least period mean,
+    :meth:`least` the least one took over the last ``LONG_PERIODS``. A batch's Little's law
+    reads the calm mean capped by the long least (``client._with_store``): the running
+    average grows with every request queued in a saturated client or server, so a pool
+    sized by it only confirms itself, while the floor is one lucky call that did not wait
+    for a core. An engine's is shared by its ``with_options`` copies.
     """
 
     __slots__ = ("_count", "_least", "_low", "_lows", "_means", "_total", "seconds")
