@@ -569,7 +569,8 @@ class Client:
             max_concurrency=max_concurrency,
             pool=pool,
             rate=(lambda: None) if limiter is None else (lambda: limiter.allowed_rate),
-            latency=engine.latency.floor if limiter is None else _with_store(engine, limiter),
+            # Without a limiter no rate is known: the pool climbs on throughput alone.
+            latency=(lambda: None) if limiter is None else _with_store(engine, limiter),
             shared=limiter is not None and limiter.shared,
             progress=progress,
             report=None if hooks is None else batch_reporter(hooks, self.provider, operation),

@@ -7,6 +7,7 @@ times and the store calls a limiter times.
 from __future__ import annotations
 
 from collections import deque
+from itertools import islice
 
 __all__ = ["Latency"]
 
@@ -25,7 +26,7 @@ class Latency:
     for a core. An engine's is shared by its ``with_options`` copies.
     """
 
-    __slots__ = ("_count", "_least", "_low", "_lows", "_means", "_total", "seconds")
+    __slots__ = ("_count", "_least", "_low", "_means", "_total", "seconds")
 
     WEIGHT = 0.1
     PERIODS = 8
@@ -35,8 +36,7 @@ class Latency:
 
     def __init__(self) -> None:
         self.seconds: float | None = None  # None until the first response
-        self._low: float | None = None  # the least since the last floor()
-        self._lows: deque[float] = deque(maxlen=self.PERIODS)
+        self._low: float | None = None  # the least this period
         self._total = 0.0  # this period's samples, summed
         self._count = 0
         self._means: deque[float] = deque(maxlen=self.PERIODS)
@@ -57,13 +57,13 @@ class Latency:
         """End a period; the least an exchange took in the last ``PERIODS`` periods (a
         period ends with each call), ``None`` before the first response."""
         self.end_period()
-        return min(self._lows) if self._lows else None
+        least = self._least  # the newest PERIODS of the periods' least
+        return min(islice(reversed(least), self.PERIODS)) if least else None
 
     def end_period(self) -> None:
         """End a period (:meth:`floor` does too): its least and its mean join the last
-        ``PERIODS`` periods' that :meth:`floor` and :meth:`calm` read."""
+        periods' that :meth:`floor`, :meth:`calm` and :meth:`least` read."""
         if self._low is not None:
-            self._lows.append(self._low)
             self._least.append(self._low)
             self._low = None
         if self._count:
