@@ -70,11 +70,25 @@ def interrupt_once_written(
     command: Sequence[str], env: Mapping[str, str], out: Path
 ) -> tuple[int, str]:
     """Run ``command``, press Ctrl-C (SIGINT) once ``out`` has data (or after 20 s): its
-    exit status and stderr."""
+    exit status and stderr.
+
+    A child still running 20 s after the Ctrl-C fails the test with its Python stacks (it is
+    aborted with faulthandler on), so that a hang says where it hung.
+    """
+    env = {**env, "PYTHONFAULTHANDLER": "1"}
     child = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline and (not out.exists() or out.stat().st_size == 0):
         time.sleep(0.05)
+    written = out.exists() and out.stat().st_size > 0
     child.send_signal(signal.SIGINT)
-    _, err = child.communicate(timeout=20)
+    try:
+        _, err = child.communicate(timeout=20)
+    except subprocess.TimeoutExpired:
+        child.send_signal(signal.SIGABRT)  # faulthandler prints every thread's stack
+        _, err = child.communicate(timeout=20)
+        raise AssertionError(
+            f"still running 20 s after Ctrl-C (output written before it: {written});"
+            f" its stderr:\n{err}"
+        ) from None
     return child.returncode, err
