@@ -374,9 +374,7 @@ class RedisStore:
                         await self._on_fallback(key, item.pacing, item.event) for item in batch
                     ]
                 else:
-                    for item in batch:
-                        if isinstance(item.event, Release) and item.event.info is not None:
-                            await self._fallback_learns(key, item.pacing, item.event)
+                    await self._teach_fallback(key, batch)
                 for item, decision in zip(batch, decisions, strict=True):
                     self._deliver(key, item, decision)
                 self._resolved(key, len(batch))
@@ -475,10 +473,31 @@ class RedisStore:
             )
         return decision
 
-    async def _fallback_learns(self, key: str, pacing: Pacing, event: Release) -> None:
-        """Tell the fallback a response's headers, so that it knows the limit if it takes over."""
-        learn = Release(None, True, event.info, event.paused)
-        await self.fallback.apply(key, self._share(pacing), self._share_event(learn))
+    async def _teach_fallback(self, key: str, batch: list[_Pending]) -> None:
+        """Tell the fallback the headers of a committed batch's responses, so that it knows
+        the limit if it takes over.
+
+        The fallback ends as if told each answer in turn, in fewer transitions: a release
+        without a ticket sets the limit and the credit an answer says (replacing the ones
+        before) and keeps a pause, so when the last answer says both counts, the earlier
+        ones are told only for a pause they carry.
+        """
+        answers = [
+            item
+            for item in batch
+            if isinstance(item.event, Release) and item.event.info is not None
+        ]
+        if not answers:
+            return
+        last = cast(Release, answers[-1].event).info
+        assert last is not None  # kept above
+        if last.limit is not None and last.limit > 0 and last.remaining is not None:
+            paused = [i for i in answers[:-1] if cast(Release, i.event).paused > 0]
+            answers = [*paused, answers[-1]]
+        for item in answers:
+            event = cast(Release, item.event)
+            learn = Release(None, True, event.info, event.paused)
+            await self.fallback.apply(key, self._share(item.pacing), self._share_event(learn))
 
     async def _share_headers(self, key: str, pacing: Pacing, event: Event) -> None:
         """A fallback's response, once Redis is back: its headers are news for everyone."""

@@ -258,6 +258,45 @@ async def test_concurrent_calls_of_one_process_are_committed_together(
     assert stats["cmdstat_evalsha"]["calls"] <= 5  # not 50
 
 
+_ANSWERS = st.lists(
+    st.tuples(
+        st.one_of(st.none(), st.integers(0, 12)),  # X-RateLimit-Limit
+        st.one_of(st.none(), st.integers(0, 12)),  # X-RateLimit-Remaining
+        st.sampled_from([0.0, 0.0, 0.5, 3.0]),  # a 429's pause
+    ),
+    min_size=1,
+    max_size=8,
+)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(answers=_ANSWERS)
+async def test_the_fallback_learns_a_batch_as_answer_by_answer(
+    redis_url: str, answers: list[tuple[int | None, int | None, float]]
+) -> None:
+    # One commit's releases teach the fallback in fewer transitions; it must end as a store
+    # told each answer in turn would (the limit, the credit, every pause).
+    now = 1_000.0
+    alone = LocalStore(clock=lambda: now)
+    fallback = LocalStore(clock=lambda: now)
+    events = [
+        Release(None, True, RateLimitInfo(limit=limit, remaining=remaining), paused)
+        for limit, remaining, paused in answers
+    ]
+    async with RedisStore(
+        redis_url, prefix=f"t{uuid.uuid4().hex}", fallback=fallback, fallback_share=1.0
+    ) as store:
+        futures = [store.submit(KEY, PACING, event) for event in events]  # one batch
+        assert all(future is not None for future in futures)
+        await asyncio.gather(*(f for f in futures if f is not None))
+        assert not store.on_fallback
+    for event in events:
+        await alone.apply(KEY, PACING, event)
+    assert fallback.state(KEY, PACING) == alone.state(KEY, PACING)
+
+
 async def test_contending_processes_agree(redis_url: str) -> None:
     # Four stores (as four processes) reserve concurrently: compare-and-set retries make
     # every reservation count once, so the log holds exactly what was taken.
