@@ -7,13 +7,12 @@ write once and point at any provider.
 from __future__ import annotations
 
 import inspect
-import uuid
 from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 
 import pytest
 
+from tests.support.cases import CASES, NAMES, ProviderCase
 from wemasy_async import (
     AuthenticationError,
     ChatService,
@@ -23,54 +22,27 @@ from wemasy_async import (
     NotFoundError,
     UnsupportedOperationError,
 )
-from wemasy_async.testing import FakeLoop, FakeServer, FakeSiteAssist, FakeWemasy
+from wemasy_async.testing import FakeServer
 
 TOKEN = "neutral-token"
 
 
 @dataclass(frozen=True)
-class Target:
-    """How to reach one provider's fake, and which ids exist there."""
-
-    provider: str
-    make_fake: Callable[[], AbstractAsyncContextManager[FakeServer]]
-    existing_id: Callable[[FakeServer], ConversationId]
-    missing_id: ConversationId
-
-
-TARGETS = [
-    Target(
-        "wemasy",
-        lambda: FakeWemasy(seed=3, conversations=12, token=TOKEN),
-        lambda fake: 4,
-        999_999,
-    ),
-    Target(
-        "siteassist",
-        lambda: FakeSiteAssist(seed=3, conversations=12, token=TOKEN),
-        lambda fake: fake.conversation_ids[3],  # type: ignore[attr-defined, no-any-return]
-        uuid.UUID(int=1, version=4),
-    ),
-    Target(
-        "loop",
-        lambda: FakeLoop(seed=3, conversations=12, token=TOKEN),
-        lambda fake: fake.conversation_ids[3],  # type: ignore[attr-defined, no-any-return]
-        str(uuid.UUID(int=1, version=4)),
-    ),
-]
-
-
-@dataclass(frozen=True)
 class Running:
-    target: Target
+    case: ProviderCase
     fake: FakeServer
 
+    @property
+    def existing(self) -> ConversationId:
+        """The fourth conversation of a 12-conversation fake, as its callers hold ids."""
+        return self.case.native_id(self.case.ids(self.fake)[3])
 
-@pytest.fixture(params=TARGETS, ids=lambda t: t.provider)
+
+@pytest.fixture(params=CASES, ids=NAMES)
 async def running(request: pytest.FixtureRequest) -> AsyncIterator[Running]:
-    target: Target = request.param
-    async with target.make_fake() as fake:
-        yield Running(target, fake)
+    case: ProviderCase = request.param
+    async with case.start(seed=3, conversations=12, token=TOKEN) as fake:
+        yield Running(case, fake)
 
 
 async def read_scenario(
@@ -98,29 +70,29 @@ async def _invoke(attempt: Callable[[], object]) -> None:
 
 
 async def test_same_scenario_on_every_provider(running: Running) -> None:
-    target = running.target
-    existing = target.existing_id(running.fake)
-    async with Client(target.provider, base_url=running.fake.url, token=TOKEN) as client:
+    case = running.case
+    existing = running.existing
+    async with Client(case.name, base_url=running.fake.url, token=TOKEN) as client:
         assert isinstance(client, ConversationStore)
-        conversation_id, count = await read_scenario(client, existing, target.missing_id)
+        conversation_id, count = await read_scenario(client, existing, case.missing_id)
     assert conversation_id == str(existing).lower()
     assert count >= 2
 
 
 async def test_wrong_token_is_authentication_error_everywhere(running: Running) -> None:
-    target = running.target
-    async with Client(target.provider, base_url=running.fake.url, token="wrong") as client:
+    case = running.case
+    async with Client(case.name, base_url=running.fake.url, token="wrong") as client:
         with pytest.raises(AuthenticationError) as info:
-            await client.get_conversation(target.existing_id(running.fake))
+            await client.get_conversation(running.existing)
     assert info.value.status == 401
-    assert info.value.provider == target.provider
+    assert info.value.provider == case.name
     assert "wrong" not in str(info.value)
 
 
 async def test_unsupported_operations_fail_before_io(running: Running) -> None:
-    target = running.target
+    case = running.case
     before = len(running.fake.requests)
-    async with Client(target.provider, base_url=running.fake.url, token=TOKEN) as client:
+    async with Client(case.name, base_url=running.fake.url, token=TOKEN) as client:
         assert isinstance(client, ChatService)
         attempts: dict[str, Callable[[], object]] = {
             "list_conversations": lambda: client.list_conversations(),
@@ -132,6 +104,6 @@ async def test_unsupported_operations_fail_before_io(running: Running) -> None:
                 continue
             with pytest.raises(UnsupportedOperationError) as info:
                 await _invoke(attempt)
-            assert (info.value.provider, info.value.operation) == (target.provider, operation)
+            assert (info.value.provider, info.value.operation) == (case.name, operation)
     assert len(running.fake.requests) == before
     assert {"get_conversation", "list_messages"} <= client.capabilities

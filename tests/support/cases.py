@@ -11,10 +11,12 @@ refuses before any I/O. Parametrize over :data:`CASES` (ids are the provider nam
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from wemasy_async import ConversationId
 from wemasy_async.testing import FakeLoop, FakeServer, FakeSiteAssist, FakeWemasy
 from wemasy_async.testing.loop import MESSAGES_PATH
 from wemasy_async.testing.siteassist import CONVERSATION_PATH
@@ -61,6 +63,10 @@ class ProviderCase:
         bad_id: An id the adapter refuses with ``InvalidRequestError`` before any I/O.
         validates_ids: Whether the provider accepts only a fixed id shape (digits, UUIDs)
             rather than any string it percent-encodes.
+        native_id: One of ``ids`` as a caller of this provider would hold it (an ``int``
+            for Wemasy's integer ids, else the string).
+        missing_id: An id of the provider's shape that its fakes never serve (a 404), in a
+            type the client takes for it.
     """
 
     name: str
@@ -69,15 +75,39 @@ class ProviderCase:
     get_path: str
     bad_id: str
     validates_ids: bool
+    native_id: Callable[[str], ConversationId]
+    missing_id: ConversationId
 
     def __str__(self) -> str:
         return self.name
 
 
+def _same(conversation_id: str) -> ConversationId:
+    return conversation_id
+
+
 CASES = [
-    ProviderCase("wemasy", _wemasy, _wemasy_ids, GET_PATH, "abc", True),
-    ProviderCase("siteassist", _siteassist, _siteassist_ids, CONVERSATION_PATH, "not-a-uuid", True),
-    ProviderCase("loop", _loop, _loop_ids, MESSAGES_PATH, "..", False),
+    ProviderCase("wemasy", _wemasy, _wemasy_ids, GET_PATH, "abc", True, int, 999_999),
+    ProviderCase(
+        "siteassist",
+        _siteassist,
+        _siteassist_ids,
+        CONVERSATION_PATH,
+        "not-a-uuid",
+        True,
+        _same,
+        uuid.UUID(int=1, version=4),
+    ),
+    ProviderCase(
+        "loop",
+        _loop,
+        _loop_ids,
+        MESSAGES_PATH,
+        "..",
+        False,
+        _same,
+        str(uuid.UUID(int=1, version=4)),
+    ),
 ]
 NAMES = tuple(case.name for case in CASES)
 """The providers' names, in the order of :data:`CASES`."""
