@@ -217,10 +217,10 @@ def run_ratelimit(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
             )
 
     rows = ratelimit.run_grid(points, clients=args.clients, seed=args.seed, progress=progress)
-    ceilings: dict[float, float] = {}
+    ceilings: list[dict[str, Any]] = []
     unbound: list[dict[str, Any]] = []
     if not args.grid_only:
-        print("  ceiling: bare aiohttp, no limit", flush=True)
+        print("  ceiling: bare aiohttp, no limit, 1 and 4 processes", flush=True)
         ceilings = ratelimit.ceiling()
         print("  non-binding: limiter on / off / bare at concurrency 1, 16, 64", flush=True)
         unbound = ratelimit.non_binding(

@@ -69,6 +69,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Callable, Coroutine, Iterator, Sequence
@@ -100,6 +101,7 @@ SDK = "wemasy-async"
 NAIVE = "naive"
 AIOLIMITER = "aiolimiter"
 CLIENTS = (SDK, AIOLIMITER, NAIVE)
+BARE = "bare"  # the ceiling's: aiohttp + msgspec, no limiter, no SDK
 
 RATES = (1, 25, 500, 2000)
 LATENCIES = (0.0, 0.2)
@@ -264,8 +266,28 @@ async def _sdk_batch(client: Client, load: Load) -> None:
                 load.failed += 1
 
 
+async def _bare_load(spec: LoadSpec, start_at: float, deadline_at: float) -> Load:
+    """``spec.tasks`` bare aiohttp + msgspec loops (the ceiling's client) until the deadline."""
+    load = Load()
+
+    async def loop(fetch: e2e.Fetch) -> None:
+        for conversation_id in _endless_ids():
+            await fetch(conversation_id)
+            load.ok += 1
+
+    async with e2e.open_bare(spec.url, spec.tasks) as fetch:
+        await anyio.sleep(max(0.0, start_at - time.time()))
+        with anyio.move_on_after(deadline_at - time.time()):
+            async with anyio.create_task_group() as tg:
+                for _ in range(spec.tasks):
+                    tg.start_soon(loop, fetch)
+    return load
+
+
 async def run_load(spec: LoadSpec, start_at: float, deadline_at: float) -> Load:
     """Run ``spec``'s client from ``start_at`` until ``deadline_at`` (wall clock)."""
+    if spec.client == BARE:
+        return await _bare_load(spec, start_at, deadline_at)
     load = Load()
     store: RedisStore | None = None
     if spec.redis_url is not None:
@@ -305,6 +327,49 @@ async def run_load(spec: LoadSpec, start_at: float, deadline_at: float) -> Load:
         if store is not None:
             await store.aclose()
     return load
+
+
+# --- The machine's CPU while a point runs ---------------------------------------------------
+
+
+def _cpu_times() -> tuple[float, float] | None:
+    """(busy, total) CPU time of the whole machine since boot, from ``/proc/stat`` (idle
+    and I/O wait are not busy); ``None`` where there is no such file."""
+    try:
+        with open("/proc/stat") as stat:
+            fields = stat.readline().split()[1:9]  # user nice system idle iowait irq softirq steal
+    except OSError:
+        return None
+    values = [float(v) for v in fields]
+    total = sum(values)
+    return total - values[3] - values[4], total
+
+
+class BusyMeter:
+    """The share of the machine's CPU time that was busy between two wall-clock times (all
+    processes: the fake, redis-server, the clients), sampled by a thread of its own."""
+
+    def __init__(self) -> None:
+        self._busy: float | None = None
+        self._thread: threading.Thread | None = None
+
+    def arm(self, start_at: float, end_at: float) -> None:
+        def sample() -> None:
+            time.sleep(max(0.0, start_at - time.time()))
+            first = _cpu_times()
+            time.sleep(max(0.0, end_at - time.time()))
+            last = _cpu_times()
+            if first is not None and last is not None and last[1] > first[1]:
+                self._busy = (last[0] - first[0]) / (last[1] - first[1])
+
+        self._thread = threading.Thread(target=sample, daemon=True)
+        self._thread.start()
+
+    def busy(self) -> float | None:
+        """The share, once the end time has passed (``None`` if it could not be read)."""
+        if self._thread is not None:
+            self._thread.join()
+        return self._busy
 
 
 # --- Processes: fake server, redis-server, workers -------------------------------------------
@@ -387,8 +452,10 @@ def _run_workers(
     window: float,
     offset: float,
     duration: float,
+    meter: BusyMeter | None = None,
 ) -> tuple[Load, float, float]:
-    """Run ``spec`` in ``processes`` worker processes, started together; merge their loads."""
+    """Run ``spec`` in ``processes`` worker processes, started together; merge their loads
+    (``meter``, if given, measures the machine from start to deadline)."""
     workers = [
         subprocess.Popen(
             [sys.executable, "-m", "benchmarks.ratelimit_worker"],
@@ -411,6 +478,8 @@ def _run_workers(
                 raise RuntimeError(f"worker did not start: {line!r}")
         start = _start_time(origin, window, offset, time.time() + 0.1)
         deadline = start + duration
+        if meter is not None:
+            meter.arm(start, deadline)
         timing = json.dumps({"start_at": start, "deadline_at": deadline})
         total = Load()
         for worker in workers:
@@ -483,6 +552,7 @@ def run_point(client: str, point: Point, rng: random.Random) -> Row:
     offset = rng.uniform(0, point.window)
     duration = point.windows * point.window
     tasks = oracle_tasks(point)
+    meter = BusyMeter()
     with fake_server(
         rate_limit=point.limit,
         window=point.window,
@@ -501,6 +571,7 @@ def run_point(client: str, point: Point, rng: random.Random) -> Row:
         if point.processes == 1:
             start = _start_time(origin, point.window, offset, time.time() + 0.05)
             deadline = start + duration
+            meter.arm(start, deadline)
             load = anyio.run(run_load, spec, start, deadline)
         else:
             with redis_server() if use_redis else _no_redis() as redis_url:
@@ -512,6 +583,7 @@ def run_point(client: str, point: Point, rng: random.Random) -> Row:
                     window=point.window,
                     offset=offset,
                     duration=duration,
+                    meter=meter,
                 )
         time.sleep(0.2 + point.latency)  # let responses to cancelled requests finish
         stats = _server_stats(url)
@@ -527,6 +599,7 @@ def run_point(client: str, point: Point, rng: random.Random) -> Row:
         "gave_up": load.gave_up,
         "max_sent_any_span": most_in_any_span(load.sent, point.window),
         "peak_in_flight": load.peak_in_flight,
+        "machine_busy": meter.busy(),
         "tasks": None if client == SDK else tasks,
         "offset": offset,
     }
@@ -569,13 +642,35 @@ def run_grid(
 # --- The ceiling and the non-binding row ------------------------------------------------------
 
 
-def ceiling(requests: int = 5000) -> dict[float, float]:
-    """Requests per second bare aiohttp + msgspec reaches with no limit, by latency."""
-    result = {}
-    for latency, concurrency in ((0.0, 64), (0.2, 512)):
+#: (latency, processes, requests in flight over all processes) of the ceiling's runs.
+CEILING_RUNS = ((0.0, 1, 64), (0.2, 1, 512), (0.0, 4, 64), (0.2, 4, 512))
+
+
+def ceiling(requests: int = 5000, seconds: float = 4.0) -> list[Row]:
+    """Requests per second bare aiohttp + msgspec reaches with no limit, by latency and
+    process count (:data:`CEILING_RUNS`): one process in this one, ``requests`` after a
+    warm-up; several in worker processes started together, for ``seconds``."""
+    result = []
+    for latency, processes, in_flight in CEILING_RUNS:
         with fake_server(rate_limit=UNLIMITED, latency=latency, conversations=requests) as url:
-            anyio.run(e2e.bare_loop, url, range(1, 201), concurrency)  # warm up
-            result[latency] = anyio.run(e2e.bare_loop, url, range(1, requests + 1), concurrency)
+            if processes == 1:
+                anyio.run(e2e.bare_loop, url, range(1, 201), in_flight)  # warm up
+                rps = anyio.run(e2e.bare_loop, url, range(1, requests + 1), in_flight)
+            else:
+                spec = LoadSpec(
+                    url=url,
+                    client=BARE,
+                    tasks=in_flight // processes,
+                    window=1.0,
+                    aiolimiter_rate=1.0,
+                )
+                load, start, deadline = _run_workers(
+                    spec, processes, origin=time.time(), window=1.0, offset=0.0, duration=seconds
+                )
+                rps = load.ok / (deadline - start)
+        result.append(
+            {"latency": latency, "processes": processes, "in_flight": in_flight, "rps": rps}
+        )
     return result
 
 
@@ -645,15 +740,15 @@ def _rate_text(rate: float) -> str:
 def format_table(
     rows: Sequence[Row],
     *,
-    ceilings: dict[float, float] | None = None,
+    ceilings: Sequence[Row] = (),
     unbound: Sequence[Row] = (),
     quick: bool = False,
 ) -> str:
     """The grid, the ceiling and the non-binding row as markdown."""
     lines = [
         "| allowed rate | limit | latency | processes | client | utilisation | 429s "
-        "| any span / limit | peak in flight | target (>= 97%, 0 429s) |",
-        "|---:|---:|---:|---:|---|---:|---:|---:|---:|---|",
+        "| any span / limit | peak in flight | machine CPU busy | target (>= 97%, 0 429s) |",
+        "|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---|",
     ]
     for row in rows:
         head = (
@@ -661,9 +756,16 @@ def format_table(
             f"| {row['latency'] * 1000:.0f} ms | {row['processes']} | {_label(row)} "
         )
         if "skipped" in row:
-            lines.append(head + f"| not run: {row['skipped']} | | | | |")
+            lines.append(head + f"| not run: {row['skipped']} | | | | | |")
             continue
-        ceiling_rps = (ceilings or {}).get(row["latency"])
+        ceiling_rps = next(
+            (
+                c["rps"]
+                for c in ceilings
+                if (c["latency"], c["processes"]) == (row["latency"], row["processes"])
+            ),
+            None,
+        )
         if row["client"] != SDK:
             mark = ""
         elif ceiling_rps is not None and row["rate"] > ceiling_rps:
@@ -678,13 +780,15 @@ def format_table(
         lines.append(
             head + f"| {row['utilisation']:.1%} | {row['rate_limited']:,} "
             f"| {row['max_sent_any_span']:,} / {row['limit']:,} | {row['peak_in_flight']:,} "
-            f"| {mark} |"
+            f"| {_busy_text(row.get('machine_busy'))} | {mark} |"
         )
     notes = [
         "",
         "utilisation = accepted / (limit x duration / window); 429s = sent by the server; any "
         "span = most sent (429s included) in any window-length span; peak in flight = the most "
-        "requests in flight at once (each process's peak, summed). wemasy-async runs "
+        "requests in flight at once (each process's peak, summed); machine CPU busy = the "
+        "share of all cores' time not idle while the point ran (fake, redis-server and "
+        "clients together: near 100% the point is bound by the machine). wemasy-async runs "
         "`fetch_conversations(ids)` with no concurrency given (4 processes: one RedisStore); "
         "aiolimiter (the limit split evenly between processes) and naive (retry after "
         "Retry-After on 429) get `ceil(rate x (latency + 2 ms) x 1.5) + 4` tasks (at least "
@@ -701,13 +805,15 @@ def format_table(
     if ceilings:
         notes += [
             "",
-            "Ceiling (bare aiohttp + msgspec, no limit, one process): "
+            "Ceiling (bare aiohttp + msgspec, no limit; several processes: started together, "
+            "requests summed): "
             + ", ".join(
-                f"{rps:,.0f} req/s at {latency * 1000:.0f} ms ({64 if latency == 0 else 512}"
-                " in flight)"
-                for latency, rps in ceilings.items()
+                f"{c['rps']:,.0f} req/s at {c['latency'] * 1000:.0f} ms in {c['processes']} "
+                f"process{'es' if c['processes'] > 1 else ''} ({c['in_flight']} in flight)"
+                for c in ceilings
             )
-            + ".",
+            + ". A grid point is above the ceiling when its rate is above the ceiling at its "
+            "latency and process count.",
         ]
     if unbound:
         notes += [
@@ -747,6 +853,10 @@ def format_table(
                 f"{row['gave_up']} RateLimitErrors raised after retries"
             )
     return "\n".join(lines + notes)
+
+
+def _busy_text(busy: float | None) -> str:
+    return "" if busy is None else f"{busy:.0%}"
 
 
 def _label(row: Row) -> str:
