@@ -59,6 +59,9 @@ windows (a Redis failover to a host with another clock) drops the log instead of
 from __future__ import annotations
 
 import math
+from bisect import bisect_left, bisect_right
+from itertools import accumulate
+from operator import attrgetter
 
 import msgspec
 
@@ -417,11 +420,37 @@ def _log_at(state: State, pacing: Pacing, at: float, ticket: Ticket) -> Ticket:
     return Ticket(index, ticket.probe, ticket.limit, at=at)
 
 
+_LATEST = attrgetter("latest")
+_SENT = attrgetter("sent")
+
+
 def _most_around(buckets: list[Bucket], at: float, span: float) -> int:
     """The most logged sends in any span of length ``span`` that holds ``at``."""
+    # The count only rises at a send's time, so the spans ending there (and at ``at``) do:
+    # a span ending at ``end`` holds the buckets whose latest is in ``(end - span, end]``.
+    latests: list[float] = list(map(_LATEST, buckets))
+    if latests != sorted(latests):  # never from the transitions (see _sorted_around)
+        return _sorted_around(buckets, at, span)
+    # The log is in time order: the buckets near ``at`` by bisection, their sends summed
+    # once (prefix sums), each span's count two look-ups; no Python loop over the log.
+    low, high = bisect_right(latests, at - span), bisect_left(latests, at + span)
+    near = latests[low:high]
+    sums: list[int] = list(accumulate(map(_SENT, buckets[low:high]), initial=0))
+    first = bisect_right(near, at)
+    most = sums[first]  # the span ending at ``at``: every near bucket up to it
+    for position in range(first, len(near)):
+        end = near[position]
+        most = max(most, sums[position + 1] - sums[bisect_right(near, end - span)])
+    return most
+
+
+def _sorted_around(buckets: list[Bucket], at: float, span: float) -> int:
+    """:func:`_most_around` of buckets in any order. The transitions keep the log in time
+    order (a bucket's latest lies within its own width, and buckets are in index order),
+    but a state is also decoded from a shared store: counting it out of order must not
+    undercount."""
     near = sorted((b.latest, b.sent) for b in buckets if at - span < b.latest < at + span)
     most = total = left = right = 0
-    # The count only rises at a send's time, so the spans ending there (and at ``at``) do.
     for end in (at, *(latest for latest, _ in near if latest > at)):
         while right < len(near) and near[right][0] <= end:
             total += near[right][1]

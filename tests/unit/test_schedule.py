@@ -11,7 +11,7 @@ import itertools
 
 import msgspec
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from tests.support.schedule import PACING, T0, Key, info, most_in_any_span
@@ -486,3 +486,91 @@ def test_buckets_are_ordered_and_disjoint() -> None:
     indices = [b.index for b in key.state.buckets]
     assert indices == sorted(set(indices))
     assert all(a.latest < b.latest for a, b in itertools.pairwise(key.state.buckets))
+
+
+# --- Counting the sends in a span around a time ------------------------------------------------
+
+
+def _most_around_by_hand(buckets: list[schedule.Bucket], at: float, span: float) -> int:
+    """Every span of ``span`` that holds ``at`` and ends at ``at`` or at a bucket's time."""
+    ends = [at, *(b.latest for b in buckets if at < b.latest < at + span)]
+    return max(sum(b.sent for b in buckets if end - span < b.latest <= end) for end in ends)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    # Times on a grid too, so that spans end exactly at bucket times (the bounds count).
+    steps=st.lists(
+        st.tuples(
+            st.integers(1, 4),
+            st.sampled_from([0.0, 0.5]) | st.floats(0, 0.999),
+            st.integers(0, 9),
+        ),
+        max_size=50,
+    ),
+    at=st.integers(0, 240).map(lambda quarter: quarter / 4) | st.floats(0, 60),
+    span=st.sampled_from([0.25, 0.5, 1.0, 2.0, 5.0]) | st.floats(0.01, 25),
+    shuffled=st.none() | st.randoms(use_true_random=False),
+)
+# Sends at 1, 2 and 3 s, around 2 s in 1 s spans: only (1, 2] holds 2 s (3 s is a span away).
+@example(steps=[(2, 0.0, 5), (2, 0.0, 3), (2, 0.0, 4)], at=2.0, span=1.0, shuffled=None)
+def test_the_most_in_a_span_around_a_time_is_counted_exactly(
+    steps: list[tuple[int, float, int]], at: float, span: float, shuffled: object
+) -> None:
+    # A log as the transitions keep it (buckets in index order, each one's latest within
+    # its width), and the same out of order (a state from elsewhere): the count is exact.
+    width, index = 0.5, 0
+    buckets = []
+    for step, within, sent in steps:
+        index += step
+        buckets.append(schedule.Bucket(index, sent, 0, (index + within) * width))
+    if shuffled is not None:
+        getattr(shuffled, "shuffle")(buckets)  # noqa: B009  # a hypothesis Random
+    assert schedule._most_around(buckets, at, span) == _most_around_by_hand(buckets, at, span)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    limit=st.integers(2, 30),
+    steps=st.lists(
+        st.tuples(
+            st.floats(-0.3, 1.5),  # the clock: forward, or a step back
+            st.integers(0, 8),  # sends reserved then
+            st.floats(0, 0.12),  # how late their confirmations come
+            st.booleans(),  # give the first of them back
+            st.integers(0, 40),  # a grant of this many, far from the limit
+        ),
+        min_size=1,
+        max_size=30,
+    ),
+)
+def test_every_transition_keeps_the_log_in_time_order(
+    limit: int, steps: list[tuple[float, int, float, bool, int]]
+) -> None:
+    # What the quick count of a span relies on: reservations, grants, late confirmations
+    # (moved sends), releases, expiry and clock steps back leave the buckets in time order.
+    pacing = Pacing(window=1.0, margin=0.04, ceiling=None)
+    key = Key(pacing)
+    key.learn(limit=limit * 10)
+    due: list[tuple[float, int, Ticket]] = []
+    order = itertools.count()
+    for advance, count, late, give_back, granted in steps:
+        key.now += advance
+        while due and due[0][0] <= key.now:
+            _, _, ticket = heapq.heappop(due)
+            confirmed = key.apply(Confirm(ticket))
+            if confirmed.ticket is None:
+                key.release(ticket, None, sent=False)
+        assert key.state is not None
+        if granted >= 2:
+            schedule.grant(key.state, pacing, key.now, granted)
+        for n in range(count):
+            decision = key.acquire()
+            if decision.ticket is None:
+                continue
+            if give_back and n == 0:
+                key.release(decision.ticket, None, sent=False)
+            else:
+                heapq.heappush(due, (key.now + decision.delay + late, next(order), decision.ticket))
+        latests = [bucket.latest for bucket in key.state.buckets]
+        assert latests == sorted(latests)
