@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 
 from tests.support import loop_adapter, siteassist_adapter, wemasy_adapter
-from tests.support.recordings import response
-from wemasy_async import InternalServerError
+from tests.support.cases import CASES, REDIRECTED, ProviderCase
+from tests.support.recordings import PARSERS, response
+from wemasy_async import APIStatusError, InternalServerError
 from wemasy_async.providers.base import Response
 
 GET_PARSERS: dict[str, Callable[[Response], Any]] = {
@@ -39,3 +40,13 @@ def test_no_retry_hint_means_none(provider: str) -> None:
     with pytest.raises(InternalServerError) as info:
         get_parse(response(500, b"", {}))
     assert info.value.retry_after is None
+
+
+@pytest.mark.parametrize("status", [301, 302, 307, 308])
+@pytest.mark.parametrize("case", [case for case in CASES if case.name in REDIRECTED], ids=str)
+def test_redirect_is_an_error_naming_the_location(case: ProviderCase, status: int) -> None:
+    operation, location = REDIRECTED[case.name]
+    with pytest.raises(APIStatusError) as info:
+        PARSERS[case.name][operation](response(status, b"", {"Location": location}))
+    assert type(info.value) is APIStatusError
+    assert info.value.message == f"unexpected redirect to {location}"

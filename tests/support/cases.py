@@ -9,7 +9,8 @@ refuses before any I/O. Parametrize over :data:`CASES` (ids are the provider nam
 
 :data:`RECORDED` says, per case name, which of the provider's recordings
 (``tests/samples/<name>/``) the contract tests over them read, and what they expect of them;
-:func:`recorded` parametrizes a test over (case, recording) pairs from it.
+:func:`recorded` parametrizes a test over (case, recording) pairs from it. :data:`REDIRECTED`
+says how a provider's tests send its parse a redirect.
 """
 
 from __future__ import annotations
@@ -208,6 +209,14 @@ def recorded(names: Callable[[Recorded], Iterable[str]]) -> list[Any]:
         for case in CASES
         for name in names(RECORDED[case.name])
     ]
+
+
+REDIRECTED: dict[str, tuple[str, str]] = {
+    "siteassist": ("get_conversation", "https://login.siteassist.io/?next=/v2"),
+    "loop": ("list_messages", "https://login.loop.health/"),
+}
+"""Per case name, the operation whose parse gets a redirect and the redirect's ``Location``
+(Wemasy's redirect test checks more, in ``tests/providers/wemasy/test_adapter_responses.py``)."""
 
 
 async def released(fake: FakeServer) -> bool:

@@ -138,15 +138,6 @@ def test_429_retry_after(headers: dict[str, str], retry_after: float | None) -> 
     assert info.value.code == "rate_limited"
 
 
-@pytest.mark.parametrize("status", [301, 302, 307, 308])
-def test_redirect_is_an_error_naming_the_location(status: int) -> None:
-    location = "https://login.loop.health/"
-    with pytest.raises(APIStatusError) as info:
-        messages_parse(response(status, b"", {"Location": location}))
-    assert type(info.value) is APIStatusError
-    assert info.value.message == f"unexpected redirect to {location}"
-
-
 # --- 2xx bodies that are not what the docs describe ------------------------------------------
 
 
