@@ -16,7 +16,7 @@ import msgspec
 import pytest
 
 from tests.support.cases import RECORDED
-from tests.support.recordings import Samples
+from tests.support.recordings import Samples, assert_utc, utc
 from wemasy_async import (
     APIStatusError,
     AuthenticationError,
@@ -41,16 +41,6 @@ PARSERS = RECORDINGS.parsers
 load = RECORDINGS.load
 parse = RECORDINGS.parse
 CID = "7d0f4a52-1b9e-4c3a-8f21-6a5e9b3c2d10"
-
-
-def utc(year: int, month: int, day: int, hour: int, minute: int, second: int) -> datetime:
-    return datetime(year, month, day, hour, minute, second, tzinfo=timezone.utc)
-
-
-def assert_utc(value: datetime | None, expected: datetime) -> None:
-    assert value == expected
-    assert value is not None
-    assert value.utcoffset() == timedelta(0)
 
 
 # The histories that decode, and those every parser refuses (tests/contract/test_recordings.py

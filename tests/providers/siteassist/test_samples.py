@@ -11,14 +11,14 @@ are realistic variants of what the docs leave open (messages, ``humanAgent``).
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any
 
 import msgspec
 import pytest
 
 from tests.support.cases import RECORDED
-from tests.support.recordings import Samples
+from tests.support.recordings import Samples, assert_utc, utc
 from wemasy_async import (
     APIStatusError,
     AuthenticationError,
@@ -46,18 +46,6 @@ PARSERS = RECORDINGS.parsers
 load = RECORDINGS.load
 parse = RECORDINGS.parse
 DOCS_ID = "123e4567-e89b-12d3-a456-426614174000"
-
-
-def utc(
-    year: int, month: int, day: int, hour: int, minute: int, second: int, ms: int = 0
-) -> datetime:
-    return datetime(year, month, day, hour, minute, second, ms * 1000, tzinfo=timezone.utc)
-
-
-def assert_utc(value: datetime | None, expected: datetime) -> None:
-    assert value == expected
-    assert value is not None
-    assert value.utcoffset() == timedelta(0)
 
 
 # The conversations that decode, and those every parser refuses (tests/contract/

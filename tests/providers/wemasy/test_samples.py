@@ -8,14 +8,14 @@ the rest are realistic variants of the shapes the docs leave vague.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 import msgspec
 import pytest
 
 from tests.support.cases import RECORDED
-from tests.support.recordings import Samples
+from tests.support.recordings import Samples, assert_utc, utc
 from wemasy_async import (
     APIStatusError,
     AuthenticationError,
@@ -44,16 +44,6 @@ SAMPLES = RECORDINGS.folder
 PARSERS = RECORDINGS.parsers
 load = RECORDINGS.load
 parse = RECORDINGS.parse
-
-
-def utc(year: int, month: int, day: int, hour: int, minute: int, second: int) -> datetime:
-    return datetime(year, month, day, hour, minute, second, tzinfo=timezone.utc)
-
-
-def assert_utc(value: datetime | None, expected: datetime) -> None:
-    assert value == expected
-    assert value is not None
-    assert value.utcoffset() == timedelta(0)
 
 
 # The conversations that decode (tests/contract/test_recordings.py reads them).
