@@ -10,12 +10,12 @@ variants of what the docs leave vague, and the error bodies.
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
-from typing import Any
 
 import msgspec
 import pytest
 
 from tests.support.cases import RECORDED
+from tests.support.loop_adapter import SchemaHistory
 from tests.support.recordings import Samples, assert_utc, utc
 from wemasy_async import (
     APIStatusError,
@@ -72,31 +72,8 @@ def test_every_sample_file_is_covered_by_a_test() -> None:
     assert on_disk == {*HISTORIES, *UNDECODABLE, *ERRORS}
 
 
-# A transcription of the docs' JSON schema: every field required, exact types.
-class _SchemaUsage(msgspec.Struct, forbid_unknown_fields=True):
-    prompt_tokens: int | float
-    completion_tokens: int | float
-    total_tokens: int | float
-
-
-class _SchemaMessage(msgspec.Struct, forbid_unknown_fields=True):
-    id: str
-    conversation_id: str
-    role: str
-    content: str
-    tool_calls: list[Any] | None
-    token_usage: _SchemaUsage | None
-    metadata: dict[str, Any]
-    created_at: str
-
-
-class _SchemaHistory(msgspec.Struct, forbid_unknown_fields=True):
-    total: int
-    messages: list[_SchemaMessage]
-
-
 def test_docs_schema_sample_conforms_to_the_schema() -> None:
-    history = msgspec.json.decode(load("history_docs_schema").body, type=_SchemaHistory)
+    history = msgspec.json.decode(load("history_docs_schema").body, type=SchemaHistory)
     assert history.total == len(history.messages) == 4
     assert {m.role for m in history.messages} <= {"user", "assistant", "system", "tool"}
 
