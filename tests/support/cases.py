@@ -6,15 +6,22 @@ endpoint a ``get_conversation`` reaches (to aim queued faults at) and an id the 
 refuses before any I/O. Parametrize over :data:`CASES` (ids are the provider names), or over
 :data:`NAMES` where a test needs only the name. A new provider gets its case here.
 :func:`released` waits for a fake's held fault connections to close.
+
+:data:`RECORDED` says, per case name, which of the provider's recordings
+(``tests/samples/<name>/``) the contract tests over them read, and what they expect of them;
+:func:`recorded` parametrizes a test over (case, recording) pairs from it. :data:`REDIRECTED`
+says how a provider's tests send its parse a redirect.
 """
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+import pytest
 
 from wemasy_async import ConversationId
 from wemasy_async.testing import FakeLoop, FakeServer, FakeSiteAssist, FakeWemasy
@@ -111,6 +118,105 @@ CASES = [
 ]
 NAMES = tuple(case.name for case in CASES)
 """The providers' names, in the order of :data:`CASES`."""
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """What one provider's recordings hold, for the tests written once over them.
+
+    Attributes:
+        conversations: The recordings of a ``get_conversation`` that decodes; ``list_messages``
+            reads the same messages from each.
+        refused: Recordings every parser refuses with ``ResponseDecodeError``, each with a
+            reason its message names (Wemasy's refused docs examples are its own tests').
+        expected: What such a refusal says the body should have been.
+        refused_excerpt: How the excerpt of each refusal starts, where the provider's tests say.
+        no_retry_after: Error recordings whose error carries no retry hint (SiteAssist's
+            error test checks each error's hint itself).
+    """
+
+    conversations: tuple[str, ...]
+    refused: Mapping[str, str]
+    expected: str
+    refused_excerpt: str | None
+    no_retry_after: tuple[str, ...]
+
+
+RECORDED: dict[str, Recorded] = {
+    "wemasy": Recorded(
+        conversations=("get_int_ids", "get_lenient_types", "get_null_messages_offset_time"),
+        refused={},
+        expected="a Wemasy conversation envelope",
+        refused_excerpt=None,
+        no_retry_after=(
+            "error_401_unauthenticated",
+            "error_403_forbidden",
+            "error_404_not_found",
+            "error_422_validation",
+            "error_500_server_error",
+            "error_502_html",
+        ),
+    ),
+    "siteassist": Recorded(
+        conversations=(
+            "get_docs_example",
+            "get_with_messages",
+            "get_closed_human_agent",
+            "get_upper_case_uuid",
+            "get_human_agent_email_null_messages",
+            "get_human_agent_id_only_no_messages",
+        ),
+        refused={
+            "get_wrong_object_type": "object is 'list', not 'conversation'",
+            "get_unknown_role": "unknown message role 'robot'",
+        },
+        expected="a SiteAssist conversation",
+        refused_excerpt=None,
+        no_retry_after=(),
+    ),
+    "loop": Recorded(
+        conversations=(
+            "history_docs_schema",
+            "history_truncated",
+            "history_tool_calls",
+            "history_token_usage_floats",
+            "history_nulls_and_omissions",
+            "history_empty",
+        ),
+        refused={
+            "history_fractional_tokens": (
+                "got `float` - at `$.messages[0].token_usage.completion_tokens`"
+            ),
+            "history_unknown_role": "unknown message role 'moderator'",
+        },
+        expected="a Loop message history",
+        refused_excerpt='{ "total": 1, "messages": [',
+        no_retry_after=(
+            "error_401_unauthorized",
+            "error_404_not_found",
+            "error_500_server_error",
+            "error_502_html",
+        ),
+    ),
+}
+"""Per case name, what its recordings hold (see :class:`Recorded`)."""
+
+
+def recorded(names: Callable[[Recorded], Iterable[str]]) -> list[Any]:
+    """``(case, name)`` parameters: each case with each recording ``names`` picks of its own."""
+    return [
+        pytest.param(case, name, id=f"{case}-{name}")
+        for case in CASES
+        for name in names(RECORDED[case.name])
+    ]
+
+
+REDIRECTED: dict[str, tuple[str, str]] = {
+    "siteassist": ("get_conversation", "https://login.siteassist.io/?next=/v2"),
+    "loop": ("list_messages", "https://login.loop.health/"),
+}
+"""Per case name, the operation whose parse gets a redirect and the redirect's ``Location``
+(Wemasy's redirect test checks more, in ``tests/providers/wemasy/test_adapter_responses.py``)."""
 
 
 async def released(fake: FakeServer) -> bool:

@@ -1,4 +1,5 @@
-"""What the Loop adapter's tests share: its base, an id and path, responses, the pure parsers."""
+"""What the Loop adapter's tests share: its base, an id and path, responses, the pure parsers,
+and the docs' JSON schema of a message history (:class:`SchemaHistory`)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,35 @@ BASE = "https://ai.platform.loop.health"
 CID = "7d0f4a52-1b9e-4c3a-8f21-6a5e9b3c2d10"
 PATH = f"/v1/conversations/{CID}/messages"
 SEGMENT = re.compile(r"[A-Za-z0-9._~%-]+")
+
+
+# The docs' JSON schema, transcribed: every field required, exact types, nothing else allowed.
+class SchemaUsage(msgspec.Struct, forbid_unknown_fields=True):
+    """A message's ``token_usage`` as the docs' schema gives it."""
+
+    prompt_tokens: int | float
+    completion_tokens: int | float
+    total_tokens: int | float
+
+
+class SchemaMessage(msgspec.Struct, forbid_unknown_fields=True):
+    """A message as the docs' schema gives it."""
+
+    id: str
+    conversation_id: str
+    role: str
+    content: str
+    tool_calls: list[Any] | None
+    token_usage: SchemaUsage | None
+    metadata: dict[str, Any]
+    created_at: str
+
+
+class SchemaHistory(msgspec.Struct, forbid_unknown_fields=True):
+    """A message history as the docs' schema gives it."""
+
+    total: int
+    messages: list[SchemaMessage]
 
 
 def wire_message(index: int, **fields: Any) -> dict[str, Any]:

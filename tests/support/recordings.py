@@ -2,12 +2,14 @@
 
 Each file holds ``{description, operation, status, headers, body}`` (``body_text`` instead
 of ``body`` for a response that is not JSON, such as a proxy's HTML page).
+:func:`utc` and :func:`assert_utc` are what the sample tests compare timestamps with.
 """
 
 from __future__ import annotations
 
 import pathlib
 from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import msgspec
@@ -97,3 +99,17 @@ class Samples:
         """The recording parsed as ``operation`` (by default the one it answers)."""
         recording = self.load(name)
         return self.parsers[operation or recording.operation](recording.response())
+
+
+def utc(
+    year: int, month: int, day: int, hour: int, minute: int, second: int, ms: int = 0
+) -> datetime:
+    """An aware UTC datetime, to the millisecond: what a recording's timestamps decode to."""
+    return datetime(year, month, day, hour, minute, second, ms * 1000, tzinfo=timezone.utc)
+
+
+def assert_utc(value: datetime | None, expected: datetime) -> None:
+    """``value`` is ``expected``, and in UTC (an offset of zero, not merely the same instant)."""
+    assert value == expected
+    assert value is not None
+    assert value.utcoffset() == timedelta(0)

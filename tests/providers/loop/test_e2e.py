@@ -223,14 +223,6 @@ async def test_garbage_success_body_is_decode_error(client: Client, fake: FakeLo
     assert "unknown message role 'robot'" in str(info.value)
 
 
-async def test_html_gateway_page(client: Client, fake: FakeLoop) -> None:
-    fake.queue_error(502, body="<html><body><h1>502 Bad Gateway</h1></body></html>")
-    with pytest.raises(InternalServerError) as info:
-        await client.get_conversation(fake.conversation_ids[0])
-    assert info.value.message == "Bad Gateway"
-    assert info.value.code is None
-
-
 HOSTILE_IDS = [
     "a/b",
     "a?b=1",

@@ -15,6 +15,7 @@ import pytest
 from yarl import URL
 
 from tests.support.clock import ManualClock
+from tests.support.loop_adapter import SchemaHistory, SchemaMessage
 from tests.support.served import served
 from wemasy_async.testing import FakeLoop
 from wemasy_async.testing.loop import MESSAGES_PATH, HistoryRequest
@@ -24,29 +25,6 @@ TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 
 Result = tuple[int, Any, Mapping[str, str]]
-
-
-# The docs' JSON schema, transcribed: every field required, nothing else allowed.
-class _Usage(msgspec.Struct, forbid_unknown_fields=True):
-    prompt_tokens: int | float
-    completion_tokens: int | float
-    total_tokens: int | float
-
-
-class _Message(msgspec.Struct, forbid_unknown_fields=True):
-    id: str
-    conversation_id: str
-    role: str
-    content: str
-    tool_calls: list[Any] | None
-    token_usage: _Usage | None
-    metadata: dict[str, Any]
-    created_at: str
-
-
-class _History(msgspec.Struct, forbid_unknown_fields=True):
-    total: int
-    messages: list[_Message]
 
 
 @pytest.fixture
@@ -140,7 +118,7 @@ def test_seeded_data_invariants() -> None:
         assert times == sorted(times)
         pending: set[str] = set()
         for message in messages:
-            msgspec.convert(message, _Message)  # every documented field, nothing else
+            msgspec.convert(message, SchemaMessage)  # every documented field, nothing else
             assert UUID4.match(message["id"])
             assert message["conversation_id"] == conversation_id
             assert TIMESTAMP.match(message["created_at"])
@@ -187,7 +165,7 @@ async def test_history_is_the_documented_shape(
         "total": len(fake.conversations[conversation_id]),
         "messages": fake.conversations[conversation_id],
     }
-    msgspec.convert(body, _History)
+    msgspec.convert(body, SchemaHistory)
 
 
 async def test_default_limit_truncates_and_total_counts_all(

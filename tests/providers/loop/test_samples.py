@@ -10,21 +10,20 @@ variants of what the docs leave vague, and the error bodies.
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
-from typing import Any
 
 import msgspec
 import pytest
 
-from tests.support.recordings import Samples
+from tests.support.cases import RECORDED
+from tests.support.loop_adapter import SchemaHistory
+from tests.support.recordings import Samples, assert_utc, utc
 from wemasy_async import (
     APIStatusError,
     AuthenticationError,
     Conversation,
     InternalServerError,
-    Message,
     NotFoundError,
     RateLimitError,
-    ResponseDecodeError,
     TokenUsage,
     ToolCall,
 )
@@ -44,28 +43,10 @@ parse = RECORDINGS.parse
 CID = "7d0f4a52-1b9e-4c3a-8f21-6a5e9b3c2d10"
 
 
-def utc(year: int, month: int, day: int, hour: int, minute: int, second: int) -> datetime:
-    return datetime(year, month, day, hour, minute, second, tzinfo=timezone.utc)
-
-
-def assert_utc(value: datetime | None, expected: datetime) -> None:
-    assert value == expected
-    assert value is not None
-    assert value.utcoffset() == timedelta(0)
-
-
-HISTORIES = [
-    "history_docs_schema",
-    "history_truncated",
-    "history_tool_calls",
-    "history_token_usage_floats",
-    "history_nulls_and_omissions",
-    "history_empty",
-]
-UNDECODABLE: dict[str, str] = {
-    "history_fractional_tokens": "got `float` - at `$.messages[0].token_usage.completion_tokens`",
-    "history_unknown_role": "unknown message role 'moderator'",
-}
+# The histories that decode, and those every parser refuses (tests/contract/test_recordings.py
+# reads both).
+HISTORIES = list(RECORDED["loop"].conversations)
+UNDECODABLE = RECORDED["loop"].refused
 ERRORS: dict[str, tuple[type[APIStatusError], str, str | None]] = {
     "error_401_unauthorized": (
         AuthenticationError,
@@ -91,31 +72,8 @@ def test_every_sample_file_is_covered_by_a_test() -> None:
     assert on_disk == {*HISTORIES, *UNDECODABLE, *ERRORS}
 
 
-# A transcription of the docs' JSON schema: every field required, exact types.
-class _SchemaUsage(msgspec.Struct, forbid_unknown_fields=True):
-    prompt_tokens: int | float
-    completion_tokens: int | float
-    total_tokens: int | float
-
-
-class _SchemaMessage(msgspec.Struct, forbid_unknown_fields=True):
-    id: str
-    conversation_id: str
-    role: str
-    content: str
-    tool_calls: list[Any] | None
-    token_usage: _SchemaUsage | None
-    metadata: dict[str, Any]
-    created_at: str
-
-
-class _SchemaHistory(msgspec.Struct, forbid_unknown_fields=True):
-    total: int
-    messages: list[_SchemaMessage]
-
-
 def test_docs_schema_sample_conforms_to_the_schema() -> None:
-    history = msgspec.json.decode(load("history_docs_schema").body, type=_SchemaHistory)
+    history = msgspec.json.decode(load("history_docs_schema").body, type=SchemaHistory)
     assert history.total == len(history.messages) == 4
     assert {m.role for m in history.messages} <= {"user", "assistant", "system", "tool"}
 
@@ -171,15 +129,6 @@ def test_docs_schema_history_as_conversation() -> None:
     assert raw.messages[2].token_usage == LoopTokenUsage(
         prompt_tokens=812, completion_tokens=21, total_tokens=833
     )
-
-
-@pytest.mark.parametrize("name", HISTORIES)
-def test_list_messages_reads_the_same_messages_as_get(name: str) -> None:
-    conversation = parse(name, "get_conversation")
-    messages = parse(name, "list_messages")
-    assert isinstance(messages, list)
-    assert all(isinstance(m, Message) for m in messages)
-    assert list(messages) == conversation.messages
 
 
 def test_truncated_history_asks_for_all_of_it_once() -> None:
@@ -310,19 +259,6 @@ def test_empty_history() -> None:
     assert parse("history_empty", "list_messages") == []
 
 
-@pytest.mark.parametrize("operation", sorted(PARSERS))
-@pytest.mark.parametrize("name", sorted(UNDECODABLE))
-def test_undecodable_samples(name: str, operation: str) -> None:
-    with pytest.raises(ResponseDecodeError) as info:
-        parse(name, operation)
-    error = info.value
-    assert error.status == 200
-    assert error.provider == "loop"
-    assert error.expected == "a Loop message history"
-    assert UNDECODABLE[name] in str(error)
-    assert error.excerpt.startswith('{ "total": 1, "messages": [')
-
-
 # --- Error bodies ----------------------------------------------------------------------------
 
 
@@ -352,10 +288,3 @@ def test_429_sample_carries_retry_after() -> None:
     with pytest.raises(RateLimitError) as info:
         parse("error_429_rate_limited")
     assert info.value.retry_after == 30.0
-
-
-@pytest.mark.parametrize("name", [n for n in ERRORS if n != "error_429_rate_limited"])
-def test_non_429_samples_have_no_retry_after(name: str) -> None:
-    with pytest.raises(APIStatusError) as info:
-        parse(name)
-    assert getattr(info.value, "retry_after", None) is None

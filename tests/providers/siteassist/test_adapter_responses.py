@@ -292,14 +292,6 @@ def test_lenient_error_shapes() -> None:
     assert (error.code, error.details) == (None, {})
 
 
-@pytest.mark.parametrize("status", [301, 302, 307, 308])
-def test_redirect_is_an_error_naming_the_location(status: int) -> None:
-    location = "https://login.siteassist.io/?next=/v2"
-    error = raised(response(status, b"", {"Location": location}))
-    assert type(error) is APIStatusError
-    assert error.message == f"unexpected redirect to {location}"
-
-
 # --- 2xx bodies that are not what the docs describe ------------------------------------------
 
 

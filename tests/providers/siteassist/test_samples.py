@@ -11,13 +11,14 @@ are realistic variants of what the docs leave open (messages, ``humanAgent``).
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any
 
 import msgspec
 import pytest
 
-from tests.support.recordings import Samples
+from tests.support.cases import RECORDED
+from tests.support.recordings import Samples, assert_utc, utc
 from wemasy_async import (
     APIStatusError,
     AuthenticationError,
@@ -25,12 +26,10 @@ from wemasy_async import (
     ConflictError,
     Conversation,
     InternalServerError,
-    Message,
     NotFoundError,
     PaymentRequiredError,
     PermissionDeniedError,
     RateLimitError,
-    ResponseDecodeError,
     TokenUsage,
     ToolCall,
     UnprocessableEntityError,
@@ -49,30 +48,10 @@ parse = RECORDINGS.parse
 DOCS_ID = "123e4567-e89b-12d3-a456-426614174000"
 
 
-def utc(
-    year: int, month: int, day: int, hour: int, minute: int, second: int, ms: int = 0
-) -> datetime:
-    return datetime(year, month, day, hour, minute, second, ms * 1000, tzinfo=timezone.utc)
-
-
-def assert_utc(value: datetime | None, expected: datetime) -> None:
-    assert value == expected
-    assert value is not None
-    assert value.utcoffset() == timedelta(0)
-
-
-GET_OK = [
-    "get_docs_example",
-    "get_with_messages",
-    "get_closed_human_agent",
-    "get_upper_case_uuid",
-    "get_human_agent_email_null_messages",
-    "get_human_agent_id_only_no_messages",
-]
-UNDECODABLE = {
-    "get_wrong_object_type": "object is 'list', not 'conversation'",
-    "get_unknown_role": "unknown message role 'robot'",
-}
+# The conversations that decode, and those every parser refuses (tests/contract/
+# test_recordings.py reads both).
+GET_OK = list(RECORDED["siteassist"].conversations)
+UNDECODABLE = RECORDED["siteassist"].refused
 # name -> (status, class, code, message, details, retry_after)
 ERRORS: dict[
     str, tuple[int, type[APIStatusError], str | None, str, dict[str, Any], float | None]
@@ -344,27 +323,6 @@ def test_human_agent_id_only_and_messages_not_included() -> None:
     assert conversation.messages == []
     assert conversation.raw.messages is msgspec.UNSET
     assert parse("get_human_agent_id_only_no_messages", "list_messages") == []
-
-
-@pytest.mark.parametrize("name", GET_OK)
-def test_list_messages_reads_the_same_messages_as_get(name: str) -> None:
-    conversation = parse(name, "get_conversation")
-    messages = parse(name, "list_messages")
-    assert isinstance(messages, list)
-    assert all(isinstance(m, Message) for m in messages)
-    assert messages == (conversation.messages or [])
-
-
-@pytest.mark.parametrize("operation", sorted(PARSERS))
-@pytest.mark.parametrize("name", sorted(UNDECODABLE))
-def test_undecodable_samples(name: str, operation: str) -> None:
-    with pytest.raises(ResponseDecodeError) as info:
-        parse(name, operation)
-    error = info.value
-    assert error.status == 200
-    assert error.provider == "siteassist"
-    assert error.expected == "a SiteAssist conversation"
-    assert UNDECODABLE[name] in str(error)
 
 
 # --- Error bodies ----------------------------------------------------------------------------

@@ -7,16 +7,12 @@ from typing import Any
 import msgspec
 import pytest
 
+from tests.support.statuses import STATUS_CLASSES
 from tests.support.wemasy_adapter import chat_parse, get_parse, response
 from wemasy_async import (
     APIStatusError,
     AuthenticationError,
-    BadRequestError,
-    ConflictError,
     InternalServerError,
-    NotFoundError,
-    PaymentRequiredError,
-    PermissionDeniedError,
     RateLimitError,
     RateLimitInfo,
     ResponseDecodeError,
@@ -29,24 +25,7 @@ from wemasy_async.providers.wemasy import WemasyProvider
 # --- Error statuses --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("status", "cls"),
-    [
-        (400, BadRequestError),
-        (401, AuthenticationError),
-        (402, PaymentRequiredError),
-        (403, PermissionDeniedError),
-        (404, NotFoundError),
-        (409, ConflictError),
-        (422, UnprocessableEntityError),
-        (429, RateLimitError),
-        (500, InternalServerError),
-        (502, InternalServerError),
-        (503, InternalServerError),
-        (418, APIStatusError),
-        (405, APIStatusError),
-    ],
-)
+@pytest.mark.parametrize(("status", "cls"), STATUS_CLASSES)
 def test_error_status_mapping(status: int, cls: type[APIStatusError]) -> None:
     body = {"success": False, "message": f"provider says {status}"}
     for parse in (get_parse, chat_parse):
