@@ -13,7 +13,7 @@ import pathlib
 import msgspec
 import pytest
 
-from tests.support.cases import CASES, NAMES, RECORDED, ProviderCase, recorded
+from tests.support.cases import CASES, NAMES, RECORDED, ProviderCase, hintless_errors, recorded
 from tests.support.recordings import PARSERS, Samples, read, samples_of
 from wemasy_async import APIStatusError, Message, ResponseDecodeError
 
@@ -69,7 +69,14 @@ def test_undecodable_samples(case: ProviderCase, name: str, operation: str) -> N
         assert error.excerpt.startswith(expected.refused_excerpt)
 
 
-@pytest.mark.parametrize(("case", "name"), recorded(lambda r: r.no_retry_after))
+HINTLESS = [
+    pytest.param(case, name, id=f"{case}-{name}")
+    for case in CASES
+    for name in hintless_errors(case)
+]
+
+
+@pytest.mark.parametrize(("case", "name"), HINTLESS)
 def test_non_429_samples_have_no_retry_after(case: ProviderCase, name: str) -> None:
     with pytest.raises(APIStatusError) as info:
         Samples(case.name).parse(name)

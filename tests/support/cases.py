@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.recordings import samples_of
 from wemasy_async import ConversationId
 from wemasy_async.testing import FakeLoop, FakeServer, FakeSiteAssist, FakeWemasy
 from wemasy_async.testing.loop import MESSAGES_PATH
@@ -131,15 +132,16 @@ class Recorded:
             reason its message names (Wemasy's refused docs examples are its own tests').
         expected: What such a refusal says the body should have been.
         refused_excerpt: How the excerpt of each refusal starts, where the provider's tests say.
-        no_retry_after: Error recordings whose error carries no retry hint (SiteAssist's
-            error test checks each error's hint itself).
+        hintless_errors: Whether every error recording but the 429s raises an error without
+            a retry hint (:func:`hintless_errors` lists them; SiteAssist's error test checks
+            each error's hint itself).
     """
 
     conversations: tuple[str, ...]
     refused: Mapping[str, str]
     expected: str
     refused_excerpt: str | None
-    no_retry_after: tuple[str, ...]
+    hintless_errors: bool
 
 
 RECORDED: dict[str, Recorded] = {
@@ -148,14 +150,7 @@ RECORDED: dict[str, Recorded] = {
         refused={},
         expected="a Wemasy conversation envelope",
         refused_excerpt=None,
-        no_retry_after=(
-            "error_401_unauthenticated",
-            "error_403_forbidden",
-            "error_404_not_found",
-            "error_422_validation",
-            "error_500_server_error",
-            "error_502_html",
-        ),
+        hintless_errors=True,
     ),
     "siteassist": Recorded(
         conversations=(
@@ -172,7 +167,7 @@ RECORDED: dict[str, Recorded] = {
         },
         expected="a SiteAssist conversation",
         refused_excerpt=None,
-        no_retry_after=(),
+        hintless_errors=False,
     ),
     "loop": Recorded(
         conversations=(
@@ -191,12 +186,7 @@ RECORDED: dict[str, Recorded] = {
         },
         expected="a Loop message history",
         refused_excerpt='{ "total": 1, "messages": [',
-        no_retry_after=(
-            "error_401_unauthorized",
-            "error_404_not_found",
-            "error_500_server_error",
-            "error_502_html",
-        ),
+        hintless_errors=True,
     ),
 }
 """Per case name, what its recordings hold (see :class:`Recorded`)."""
@@ -209,6 +199,15 @@ def recorded(names: Callable[[Recorded], Iterable[str]]) -> list[Any]:
         for case in CASES
         for name in names(RECORDED[case.name])
     ]
+
+
+def hintless_errors(case: ProviderCase) -> list[str]:
+    """The case's error recordings but the 429s, if its errors carry no retry hint (read
+    from its folder, so that a new error recording is checked too)."""
+    if not RECORDED[case.name].hintless_errors:
+        return []
+    errors = samples_of(case.name).glob("error_*.json")
+    return sorted(path.stem for path in errors if not path.stem.startswith("error_429"))
 
 
 REDIRECTED: dict[str, tuple[str, str]] = {
