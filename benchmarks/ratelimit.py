@@ -44,10 +44,13 @@ Reported per point (definitions):
   ``L`` in every span means no alignment of the server's windows could see too many.
 - ``peak in flight``: the most requests the clients had in flight at once (summed over the
   processes' own peaks).
+- ``machine CPU busy``: the share of all cores' time that was not idle from the point's start
+  to its deadline (``/proc/stat``; every process: the fake, redis-server, the clients).
 
 Also: the machine's ceiling, bare aiohttp + msgspec with no limit (the fake announces 10M a
-minute) at 0 ms (64 in flight) and at 200 ms (512 in flight), one process; grid points whose
-rate is above the ceiling at their latency cannot reach 100% and are marked so. And the
+minute) at 0 ms (64 in flight) and at 200 ms (512 in flight), in one process and in 4 worker
+processes started together (the same in flight in all); grid points whose rate is above the
+ceiling at their latency and process count cannot reach 100% and are marked so. And the
 non-binding row: ``Client.get_conversation`` with the limiter on vs off vs bare aiohttp at
 concurrency 1/16/64 (10M a minute, 0 ms), in many short paired rounds with all three open
 at once (:func:`benchmarks.e2e.paired_rounds`).
