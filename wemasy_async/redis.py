@@ -483,21 +483,19 @@ class RedisStore:
         ones are told only for a pause they carry.
         """
         answers = [
-            item
+            (item.pacing, item.event)
             for item in batch
             if isinstance(item.event, Release) and item.event.info is not None
         ]
         if not answers:
             return
-        last = cast(Release, answers[-1].event).info
+        last = answers[-1][1].info
         assert last is not None  # kept above
         if last.limit is not None and last.limit > 0 and last.remaining is not None:
-            paused = [i for i in answers[:-1] if cast(Release, i.event).paused > 0]
-            answers = [*paused, answers[-1]]
-        for item in answers:
-            event = cast(Release, item.event)
+            answers = [*(a for a in answers[:-1] if a[1].paused > 0), answers[-1]]
+        for pacing, event in answers:
             learn = Release(None, True, event.info, event.paused)
-            await self.fallback.apply(key, self._share(item.pacing), self._share_event(learn))
+            await self.fallback.apply(key, self._share(pacing), self._share_event(learn))
 
     async def _share_headers(self, key: str, pacing: Pacing, event: Event) -> None:
         """A fallback's response, once Redis is back: its headers are news for everyone."""

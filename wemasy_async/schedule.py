@@ -429,10 +429,13 @@ def _most_around(buckets: list[Bucket], at: float, span: float) -> int:
     # The count only rises at a send's time, so the spans ending there (and at ``at``) do:
     # a span ending at ``end`` holds the buckets whose latest is in ``(end - span, end]``.
     latests: list[float] = list(map(_LATEST, buckets))
-    if latests != sorted(latests):  # never from the transitions (see _sorted_around)
-        return _sorted_around(buckets, at, span)
-    # The log is in time order: the buckets near ``at`` by bisection, their sends summed
-    # once (prefix sums), each span's count two look-ups; no Python loop over the log.
+    if latests != sorted(latests):
+        # The transitions keep the log in time order (a bucket's latest lies within its own
+        # width, buckets in index order); a state decoded from a shared store is put in it.
+        buckets = sorted(buckets, key=_LATEST)
+        latests.sort()
+    # The buckets near ``at`` by bisection, their sends summed once (prefix sums), each
+    # span's count two look-ups: no Python loop over the whole log.
     low, high = bisect_right(latests, at - span), bisect_left(latests, at + span)
     near = latests[low:high]
     sums: list[int] = list(accumulate(map(_SENT, buckets[low:high]), initial=0))
@@ -441,24 +444,6 @@ def _most_around(buckets: list[Bucket], at: float, span: float) -> int:
     for position in range(first, len(near)):
         end = near[position]
         most = max(most, sums[position + 1] - sums[bisect_right(near, end - span)])
-    return most
-
-
-def _sorted_around(buckets: list[Bucket], at: float, span: float) -> int:
-    """:func:`_most_around` of buckets in any order. The transitions keep the log in time
-    order (a bucket's latest lies within its own width, and buckets are in index order),
-    but a state is also decoded from a shared store: counting it out of order must not
-    undercount."""
-    near = sorted((b.latest, b.sent) for b in buckets if at - span < b.latest < at + span)
-    most = total = left = right = 0
-    for end in (at, *(latest for latest, _ in near if latest > at)):
-        while right < len(near) and near[right][0] <= end:
-            total += near[right][1]
-            right += 1
-        while left < right and near[left][0] <= end - span:
-            total -= near[left][1]
-            left += 1
-        most = max(most, total)
     return most
 
 
