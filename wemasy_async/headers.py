@@ -31,6 +31,8 @@ _REMAINING = istr("X-RateLimit-Remaining")
 
 # RFC 9110's delta-seconds is 1*DIGIT; a fraction is accepted as some servers send one.
 _DELTA_SECONDS = re.compile(r"[0-9]{1,18}(?:\.[0-9]{1,9})?")
+# A count as still_at_least takes it at a glance: ASCII digits that fit an int64.
+_COUNT = re.compile(r"[0-9]{1,18}").fullmatch
 
 
 def _non_negative_int(value: str | None) -> int | None:
@@ -155,18 +157,13 @@ def still_at_least(headers: Mapping[str, str], limits: list[str], floor: int) ->
     "read them properly".
     """
     getall = getattr(headers, "getall", None)
-    if getall is None or getall(_LIMIT, None) != limits:
+    if getall is None or getall(_LIMIT, None) != limits or _RETRY_AFTER in headers:
         return False
-    remainings = getall(_REMAINING, None)
-    if remainings is None or len(remainings) != 1 or _RETRY_AFTER in headers:
+    try:
+        (remaining,) = getall(_REMAINING, ())  # exactly one value
+    except ValueError:  # none, or several
         return False
-    remaining: str = remainings[0]
-    return (
-        remaining.isdigit()
-        and remaining.isascii()
-        and len(remaining) <= 18
-        and int(remaining) >= floor
-    )
+    return _COUNT(remaining) is not None and int(remaining) >= floor
 
 
 def _least(

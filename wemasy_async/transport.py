@@ -28,7 +28,7 @@ from collections.abc import Mapping
 from contextvars import ContextVar
 from ssl import SSLContext
 from types import SimpleNamespace
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import aiohttp
 import anyio
@@ -68,6 +68,16 @@ _TIMEOUT_CACHE = 32
 # An engine and its with_options copies share two header sets (with and without a body).
 _HEADER_CACHE = 8
 _MESSAGE_CHARS = 300
+_URL_CACHE = 256
+
+
+class _Ready(NamedTuple):
+    """A session ``send`` may use in ``loop`` (see ``AiohttpTransport._ready``)."""
+
+    loop: asyncio.AbstractEventLoop
+    session: aiohttp.ClientSession
+    observed: bool  # its connector is a Connector: it tells when a request got a connection
+    given: bool  # the caller's, which the caller may close
 
 
 class _Progress(msgspec.Struct):
@@ -192,14 +202,18 @@ class AiohttpTransport:
         "_closed",
         "_given",
         "_headers",
+        "_last_headers",
+        "_last_prepared",
         "_loop",
         "_max_body",
         "_max_connections",
         "_owned",
         "_provider",
         "_proxy",
+        "_ready",
         "_ssl",
         "_timeouts",
+        "_urls",
     )
 
     def __init__(
@@ -223,6 +237,14 @@ class AiohttpTransport:
         self._timeouts: dict[float | None, aiohttp.ClientTimeout] = {}
         self._headers: dict[int, tuple[Mapping[str, str], CIMultiDict[str]]] = {}
         self._loop: weakref.ref[asyncio.AbstractEventLoop] | None = None
+        # What send needs once the session is known to be usable in the running loop:
+        # (that loop, the session, whether its connector observes connections, whether
+        # it is the caller's). Checked with one comparison per request; None until then.
+        self._ready: _Ready | None = None
+        self._urls: dict[str, URL] = {}
+        # The headers of the latest request and their prepared form (see _prepared).
+        self._last_headers: Mapping[str, str] | None = None
+        self._last_prepared: Mapping[str, str] = {}
 
     @property
     def pool_size(self) -> int | None:
@@ -240,7 +262,8 @@ class AiohttpTransport:
         """Whether this transport created a session that is still open."""
         return self._owned is not None and not self._owned.closed
 
-    def _session(self) -> aiohttp.ClientSession:
+    def _open(self) -> _Ready:
+        """The session, checked (and created, if owned and not yet), as ``send`` uses it."""
         if self._closed:
             raise ClientClosedError("this client is closed; create a new one")
         # An aiohttp session belongs to the loop it was created in: from another one (a
@@ -276,7 +299,10 @@ class AiohttpTransport:
             )
         elif session.closed:
             raise ClientClosedError("the aiohttp.ClientSession is closed")
-        return session
+        ready = self._ready = _Ready(
+            loop, session, isinstance(session.connector, Connector), session is self._given
+        )
+        return ready
 
     def _timeout(self, seconds: float | None) -> aiohttp.ClientTimeout:
         timeouts = self._timeouts
@@ -305,8 +331,19 @@ class AiohttpTransport:
         A body larger than ``max_response_bytes`` raises ``ResponseTooLargeError`` without
         being read to the end (the connection is then closed, not reused).
         """
-        session = self._session()
-        progress = _Progress(isinstance(session.connector, Connector))
+        ready = self._ready
+        if (
+            ready is None
+            or ready.loop is not asyncio.get_running_loop()
+            # The caller may close their session at any time; ours closes only in aclose.
+            or (ready.given and ready.session.closed)
+        ):
+            ready = self._open()
+        session = ready.session
+        progress = _Progress(ready.observed)
+        target = self._urls.get(url)
+        if target is None:
+            target = self._url(url)
         data: bytes | io.BytesIO | None = body
         if body is not None and len(body) > _LARGE_BODY:
             data = io.BytesIO(body)
@@ -318,11 +355,15 @@ class AiohttpTransport:
         try:
             async with session.request(
                 method,
-                # encoded=True: the adapters percent-encoded every id already; letting yarl
-                # re-quote would turn %40 %3B %26 back into @ ; & on the wire.
-                URL(url, encoded=True),
+                target,
                 data=data,
-                headers=self._prepared(headers),
+                # Not a local: the prepared headers hold the token, and this frame's locals
+                # are what a traceback with locals shows.
+                headers=(
+                    self._last_prepared
+                    if headers is self._last_headers
+                    else self._prepared(headers)
+                ),
                 # The cached timeout without a method call; _timeout builds a missing one.
                 timeout=self._timeouts.get(timeout) or self._timeout(timeout),
                 allow_redirects=False,
@@ -368,7 +409,8 @@ class AiohttpTransport:
         """``headers`` in the form aiohttp takes without converting them per request.
 
         The engine sends one of a few :class:`SecretHeaders` (immutable) for all its
-        requests; each becomes a ``CIMultiDict`` once. Other mappings pass as given.
+        requests; each becomes a ``CIMultiDict`` once, and the latest is kept for ``send``
+        to take with one comparison. Other mappings pass as given.
         """
         if type(headers) is not SecretHeaders:
             return headers
@@ -379,7 +421,19 @@ class AiohttpTransport:
             if len(cache) >= _HEADER_CACHE:
                 cache.clear()
             entry = cache[id(headers)] = (headers, CIMultiDict(headers))
+        self._last_headers, self._last_prepared = entry
         return entry[1]
+
+    def _url(self, url: str) -> URL:
+        """``url`` as aiohttp takes it, built once for each of the latest few hundred URLs
+        (a client sends the same few paths again and again; REST ids make more)."""
+        urls = self._urls
+        if len(urls) >= _URL_CACHE:
+            urls.clear()  # bounded, whatever the ids
+        # encoded=True: the adapters percent-encoded every id already; letting yarl re-quote
+        # would turn %40 %3B %26 back into @ ; & on the wire.
+        built = urls[url] = URL(url, encoded=True)
+        return built
 
     def _translate(
         self,
@@ -443,6 +497,7 @@ class AiohttpTransport:
     async def aclose(self) -> None:
         """Close the owned session, if any; a given session is left open. Final."""
         self._closed = True
+        self._ready = None  # send looks again, and finds the transport closed
         owned, self._owned = self._owned, None
         if owned is not None and not owned.closed:
             # Shielded so that a cancelled caller still releases every socket. anyio's

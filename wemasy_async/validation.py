@@ -75,6 +75,8 @@ def check_integer_id(value: object, argument: str) -> int:
     Anything else (``bool``, ``float``, negative numbers, signs, spaces, non-ASCII digits,
     path fragments) is refused, so an id can never change the shape of a request.
     """
+    if type(value) is int and 0 < value < 2**63:
+        return value  # the usual case, kept quick
     if isinstance(value, int) and not isinstance(value, bool):
         number = value
     elif (

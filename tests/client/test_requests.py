@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import traceback
+import uuid
 from collections.abc import Callable
 
 import aiohttp
@@ -380,3 +381,25 @@ async def test_unmocked_url_is_a_connection_error(mock_http: aioresponses) -> No
             await client.get_conversation(27)
     assert "ClientConnectionError" in str(info.value)
     assert info.value.__cause__ is None
+
+
+async def test_more_urls_than_the_transport_keeps_built_each_go_as_built() -> None:
+    """URLs are built once and kept, a bounded number: each of many distinct ones (and the
+    first ones again, after the bound) reaches its own path."""
+    from wemasy_async.testing import FakeSiteAssist
+    from wemasy_async.transport import _URL_CACHE
+
+    ids = [str(uuid.UUID(int=i)) for i in range(1, _URL_CACHE + 50)]
+    sent_ids = [*ids, *ids[:3]]
+    async with FakeSiteAssist(conversations=1, token=SECRET) as server:
+        async with Client(
+            "siteassist", base_url=server.url, token=SECRET, retry=False, rate_limit=False
+        ) as client:
+            for conversation_id in sent_ids:
+                with pytest.raises(NotFoundError):
+                    await client.get_conversation(conversation_id)
+            transport = client._engine.transport
+            assert len(transport._urls) <= _URL_CACHE  # type: ignore[attr-defined]
+        assert [r.endpoint for r in server.requests] == [
+            f"/conversations/{conversation_id}" for conversation_id in sent_ids
+        ]

@@ -107,6 +107,20 @@ async def test_closed_caller_session_raises_client_closed(mock_http: aioresponse
     assert mock_http.requests == {}
 
 
+async def test_caller_session_closed_after_use_raises_client_closed(
+    mock_http: aioresponses,
+) -> None:
+    """The transport remembers a session it has checked; closing it later is still seen."""
+    mock_http.post(GET_URL, payload=CONVERSATION)
+    session = aiohttp.ClientSession()
+    async with Client("wemasy", retry=False, token=SECRET, session=session) as client:
+        await client.get_conversation(27)
+        await session.close()
+        with pytest.raises(ClientClosedError, match="ClientSession is closed"):
+            await client.get_conversation(27)
+    assert len(mock_http.requests) == 1
+
+
 def _drop_and_collect(holder: list[Client]) -> None:
     holder.clear()  # the last reference: __del__ runs now (collect() in case of a cycle)
     gc.collect()
