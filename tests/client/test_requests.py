@@ -45,6 +45,8 @@ from wemasy_async import (
     UnprocessableEntityError,
     __version__,
 )
+from wemasy_async.testing import FakeSiteAssist
+from wemasy_async.transport import _URL_CACHE
 
 # --- URL, headers and body -------------------------------------------------------------------
 
@@ -386,9 +388,6 @@ async def test_unmocked_url_is_a_connection_error(mock_http: aioresponses) -> No
 async def test_more_urls_than_the_transport_keeps_built_each_go_as_built() -> None:
     """URLs are built once and kept, a bounded number: each of many distinct ones (and the
     first ones again, after the bound) reaches its own path."""
-    from wemasy_async.testing import FakeSiteAssist
-    from wemasy_async.transport import _URL_CACHE
-
     ids = [str(uuid.UUID(int=i)) for i in range(1, _URL_CACHE + 50)]
     sent_ids = [*ids, *ids[:3]]
     async with FakeSiteAssist(conversations=1, token=SECRET) as server:
