@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import itertools
 import socket
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -570,9 +571,12 @@ async def test_a_retrying_batch_cancelled_sends_nothing_more(
     case: ProviderCase, fake: FakeServer
 ) -> None:
     fake.queue_error(503, path=case.get_path, times=100_000)
+    # Endless ids: with retries that never sleep (the suite's no_backoff), a fast machine
+    # exhausts a finite list before the deadline, and the batch ends uncancelled.
+    ids = itertools.cycle(case.ids(fake))
     async with Client(case.name, token=TOKEN, base_url=fake.url) as c:
         with anyio.move_on_after(0.3) as scope:
-            async with c.fetch_conversations(case.ids(fake), concurrency=4) as batch:
+            async with c.fetch_conversations(ids, concurrency=4) as batch:
                 async for result in batch:
                     assert isinstance(result.error, InternalServerError)  # retries exhausted
         assert scope.cancelled_caught
