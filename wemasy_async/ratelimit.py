@@ -381,6 +381,7 @@ class Limiter:
         self._limit: int | None = config.ceiling
         self._paused_until = 0.0  # the latest 429 pause this process saw (monotonic clock)
         self._waiting = 0
+        self._granted = 0  # sends a shared store granted (see sends_granted)
         self._changed: asyncio.Future[None] | None = None  # set by the next release
         self._paused: asyncio.Future[None] | None = None  # set by the next 429
         self._background: set[asyncio.Task[Decision]] = set()
@@ -584,8 +585,17 @@ class Limiter:
         decision = await self._apply(_ACQUIRE)
         self._limit = decision.limit
         if decision.ticket is not None and decision.delay <= 0.0:
-            return decision.ticket
-        return await self._wait(decision, max_pause)
+            ticket = decision.ticket
+        else:
+            ticket = await self._wait(decision, max_pause)
+        self._granted += 1
+        return ticket
+
+    def sends_granted(self) -> int:
+        """Sends a store other than the in-process one has granted callers in this process
+        so far (a running count): what this process gets of a shared key's rate, which a
+        self-tuning batch sizes its pool for. Not counted with the in-process store."""
+        return self._granted
 
     async def _wait(self, decision: Decision, max_pause: float) -> Ticket:
         self._waiting += 1

@@ -16,6 +16,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from tests.support.limiter import AwaitingStore
 from wemasy_async import Client, RateLimit
 from wemasy_async.batch import DEFAULT_MAX_CONCURRENCY, MAX_CONCURRENCY, BatchFetch, Tuner
 from wemasy_async.engine import Latency
@@ -185,6 +186,82 @@ def test_a_process_sharing_the_key_sizes_for_what_it_gets_not_the_whole_rate() -
     # Sized for twice its share (room to take over the rate should the others stop), not for
     # all of it (154, in each of the four processes).
     assert abs(tuner.workers - (math.ceil(250 * 0.2 * 1.5) + 4)) <= 1  # float rounding
+
+
+def test_a_shared_tuner_reads_what_it_gets_from_its_grants_at_once() -> None:
+    # 200 ms answers: the period after a growth sees its sends granted at once, the answers
+    # to them only a latency later.
+    def tuner_after_growth(granted: int | None) -> int:
+        tuner = Tuner(cap=512, now=0.0, shared=True, window=2.0, granted=granted and 0)
+        now = _period(tuner, 0.0, 5)  # the limiter's probe
+        tuner.update(now, None, None, granted and 4)
+        now = _period(tuner, now, 20, seconds=0.1)  # 2 answers, but 16 more sends granted
+        return tuner.update(now, 500.0, 0.2, granted)
+
+    assert abs(tuner_after_growth(20) - (math.ceil(2 * 160 * 0.2 * 1.5) + 4)) <= 1  # 100
+    assert abs(tuner_after_growth(None) - (math.ceil(2 * 20 * 0.2 * 1.5) + 4)) <= 1  # answers: 16
+
+
+def test_a_shared_tuner_is_not_emptied_by_a_period_without_grants() -> None:
+    # A binding key grants in pulses (its window's sends echo the last window's): a period
+    # with none granted is not a share of nothing; the window's count holds the pool.
+    tuner = Tuner(cap=512, now=0.0, shared=True, window=2.0, granted=0)
+    now, granted = 0.0, 0
+    for _ in range(30):  # 3 s of getting 500/s of 2,000/s
+        now = _period(tuner, now, 500, seconds=0.1)
+        granted += 50
+        tuner.update(now, 2000.0, 0.2, granted)
+    steady = tuner.workers
+    assert abs(steady - (math.ceil(2 * 500 * 0.2 * 1.5) + 4)) <= 1  # 304, float rounding
+    now = _period(tuner, now, 500, seconds=0.1)  # answers come back; no send was granted
+    workers = tuner.update(now, 2000.0, 0.2, granted)
+    # About 1,950 granted over the last 2 s (475/s), not 0/s (4 workers).
+    assert math.ceil(2 * 450 * 0.2 * 1.5) + 4 <= workers <= steady
+    for _ in range(25):  # then nothing granted for longer than a window: it follows
+        now = _period(tuner, now, 50, seconds=0.1)
+        tuner.update(now, 2000.0, 0.2, granted)
+    assert tuner.workers == Tuner.SPARE  # nothing granted in a window: the spare only
+
+
+async def test_a_batch_on_a_shared_store_sizes_for_the_sends_it_is_granted() -> None:
+    store = AwaitingStore()
+    async with (
+        FakeWemasy(conversations=20, token=TOKEN) as server,
+        Client(
+            "wemasy",
+            base_url=server.url,
+            token=TOKEN,
+            rate_limit=RateLimit(window=2.0, store=store),
+        ) as client,
+    ):
+        limiter = client.limiter
+        assert limiter is not None
+        assert limiter.shared
+        assert limiter.sends_granted() == 0
+        async with client.fetch_conversations(list(server.conversations)) as batch:
+            tuner = batch._shared.tuner
+            assert tuner is not None
+            assert tuner.shared
+            assert tuner.window == 2.0
+            assert batch._shared.granted == limiter.sends_granted
+            results = [result async for result in batch]
+        assert len(results) == 20
+        assert all(result.ok for result in results)
+        assert limiter.sends_granted() == 20  # one grant a send
+
+
+async def test_the_in_process_store_counts_no_grants() -> None:
+    async with (
+        FakeWemasy(conversations=5, token=TOKEN) as server,
+        Client("wemasy", base_url=server.url, token=TOKEN) as client,
+    ):
+        limiter = client.limiter
+        assert limiter is not None
+        assert not limiter.shared
+        async with client.fetch_conversations(list(server.conversations)) as batch:
+            assert batch._shared.granted is None  # its key's rate is all this process's
+            assert len([result async for result in batch if result.ok]) == 5
+        assert limiter.sends_granted() == 0
 
 
 def test_tuner_waits_for_a_period_to_pass() -> None:
