@@ -151,11 +151,12 @@ class Tuner:
       the larger of their rate in the period (a growth shows at once, not a latency later;
       at 200 ms the answers of a 0.1 s period are a wave or almost none) and over the last
       ``window`` (a binding key grants in pulses, and a period with none is not a share of
-      nothing). Without ``granted``, the period's completions stand in. In
-      process (the key's rate is all this process's), ``min(R, ...)`` is ``R`` at once: a ramp
-      costs utilisation (85.7% against 99.9% at 500/s and 200 ms, measured). It follows a
-      lower rate or latency in one period. More workers than the rate needs only wait in the
-      limiter, so erring high costs little; erring low leaves rate unused.
+      nothing; at most the last ``GRANTED_KEPT`` periods). Without ``granted``, the period's
+      completions stand in. In process (the key's rate is all this process's),
+      ``min(R, ...)`` is ``R`` at once: a ramp costs utilisation (85.7% against 99.9% at
+      500/s and 200 ms, measured). It follows a lower rate or latency in one period. More
+      workers than the rate needs only wait in the limiter, so erring high costs little;
+      erring low leaves rate unused.
       One guard: while the throughput is short of ``R / GAIN``, it grows only if its last
       growth raised the throughput by ``GAIN``, since on a saturated machine (or server)
       the latency rises with every request in flight and Little's law would chase it.
@@ -176,6 +177,7 @@ class Tuner:
     PERIOD = 0.1
     GAIN = 1.1
     PROBE_EVERY = 4
+    GRANTED_KEPT = 1024  # periods of grant counts kept: a window's, or about 100 s at most
 
     def __init__(
         self,
@@ -190,8 +192,8 @@ class Tuner:
         self.shared = shared
         self.window = window  # the key's: the span over which what this process gets counts
         # (time, granted) at the start and the ends of periods, the oldest the last before
-        # the window
-        self._granted: deque[tuple[float, int]] = deque()
+        # the window; at most GRANTED_KEPT (a day's window would keep 864,000 periods)
+        self._granted: deque[tuple[float, int]] = deque(maxlen=self.GRANTED_KEPT)
         if granted is not None:
             self._granted.append((now, granted))
         self.workers = min(cap, self.INITIAL)

@@ -223,6 +223,18 @@ def test_a_shared_tuner_is_not_emptied_by_a_period_without_grants() -> None:
     assert tuner.workers == Tuner.SPARE  # nothing granted in a window: the spare only
 
 
+def test_a_shared_tuner_keeps_a_bounded_count_of_grants() -> None:
+    # A day's window at a period a tenth of a second would keep 864,000 counts.
+    tuner = Tuner(cap=512, now=0.0, shared=True, window=86_400.0, granted=0)
+    now, granted = 0.0, 0
+    for _ in range(3 * Tuner.GRANTED_KEPT):
+        now = _period(tuner, now, 100, seconds=0.1)
+        granted += 10
+        tuner.update(now, 1000.0, 0.2, granted)
+    assert len(tuner._granted) == Tuner.GRANTED_KEPT
+    assert abs(tuner.workers - (math.ceil(2 * 100 * 0.2 * 1.5) + 4)) <= 1  # 100/s, as counted
+
+
 async def test_a_batch_on_a_shared_store_sizes_for_the_sends_it_is_granted() -> None:
     store = AwaitingStore()
     async with (
