@@ -467,9 +467,9 @@ class BatchFetch(Generic[T]):
         pool: The connection pool's size, another bound of a tuned pool (``None``: unlimited).
         rate: The key's allowed rate now (sends per second), ``None`` when not known.
         latency: Seconds one exchange takes now (a running average), ``None`` when not known.
-        shared: Whether the rate is shared with other processes (a shared limiter store).
-        granted: With a shared store, the sends it has granted this process so far (a
-            running count): what this process gets of the key's rate (see :class:`Tuner`).
+        granted: With a store other processes may share, the sends it has granted this
+            process so far (a running count): what this process gets of the key's rate (see
+            :class:`Tuner`); ``None``: the key's rate is all this process's.
         window: The key's rate-limit window in seconds (what it gets counts over one).
         progress: Called with a :class:`FetchProgress` after every result.
         report: Awaited after every result with the counters, the ids read so far and
@@ -486,7 +486,6 @@ class BatchFetch(Generic[T]):
         pool: int | None = None,
         rate: Callable[[], float | None] = _no_rate,
         latency: Callable[[], float | None] = _no_rate,
-        shared: bool = False,
         granted: Callable[[], int] | None = None,
         window: float = 60.0,
         progress: Callable[[FetchProgress], object] | None,
@@ -517,7 +516,7 @@ class BatchFetch(Generic[T]):
             else Tuner(
                 cap,
                 time.monotonic(),
-                shared=shared,
+                shared=granted is not None,
                 window=window,
                 granted=None if granted is None else granted(),
             )

@@ -571,7 +571,6 @@ class Client:
             rate=(lambda: None) if limiter is None else (lambda: limiter.allowed_rate),
             # Without a limiter no rate is known: the pool climbs on throughput alone.
             latency=(lambda: None) if limiter is None else _with_store(engine, limiter),
-            shared=limiter is not None and limiter.shared,
             granted=None if limiter is None or not limiter.shared else limiter.sends_granted,
             window=60.0 if limiter is None else limiter.config.window,
             progress=progress,
