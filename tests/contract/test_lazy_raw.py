@@ -16,7 +16,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from wemasy_async.models import Conversation, LazyRaw, Message, stored
+from wemasy_async.models import Conversation, LazyRaw, Message, ToolCall, stored
 from wemasy_async.providers import loop, siteassist, wemasy
 from wemasy_async.providers.base import Response
 from wemasy_async.testing.loop import FakeLoop
@@ -131,6 +131,29 @@ def test_a_truncated_loop_history_takes_the_lenient_path() -> None:
     conversation = parse(Response(200, {}, body))
     assert isinstance(stored(conversation), loop.LoopHistory)
     assert conversation.raw.total == 3
+
+
+def test_siteassist_tool_calls_absent_empty_or_null_are_each_their_own_list() -> None:
+    # The fast type gives an absent toolCalls a fresh [] itself; [] and null are made [] too.
+    conversation_id = "0a5d2f34-6baa-4455-a3e7-0682c2094cac"
+    messages = [
+        {"id": "m1", "role": "user"},
+        {"id": "m2", "role": "assistant", "toolCalls": []},
+        {"id": "m3", "role": "assistant", "toolCalls": None},
+        {"id": "m4", "role": "user"},
+    ]
+    body = msgspec.json.encode({"id": conversation_id, "messages": messages})
+    parse = siteassist.SiteAssistProvider().get_conversation(conversation_id).parse
+    fast = parse(Response(200, {}, body))
+    assert isinstance(stored(fast), LazyRaw)
+    assert fast.messages is not None
+    assert [m.tool_calls for m in fast.messages] == [[], [], [], []]
+    assert all(type(m.tool_calls) is list for m in fast.messages)
+    assert len({id(m.tool_calls) for m in fast.messages}) == 4
+    fast.messages[0].tool_calls.append(ToolCall(id="c", name="f"))
+    assert fast.messages[3].tool_calls == []
+    lenient = siteassist._conversation(siteassist._CONVERSATION.decode(body))
+    assert [m.tool_calls for m in fast.messages[1:]] == [m.tool_calls for m in lenient.messages[1:]]
 
 
 def test_list_messages_take_the_fast_path_too() -> None:

@@ -188,8 +188,9 @@ class _FastMessage(Message, frozen=True, kw_only=True, forbid_unknown_fields=Tru
     """
 
     conversation_id: str | None = msgspec.field(default=None, name="conversationId")
+    # Absent is [] at once (no per-message fix-up); null still arrives as None.
     tool_calls: list[OpenAIToolCall] | None = msgspec.field(  # type: ignore[assignment]
-        default=None, name="toolCalls"
+        default_factory=list, name="toolCalls"
     )
     tool_call_id: str | None = msgspec.field(default=None, name="toolCallId")
     usage: _FastUsage | None = None

@@ -159,15 +159,18 @@ def neutral_messages(messages: list[Any]) -> list[Message]:
     """Finish the fast path's messages in place and return them as neutral ``Message``s.
 
     ``messages`` are instances of a ``Message`` subclass whose ids and ``conversation_id``
-    are already neutral (the adapter sets them first), whose ``tool_calls`` are wire calls
-    or ``None``, ``metadata`` a dict or ``None``, and ``usage`` ``None`` or an instance of a
+    are already neutral (the adapter sets them first), whose ``tool_calls`` are wire calls,
+    ``[]`` or ``None``, ``metadata`` a dict or ``None``, and ``usage`` ``None`` or an instance of a
     ``TokenUsage`` subclass without slots of its own. Raises :class:`Malformed` for a tool
     call without an id or a name.
     """
     message_type, usage_type = Message, TokenUsage
     for m in messages:
         calls = m.tool_calls
-        _force(m, "tool_calls", [] if calls is None else tool_calls(calls))
+        if calls is None:
+            _force(m, "tool_calls", [])
+        elif calls:  # an empty list (a default_factory's) is already neutral
+            _force(m, "tool_calls", tool_calls(calls))
         if m.metadata is None:
             _force(m, "metadata", {})
         usage = m.usage
