@@ -166,7 +166,10 @@ class _FastUsage(TokenUsage, frozen=True, kw_only=True):
 class _FastMessage(Message, frozen=True, kw_only=True):
     """A message in canonical form, decoded straight into a ``Message`` (see the docstring)."""
 
-    tool_calls: list[OpenAIToolCall] | None = None  # type: ignore[assignment]
+    # Absent is [] at once, as for SiteAssist; null still arrives as None.
+    tool_calls: list[OpenAIToolCall] | None = msgspec.field(  # type: ignore[assignment]
+        default_factory=list
+    )
     usage: _FastUsage | None = msgspec.field(default=None, name="token_usage")
     created_at: Aware | None = None
     metadata: dict[str, Any] | None = None  # type: ignore[assignment]

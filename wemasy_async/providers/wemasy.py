@@ -233,7 +233,10 @@ class _FastMessage(Message, frozen=True, kw_only=True):
     # lenient path does, before the class becomes Message.
     id: int | str  # type: ignore[assignment]
     conversation_id: int | str | None = None  # type: ignore[assignment]
-    tool_calls: list[OpenAIToolCall] | None = None  # type: ignore[assignment]
+    # Absent is [] at once, as for SiteAssist; null still arrives as None.
+    tool_calls: list[OpenAIToolCall] | None = msgspec.field(  # type: ignore[assignment]
+        default_factory=list
+    )
     created_at: Aware | None = None
     metadata: dict[str, Any] | None = None  # type: ignore[assignment]
 

@@ -160,9 +160,9 @@ def neutral_messages(messages: list[Any]) -> list[Message]:
 
     ``messages`` are instances of a ``Message`` subclass whose ids and ``conversation_id``
     are already neutral (the adapter sets them first), whose ``tool_calls`` are wire calls,
-    ``[]`` or ``None``, ``metadata`` a dict or ``None``, and ``usage`` ``None`` or an instance of a
-    ``TokenUsage`` subclass without slots of its own. Raises :class:`Malformed` for a tool
-    call without an id or a name.
+    ``[]`` (the fast types' default for an absent key) or ``None``, ``metadata`` a dict or
+    ``None``, and ``usage`` ``None`` or an instance of a ``TokenUsage`` subclass without
+    slots of its own. Raises :class:`Malformed` for a tool call without an id or a name.
     """
     message_type, usage_type = Message, TokenUsage
     for m in messages:
