@@ -403,7 +403,11 @@ class Limiter:
         self._grant_limit: int | None = None  # the server's limit when granted
         self._grant_limits: list[str] = []  # the same, as its header reads
         self._grant_floor = 0  # an answer with less Remaining is released at once
+        self._grant_floor_text = "0"  # the same, as still_at_least takes it
         self._answered: dict[Ticket, int] = {}
+        # The answers held back for the current grant's own sends, counted apart from
+        # _answered: most answers are to it, and a count costs no ticket hashing.
+        self._grant_answered = 0
         self._latest: RateLimitInfo | Mapping[str, str] | None = None  # headers, or read
 
     @property
@@ -481,6 +485,7 @@ class Limiter:
             # An answer with at least this Remaining leaves room for what the grant holds
             # whatever is in flight: its release may wait for the next grant.
             self._grant_floor = 2 * ticket.count + state.in_flight
+            self._grant_floor_text = str(self._grant_floor)
             self._limit = ticket.limit
             return ticket
         decision = schedule.acquire(state, self._pacing, now)
@@ -553,6 +558,10 @@ class Limiter:
         """Give back what the current grant did not send (unless ``keep_grant``); release
         the answers held back."""
         grant = self._grant
+        if self._grant_answered:
+            assert grant is not None  # counted only for it
+            self._answered[grant] = self._answered.get(grant, 0) + self._grant_answered
+            self._grant_answered = 0
         if grant is not None and not keep_grant:
             self._grant = None
             if self._grant_left:
@@ -679,7 +688,7 @@ class Limiter:
             if self._grant is not None and (paused or not self._changes_nothing(info)):
                 # A pause, another limit, little remaining: the grant ends here.
                 self._settle(state, now)
-            elif self._answered:
+            elif self._answered or self._grant_answered:
                 # Earlier answers first (the newest headers count last); the grant stays.
                 self._settle(state, now, keep_grant=True)
             self._reported(schedule.release(state, self._pacing, event, now), paused)
@@ -700,10 +709,13 @@ class Limiter:
 
         One look at the headers for many answers' release (see :meth:`_held_back`).
         """
-        if still_at_least(headers, self._grant_limits, self._grant_floor):
+        if still_at_least(headers, self._grant_limits, self._grant_floor_text):
             self._latest = headers
-            answered = self._answered
-            answered[ticket] = answered.get(ticket, 0) + 1
+            if ticket is self._grant:
+                self._grant_answered += 1
+            else:
+                answered = self._answered
+                answered[ticket] = answered.get(ticket, 0) + 1
             if self._window_check is not None:
                 now = self._clock()
                 if now >= self._window_next:

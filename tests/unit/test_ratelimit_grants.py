@@ -255,7 +255,7 @@ def test_what_is_handed_over_reads_as_the_same_limit_and_enough_remaining(
         *[("X-RateLimit-Remaining", v) for v in remainings],
         *([("Retry-After", "1")] if retry_after else []),
     )
-    taken = still_at_least(answer, [str(limit)], floor)
+    taken = still_at_least(answer, [str(limit)], str(floor))
     event(f"taken: {taken}")
     if taken:
         read = RateLimitInfo.from_headers(answer)
@@ -263,6 +263,69 @@ def test_what_is_handed_over_reads_as_the_same_limit_and_enough_remaining(
         assert read.remaining is not None
         assert read.remaining >= floor
         assert read.retry_after is None
+
+
+def answer(limit: int, remaining: int | str) -> CIMultiDict[str]:
+    return headers(("X-RateLimit-Limit", str(limit)), ("X-RateLimit-Remaining", str(remaining)))
+
+
+@given(
+    remaining=st.one_of(
+        st.integers(min_value=0, max_value=10**18 - 1), st.integers(min_value=0, max_value=999)
+    ),
+    floor=st.one_of(
+        st.integers(min_value=0, max_value=10**7), st.integers(min_value=0, max_value=999)
+    ),
+)
+def test_remaining_is_compared_with_the_floor_as_a_number(remaining: int, floor: int) -> None:
+    """Read as text, an answer in plain digits is taken exactly when its number reaches the
+    floor (equal lengths, longer and shorter ones alike)."""
+    taken = still_at_least(answer(LIMIT, remaining), [str(LIMIT)], str(floor))
+    event(f"digits {'=' if len(str(remaining)) == len(str(floor)) else '!='}")
+    assert taken is (remaining >= floor)
+
+
+@pytest.mark.parametrize(
+    ("remaining", "floor", "taken"),
+    [
+        ("40", "40", True),
+        ("39", "40", False),
+        ("100", "99", True),
+        ("99", "100", False),
+        ("0", "0", True),
+        ("0100", "40", False),  # a leading zero: read properly, not guessed
+        ("040", "40", False),
+        ("4" * 18, "40", True),
+        ("4" * 19, "40", False),  # longer than from_headers reads
+    ],
+)
+def test_remaining_in_other_spellings_is_read_properly(
+    remaining: str, floor: str, taken: bool
+) -> None:
+    assert still_at_least(answer(LIMIT, remaining), [str(LIMIT)], floor) is taken
+
+
+def test_answers_to_the_current_and_an_earlier_grant_are_released_alike() -> None:
+    """Answers held back for the current grant (counted apart) and for an earlier one (by
+    ticket) reach the state together: every send counted once, none left in flight but the
+    unanswered, the credit the newest answer's."""
+    limiter, store, clock = far()
+    old = take(limiter, 10)
+    clock.advance(CONFIG.pacing_margin * GRANT_LIFE + 0.001)  # the grant's time is over
+    new = take(limiter, 10)
+    assert new[0] is not old[0]
+    remaining = LIMIT - 2
+    for number, ticket in enumerate([*old[:6], *new[:4], *old[6:8]]):
+        assert limiter.answered(ticket, answer(LIMIT, remaining - number)) is True
+    newest = remaining - 11
+    assert store.in_flight(KEY) == 8  # old[8:], new[4:]
+    state = store.state(KEY, PACING)
+    assert state.sent == 21
+    assert state.credit == newest - 8
+    for ticket in [*old[8:], *new[4:]]:
+        assert limiter.answered(ticket, answer(LIMIT, newest)) is True
+    assert store.in_flight(KEY) == 0
+    assert store.state(KEY, PACING).credit == newest
 
 
 async def test_a_batch_through_the_client_counts_every_send_once() -> None:
