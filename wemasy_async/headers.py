@@ -153,8 +153,8 @@ def still_at_least(headers: Mapping[str, str], limits: list[str], floor: str) ->
     The cheap question a far-away limit asks of each answer (see ``Limiter.answered``):
     ``True`` only when :meth:`RateLimitInfo.from_headers` would read one value of each count,
     the limit the same, ``remaining >= int(floor)`` and no ``Retry-After``; ``False`` means
-    only "read them properly". ``floor`` is a count as ``str(int)`` writes it: compared as
-    text, digits to digits, since ``int()`` would cost more than the rest of the look.
+    only "read them properly". ``floor`` is a count as ``str(int)`` writes it (no leading
+    zero): compared as text, digits to digits, as ``int()`` was a quarter of the look's cost.
     """
     try:  # aiohttp's multidict; a plain mapping cannot say whether a header repeats
         getall: Callable[[str, Any], Any] = headers.getall  # type: ignore[attr-defined]
