@@ -16,8 +16,9 @@ fake servers run in a separate process.
 - ``overhead``: the rate limiter's cost per request when it never waits
   (:mod:`benchmarks.overhead`).
 - ``ratelimit``: how much of a server's rate limit each client uses and how many 429s it
-  gets, over a grid of rates, latencies and process counts, with the machine's ceiling and
-  the non-binding row (:mod:`benchmarks.ratelimit`; about 10 minutes, ``--quick`` about 3).
+  gets, over a grid of rates, latencies and process counts, with the machine's ceiling,
+  three long runs (the steady state) and the non-binding row (:mod:`benchmarks.ratelimit`;
+  about 13 minutes, ``--quick`` about 3, without the long runs).
 - ``hooks``: CPU per call with no hooks, a no-op hook and the OpenTelemetry hook, through a
   MockTransport (:mod:`benchmarks.hooks`).
 - ``fakes``: start time and RSS of ``serve --conversations`` at 1,000 and 1,000,000 for each
@@ -219,6 +220,14 @@ def run_ratelimit(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
     rows = ratelimit.run_grid(points, clients=args.clients, seed=args.seed, progress=progress)
     ceilings: list[dict[str, Any]] = []
     unbound: list[dict[str, Any]] = []
+    long: list[dict[str, Any]] = []
+    if not args.grid_only and args.long_windows and not args.quick:
+        print(
+            f"  long runs: {len(ratelimit.LONG_RUNS)} points x {args.long_windows} windows,"
+            f" about {len(ratelimit.LONG_RUNS) * (args.long_windows * 2 + 3) / 60:.0f} min",
+            flush=True,
+        )
+        long = ratelimit.long_runs(args.long_windows, seed=args.seed, progress=progress)
     if not args.grid_only:
         print("  ceiling: bare aiohttp, no limit, 1 and 4 processes", flush=True)
         ceilings = ratelimit.ceiling()
@@ -227,9 +236,11 @@ def run_ratelimit(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
             requests=200 if args.quick else 400, rounds=3 if args.quick else 101
         )
     table = ratelimit.format_table(rows, ceilings=ceilings, unbound=unbound, quick=args.quick)
+    if long:
+        table += "\n\n" + ratelimit.format_long_runs(long)
     print()
     print(table)
-    return {"grid": rows, "ceiling": ceilings, "non_binding": unbound}, table
+    return {"grid": rows, "ceiling": ceilings, "non_binding": unbound, "long": long}, table
 
 
 RUNNERS = {
@@ -327,7 +338,15 @@ def main() -> None:
     rl.add_argument("--clients", nargs="+", choices=ratelimit.CLIENTS, default=ratelimit.CLIENTS)
     rl.add_argument("--seed", type=int, default=None, help="seed of the window offsets")
     rl.add_argument(
-        "--grid-only", action="store_true", help="skip the ceiling and the non-binding row"
+        "--long-windows",
+        type=int,
+        default=ratelimit.LONG_WINDOWS,
+        help="windows of each long run (0: none; none with --quick)",
+    )
+    rl.add_argument(
+        "--grid-only",
+        action="store_true",
+        help="skip the long runs, the ceiling and the non-binding row",
     )
     args = parser.parse_args()
 

@@ -50,7 +50,11 @@ Reported per point (definitions):
 Also: the machine's ceiling, bare aiohttp + msgspec with no limit (the fake announces 10M a
 minute) at 0 ms (64 in flight) and at 200 ms (512 in flight), in one process and in 4 worker
 processes started together (the same in flight in all); grid points whose rate is above the
-ceiling at their latency and process count cannot reach 100% and are marked so. And the
+ceiling at their latency and process count cannot reach 100% and are marked so. The long
+runs (:func:`long_runs`): the SDK alone at 500/s and 200 ms (1 and 4 processes) and 2,000/s
+and 0 ms (1 process) for 20 windows, with what the fake accepted in each of its whole windows
+(its ``window_counts``), early and late in the run: the steady state that a batch of 100k
+conversations meets, which a 4-window point, starting from an empty log, does not. And the
 non-binding row: ``Client.get_conversation`` with the limiter on vs off vs bare aiohttp at
 concurrency 1/16/64 (10M a minute, 0 ms), in many short paired rounds with all three open
 at once (:func:`benchmarks.e2e.paired_rounds`).
@@ -605,7 +609,19 @@ def run_point(client: str, point: Point, rng: random.Random) -> Row:
         "machine_busy": meter.busy(),
         "tasks": None if client == SDK else tasks,
         "offset": offset,
+        "window_counts": _window_counts(stats, point.windows),
     }
+
+
+def _window_counts(stats: dict[str, Any], windows: int) -> list[int]:
+    """Requests the fake accepted in each of the ``windows + 1`` windows of its that the run
+    touched, in order: the first and the last are partial (the run starts ``offset`` into a
+    window and lasts ``windows`` of them), the first is the one of the first request."""
+    counts = {int(index): count for index, count in stats["window_counts"].items()}
+    if not counts:
+        return []
+    first = min(counts)
+    return [counts.get(index, 0) for index in range(first, first + windows + 1)]
 
 
 @contextmanager
@@ -640,6 +656,106 @@ def run_grid(
         for future in pending:
             future.result()
     return [rows[i] for i in range(len(runs))]
+
+
+# --- The long runs ----------------------------------------------------------------------------
+
+#: (rate, latency, processes) of the long runs: the grid's busiest points below the ceiling.
+LONG_RUNS = ((500, 0.2, 1), (2000, 0.0, 1), (500, 0.2, 4))
+LONG_WINDOWS = 20
+#: The windows at the start of a long run compared with its steady state (the grid's 4
+#: windows hold 3 whole windows of the fake's).
+EARLY_WINDOWS = 3
+
+
+def long_runs(
+    windows: int = LONG_WINDOWS,
+    *,
+    runs: Sequence[tuple[int, float, int]] = LONG_RUNS,
+    seed: int | None = None,
+    progress: Callable[[Row], None] | None = None,
+) -> list[Row]:
+    """The SDK at a few grid points for ``windows`` windows instead of 4: what the fake
+    accepted in each of its whole windows, early (the first :data:`EARLY_WINDOWS`, as the
+    grid sees) and late (the second half), against the most the pacing rules allow when
+    they bind for good, ``W / (W + margin)`` of the limit a window.
+
+    A grid point starts with an empty log and a window's worth of sends at once; once the
+    limit binds the sends of a window echo the window's before, each at least ``W +
+    margin`` after its twin (no span of ``W + margin`` holds more than ``L``), so the pace
+    settles at ``L / (W + margin)``: a batch of 100k conversations at 500/s lasts 100
+    windows, and meets the steady state, not the start."""
+    rng = random.Random(seed)
+    rows = []
+    for rate, latency, processes in runs:
+        (point,) = grid(
+            rates=[rate], latencies=[latency], process_counts=[processes], windows=windows
+        )
+        row = run_point(SDK, point, random.Random(rng.random()))
+        if "skipped" not in row:
+            whole = row["window_counts"][1:-1]  # the first and the last are partial
+            late = whole[len(whole) // 2 :]
+            row.update(
+                whole_windows=[count / point.limit for count in whole],
+                early=sum(whole[:EARLY_WINDOWS]) / (point.limit * EARLY_WINDOWS),
+                late=sum(late) / (point.limit * len(late)) if late else math.nan,
+                steady_bound=point.window / (point.window + _margin(point.window)),
+            )
+        rows.append(row)
+        if progress is not None:
+            progress(row)
+    return rows
+
+
+def _margin(window: float) -> float:
+    """The margin the SDK paces with at a window of ``window`` seconds by default."""
+    return RateLimit(window=window).pacing_margin
+
+
+def format_long_runs(rows: Sequence[Row]) -> str:
+    """The long runs as markdown."""
+    lines = [
+        "| allowed rate | latency | processes | windows | utilisation | early windows "
+        "| late windows | steady-state bound | 429s | any span / limit | peak in flight "
+        "| machine CPU busy | target (>= 97%, 0 429s, late windows) |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    series = []
+    for row in rows:
+        head = (
+            f"| {_rate_text(row['rate'])} | {row['latency'] * 1000:.0f} ms "
+            f"| {row['processes']} | {row['windows']} "
+        )
+        if "skipped" in row:
+            lines.append(head + f"| not run: {row['skipped']} | | | | | | | | |")
+            continue
+        met = row["late"] >= 0.97 and row["rate_limited"] == 0
+        lines.append(
+            head + f"| {row['utilisation']:.1%} | {row['early']:.1%} | {row['late']:.1%} "
+            f"| {row['steady_bound']:.1%} | {row['rate_limited']:,} "
+            f"| {row['max_sent_any_span']:,} / {row['limit']:,} | {row['peak_in_flight']:,} "
+            f"| {_busy_text(row.get('machine_busy'))} | {'met' if met else 'MISSED'} |"
+        )
+        series.append(
+            f"{_rate_text(row['rate'])}, {row['latency'] * 1000:.0f} ms, {row['processes']} "
+            "process"
+            + ("es" if row["processes"] > 1 else "")
+            + ": "
+            + " ".join(f"{share:.1%}" for share in row["whole_windows"])
+        )
+    notes = [
+        "",
+        "Long runs: wemasy-async with default settings (`fetch_conversations(ids)`) at the "
+        "grid's busiest points below the ceiling, for more windows. Early = what the fake "
+        f"accepted in its first {EARLY_WINDOWS} whole windows (what a 4-window grid point "
+        "holds), late = in the second half of its whole windows, each as a share of the "
+        "limit; the steady-state bound is `W / (W + margin)`, the pace the sliding log allows "
+        "once the limit binds in every window (no span of `W + margin` holds more than `L`). "
+        "Accepted per whole window, in order:",
+        "",
+        *(f"- {line}" for line in series),
+    ]
+    return "\n".join(lines + notes)
 
 
 # --- The ceiling and the non-binding row ------------------------------------------------------
