@@ -694,10 +694,10 @@ def long_runs(
         row = run_point(SDK, point, random.Random(rng.random()))
         if "skipped" not in row:
             whole = row["window_counts"][1:-1]  # the first and the last are partial
-            late = whole[len(whole) // 2 :]
+            early, late = whole[:EARLY_WINDOWS], whole[len(whole) // 2 :]
             row.update(
                 whole_windows=[count / point.limit for count in whole],
-                early=sum(whole[:EARLY_WINDOWS]) / (point.limit * EARLY_WINDOWS),
+                early=sum(early) / (point.limit * len(early)) if early else math.nan,
                 late=sum(late) / (point.limit * len(late)) if late else math.nan,
                 steady_bound=point.window / (point.window + _margin(point.window)),
             )
@@ -736,11 +736,10 @@ def format_long_runs(rows: Sequence[Row]) -> str:
             f"| {row['max_sent_any_span']:,} / {row['limit']:,} | {row['peak_in_flight']:,} "
             f"| {_busy_text(row.get('machine_busy'))} | {'met' if met else 'MISSED'} |"
         )
+        processes = row["processes"]
         series.append(
-            f"{_rate_text(row['rate'])}, {row['latency'] * 1000:.0f} ms, {row['processes']} "
-            "process"
-            + ("es" if row["processes"] > 1 else "")
-            + ": "
+            f"{_rate_text(row['rate'])}, {row['latency'] * 1000:.0f} ms, {processes} "
+            f"process{'es' if processes > 1 else ''}: "
             + " ".join(f"{share:.1%}" for share in row["whole_windows"])
         )
     notes = [
