@@ -697,14 +697,19 @@ def long_runs(
             early, late = whole[:EARLY_WINDOWS], whole[len(whole) // 2 :]
             row.update(
                 whole_windows=[count / point.limit for count in whole],
-                early=sum(early) / (point.limit * len(early)) if early else math.nan,
-                late=sum(late) / (point.limit * len(late)) if late else math.nan,
+                early=_share(early, point.limit),
+                late=_share(late, point.limit),
                 steady_bound=point.window / (point.window + _margin(point.window)),
             )
         rows.append(row)
         if progress is not None:
             progress(row)
     return rows
+
+
+def _share(counts: Sequence[int], limit: int) -> float:
+    """The mean of ``counts`` (accepted per window) as a share of ``limit``; NaN for none."""
+    return sum(counts) / (limit * len(counts)) if counts else math.nan
 
 
 def _margin(window: float) -> float:
