@@ -434,3 +434,21 @@ def test_tuner_stops_growing_when_growth_buys_no_throughput() -> None:
         tuner.update(now, 2000.0, latency)
     # Little's law alone would chase the latency to the cap (1000).
     assert tuner.workers < 100
+
+
+def test_tuner_stops_growing_near_the_rate_when_growth_buys_no_throughput() -> None:
+    # The machine serves 1,950/s against a rate of 2,000/s: within GAIN of the rate, so a
+    # guard exempt there let Little's law chase the queueing latency (512 workers, measured).
+    tuner = Tuner(cap=512, now=0.0)
+    now = 0.0
+    most = 0
+    for _ in range(100):
+        throughput = min(tuner.workers / 0.001, 1950.0)
+        latency = tuner.workers / throughput + 0.001  # queued in the client's own loop
+        for _ in range(int(throughput * 0.1) + 1):
+            now += 1 / throughput
+            tuner.due(now)
+        tuner.update(now, 2000.0, latency)
+        most = max(most, tuner.workers)
+    assert most < 40
+    assert tuner.workers >= 4  # still enough for what the machine serves at 1 ms
