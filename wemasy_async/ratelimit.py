@@ -409,6 +409,9 @@ class Limiter:
         # _answered: most answers are to it, and a count costs no ticket hashing.
         self._grant_answered = 0
         self._latest: RateLimitInfo | Mapping[str, str] | None = None  # headers, or read
+        # The ticket of the send those headers answered: the schedule learns from when it
+        # went out (a rise in Remaining brackets a server window's reset).
+        self._latest_ticket: Ticket | None = None
 
     @property
     def shared(self) -> bool:
@@ -570,20 +573,20 @@ class Limiter:
         if self._answered:
             answered, self._answered = self._answered, {}
             latest, self._latest = self._latest, None
+            latest_ticket, self._latest_ticket = self._latest_ticket, None
             info = (
                 latest
                 if latest is None or isinstance(latest, RateLimitInfo)
                 else RateLimitInfo.from_headers(latest)
             )
-            last = len(answered) - 1
-            for position, (ticket, count) in enumerate(answered.items()):
-                # The latest headers once, after every count: as if released one by one
-                # (each answer's credit replaces the one before; the limit is the same).
-                said = info if position == last else None
-                decision = schedule.release(
-                    state, self._pacing, Release(ticket, True, said, 0.0, count), now
-                )
-            self._reported(decision, 0.0)
+            pacing = self._pacing
+            for ticket, count in answered.items():
+                schedule.release(state, pacing, Release(ticket, True, None, 0.0, count), now)
+            # The latest headers once, after every count: as if released one by one (each
+            # answer's credit replaces the one before; the limit is the same), with the
+            # ticket they answered (none of its count: released above).
+            said = Release(latest_ticket if info is not None else None, True, info, 0.0, 0)
+            self._reported(schedule.release(state, pacing, said, now), 0.0)
 
     def _local_state(self) -> schedule.State:
         assert self._local is not None  # only called with one
@@ -711,6 +714,7 @@ class Limiter:
         """
         if still_at_least(headers, self._grant_limits, self._grant_floor_text):
             self._latest = headers
+            self._latest_ticket = ticket
             if ticket is self._grant:
                 self._grant_answered += 1
             else:
@@ -735,6 +739,7 @@ class Limiter:
             if not self._changes_nothing(info):
                 return False
             self._latest = info
+            self._latest_ticket = ticket
             if self._window_check is not None:
                 self._sample(ticket, info, self._clock())
         answered = self._answered

@@ -8,7 +8,8 @@ so two stores cannot disagree about what to do.
 The rules, for an effective limit ``L`` (the server's ``X-RateLimit-Limit``, capped by the
 configured ceiling), window ``W`` and margin ``m``:
 
-- **A sliding log of our sends** (in flight included). A send may go at ``t`` only if, with
+- **A sliding log of our sends** (in flight included; until the server's windows are placed,
+  below, these are the pacing rules). A send may go at ``t`` only if, with
   it, no span of length ``W`` ending at ``t`` holds more than ``L - 1`` of our sends and no
   span of ``W + m`` more than ``L``. However a server's fixed window is aligned, it then
   sees at most ``L - 1`` of ours (one request of slack, so our own traffic never drives
@@ -52,6 +53,40 @@ configured ceiling), window ``W`` and margin ``m``:
   answered other than 429, so a server still refusing (a 429 storm) meets one request per
   pause, not every waiter.
 
+**Aligned windows.** The sliding rules assume nothing of where the server's windows begin,
+and pay for it: once the limit binds, ``L / (W + m)`` a window (97.6% of it at the default
+margin), less the latency the credit's reset takes to show. A fixed-window server tells
+where it resets, though: ``Remaining`` only falls within a window, so an answer showing more
+than the lowest one since, to a send made after that lowest was answered, brackets a reset
+between the lowest's send and this answer (the server counted the one, then the other).
+
+- **Placing.** A bracket wider than ``W / 4`` is not used. The first is the reference; each
+  later one is moved by the whole number of windows between them and intersected with it
+  (widened by a drift of ``10^-4`` a window, for two clocks' rates): the reset then lies in
+  that narrower bracket. An empty intersection means the server's windows are not ``W``
+  long, or not fixed (a sliding log's ``Remaining`` rises whenever a send leaves it): the
+  key keeps the sliding rules for the state's life. After :data:`ALIGNED_AFTER` resets seen
+  a window apart (a server window of ``2 W`` is never counted) the windows are placed.
+- **Pacing, once placed.** A send logged at ``t`` reaches the server by ``t + m``, so the
+  sends that server window ``j`` (from reset ``j`` to reset ``j + 1``, each anywhere in its
+  bracket ``[lo, hi]``) may count were logged in ``[lo_j - m, hi_{j+1}]``. A send goes only
+  when every such range that holds it has fewer than ``L - 1``; it is the whole rule then
+  (the sliding ones are off), so each server window gets ``L - 1``, however the sends
+  crowd its ends, and a window's sends go in the part of it that cannot be another's.
+  A late send's look and a grant's room count the same ranges.
+- **Credit, once placed,** lasts until the end of the server window its send may have
+  landed in (the first ``hi`` after it), not a window from its answer. That is the other
+  half of the gain: a window whose credit ran out starts again at its reset.
+- **Another client** on the same budget (outside this store) would find the credit ended
+  early. One answer in :data:`FOREIGN_EVERY` compares what the server counted with our
+  sends of the last ``W + m``: more than ours and one means another client, and the credit
+  lasts a window again (the pacing stays).
+- **Forgetting.** A 429 (misplaced, or someone else's doing) or a clock that steps back
+  forgets the placement; resets place it again. Once a reset is seen, the log is kept for
+  ``W + m + W / 4`` (a window's range), not ``W + m``. Placing needs a round trip of under
+  ``W / 8`` (a bracket spans the lowest answer's send and the rise's answer): at the
+  documented 60 s window, any; at 2 s, up to about 250 ms.
+
 A clock that jumps forward expires what it passed; one that jumps back by more than a few
 windows (a Redis failover to a host with another clock) drops the log instead of stalling.
 """
@@ -94,6 +129,15 @@ BUCKETS_PER_WINDOW = 64
 # a waiter looks again meanwhile (a probe's answer usually comes within a round trip).
 PROBE_LEASE = 10.0
 PROBE_POLL = 0.05
+# Aligned windows: resets seen one window apart before the schedule paces by them; the widest
+# bracket of a reset worth using (a share of the window); how far apart two clocks may drift
+# a window (100 ppm, far above a quartz clock's); how many windows a placement is trusted
+# for without a reset seen; one answer in how many is checked for another client's sends.
+ALIGNED_AFTER = 3
+BRACKET_SHARE = 4
+DRIFT = 1e-4
+TRUSTED_WINDOWS = 1000
+FOREIGN_EVERY = 8
 
 
 class Pacing(msgspec.Struct, frozen=True, gc=False):
@@ -132,6 +176,18 @@ class State(msgspec.Struct, array_like=True):
     sent: int = 0  # sum over the buckets
     in_flight: int = 0  # sum over the buckets
     buckets: list[Bucket] = msgspec.field(default_factory=list)
+    # Aligned windows (see the module docstring). The lowest Remaining answered since the
+    # last rise, when its send went and when its answer came:
+    low_remaining: int | None = None
+    low_sent: float = 0.0
+    low_answered: float = 0.0
+    # Resets seen one window apart (0: none; -1: refuted for the state's life), and where
+    # the latest of them lies: in (reset_lo, reset_hi] on the store's clock.
+    resets: int = 0
+    reset_lo: float = 0.0
+    reset_hi: float = 0.0
+    foreign: bool = False  # another client spends the same budget: credit as unplaced
+    checks: int = 0  # answers seen while placed (one in FOREIGN_EVERY is checked)
 
 
 class Ticket(msgspec.Struct, frozen=True, array_like=True, gc=False):
@@ -263,14 +319,18 @@ def _paused(state: State, now: float) -> float:
 def _expire(state: State, pacing: Pacing, now: float) -> None:
     buckets = state.buckets
     span = pacing.window + pacing.margin
-    if buckets and (buckets[0].latest <= now - span or buckets[-1].latest > now + span):
+    # Once a reset is seen, a server window's sends may have been logged from a bracket's
+    # width before it: the log keeps them.
+    retained = span + pacing.window / BRACKET_SHARE if state.resets > 0 else span
+    if buckets and (buckets[0].latest <= now - retained or buckets[-1].latest > now + span):
         if buckets[-1].latest > now + span and buckets[-1].latest > now + _reach(state, pacing):
             # Further ahead than any reservation can be: the clock went back.
             buckets.clear()
             state.sent = state.in_flight = 0
             state.probe_until = min(state.probe_until, now + PROBE_LEASE)
+            _forget_windows(state)
         else:
-            horizon = now - span
+            horizon = now - retained
             if buckets[0].latest <= horizon:  # else only ahead by less than a reach
                 drop = 0
                 while drop < len(buckets) and buckets[drop].latest <= horizon:
@@ -285,6 +345,158 @@ def _expire(state: State, pacing: Pacing, now: float) -> None:
             state.paused_until = now
         if state.credit_until > now + 2 * 86_400.0:
             state.credit, state.credit_until = None, 0.0
+
+
+# --- Aligned windows -----------------------------------------------------------------------
+
+
+def _placed(state: State) -> bool:
+    return state.resets >= ALIGNED_AFTER
+
+
+def _forget_windows(state: State) -> None:
+    """Forget where the server's windows lie (a refutation is kept)."""
+    if state.resets > 0:
+        state.resets = 0
+    state.low_remaining = None
+
+
+def _observe(state: State, pacing: Pacing, remaining: int, sent: float, now: float) -> None:
+    """Learn from one answer's ``Remaining``: a rise over the lowest since the last rise,
+    in the answer to a send made after that lowest was answered, brackets a reset."""
+    low = state.low_remaining
+    if low is None or remaining < low:
+        state.low_remaining, state.low_sent, state.low_answered = remaining, sent, now
+        return
+    if remaining > low and sent >= state.low_answered:
+        # The server counted the low one, then (later: sent after its answer came) this
+        # one, and between them its count went back up: a reset lies in (low_sent, now].
+        _place(state, pacing, state.low_sent, now)
+        state.low_remaining, state.low_sent, state.low_answered = remaining, sent, now
+
+
+def _place(state: State, pacing: Pacing, lo: float, hi: float) -> None:
+    """Fold a reset bracketed in ``(lo, hi]`` into the placement (module docstring)."""
+    window = pacing.window
+    if hi - lo > window / BRACKET_SHARE or state.resets < 0:
+        return  # too wide to pace by, or refuted
+    if state.resets == 0:
+        state.resets, state.reset_lo, state.reset_hi = 1, lo, hi
+        return
+    windows = round(((lo + hi) - (state.reset_lo + state.reset_hi)) / (2 * window))
+    if abs(windows) > TRUSTED_WINDOWS:
+        state.resets, state.reset_lo, state.reset_hi = 1, lo, hi  # too old to hold
+        return
+    drift = abs(windows) * window * DRIFT
+    shift = windows * window
+    new_lo = max(state.reset_lo - drift + shift, lo)
+    new_hi = min(state.reset_hi + drift + shift, hi)
+    if new_lo >= new_hi:
+        # Not a whole number of windows from the last: the server's windows are not ours
+        # (another length, or no fixed windows at all). Pace by the sliding rules for good.
+        state.resets = -1
+        return
+    state.reset_lo, state.reset_hi = new_lo, new_hi
+    if windows == 1:  # a server window of 2 W would otherwise place itself a window off
+        state.resets += 1
+
+
+def _bounds(state: State, pacing: Pacing, windows: int) -> tuple[float, float]:
+    """Where the reset ``windows`` windows after the latest placed one may lie."""
+    drift = abs(windows) * pacing.window * DRIFT
+    shift = windows * pacing.window
+    return state.reset_lo + shift - drift, state.reset_hi + shift + drift
+
+
+def _sends_between(state: State, start: float, end: float, width: float) -> int:
+    """Logged sends that may lie in ``[start, end]`` (a bucket counts whole if it may)."""
+    # The sum less the buckets outside, from either end of the log (in time order): the
+    # range is most of it, and this runs on every acquire while the limit binds.
+    buckets = state.buckets
+    count = state.sent
+    for bucket in buckets:
+        if bucket.latest >= start:
+            break
+        count -= bucket.sent
+    for bucket in reversed(buckets):
+        if bucket.index * width <= end:
+            break
+        count -= bucket.sent
+    return count
+
+
+def _window_counts(state: State, pacing: Pacing, at: float) -> tuple[int, float]:
+    """The most of our sends counted in a server window that a send at ``at`` may land
+    in, and the end of the last of those windows that is full (``0.0`` if none is).
+
+    A send logged at ``t`` reaches the server within a margin, so the sends that window
+    ``j`` (from reset ``j`` to reset ``j + 1``) may hold were logged in
+    ``[lo_j - m, hi_{j+1}]``.
+    """
+    # _bounds inlined: this runs on every acquire while the limit binds.
+    window, margin = pacing.window, pacing.margin
+    width = window / BUCKETS_PER_WINDOW
+    drift = window * DRIFT
+    limit = effective_limit(state, pacing)
+    short = _caps(limit)[0] if limit is not None else MAX_INT64
+    reset_lo, reset_hi = state.reset_lo, state.reset_hi
+    first = math.floor((at - reset_hi) / window)
+    most, full = 0, 0.0
+    for windows in (first - 1, first, first + 1):
+        lo = reset_lo + windows * window - abs(windows) * drift - margin
+        if at < lo:
+            continue
+        hi = reset_hi + (windows + 1) * window + abs(windows + 1) * drift
+        if at > hi:
+            continue
+        count = _sends_between(state, lo, hi, width)
+        if count > most:
+            most = count
+        if count >= short:
+            full = hi
+    return most, full
+
+
+def _window_room(state: State, pacing: Pacing, at: float) -> float:
+    """The earliest time at or after ``at`` at which every server window that a send may
+    land in holds fewer than ``L - 1`` of ours."""
+    for _ in range(8):  # each look moves past a whole window
+        full = _window_counts(state, pacing, at)[1]
+        if full == 0.0:
+            return at
+        at = max(at, math.nextafter(full, math.inf))
+    return at
+
+
+def _credit_until(state: State, pacing: Pacing, sent: float, now: float) -> float:
+    """Until when an answer's ``Remaining`` holds: the end of the server window that its
+    send (at ``sent``) may have landed in, once placed; else a window from now."""
+    if not _placed(state) or state.foreign:
+        return now + pacing.window
+    windows = math.floor((sent - state.reset_hi) / pacing.window) + 1
+    end = _bounds(state, pacing, windows)[1]
+    if abs(windows) > TRUSTED_WINDOWS or end > now + pacing.window:
+        return now + pacing.window
+    return end
+
+
+def _check_foreign(
+    state: State, pacing: Pacing, info_limit: int, remaining: int, now: float
+) -> None:
+    """Mark the key ``foreign`` if the server counted more than our own sends could be."""
+    state.checks += 1
+    if state.checks % FOREIGN_EVERY:
+        return
+    # Any server window holding ``now`` began at most a window (and a margin) ago; our
+    # sends in it were logged since then.
+    ours = _sends_between(
+        state,
+        now - pacing.window - pacing.margin,
+        now,
+        pacing.window / BUCKETS_PER_WINDOW,
+    )
+    if info_limit - remaining > ours + 1:
+        state.foreign = True
 
 
 def _reach(state: State, pacing: Pacing) -> float:
@@ -302,6 +514,9 @@ def _earliest(state: State, limit: int, pacing: Pacing, start: float) -> float:
         return start
     at = start
     seen = 0
+    if state.resets >= ALIGNED_AFTER:
+        # Placed: room in every server window the send may land in is the whole rule.
+        return _window_room(state, pacing, at)
     for bucket in reversed(state.buckets):
         before = seen
         seen += bucket.sent
@@ -368,7 +583,14 @@ def grant(state: State, pacing: Pacing, now: float, most: int, least: int = 2) -
     if buckets and buckets[-1].latest > now:
         return None  # reservations ahead: the limit binds
     limit = state.limit if pacing.ceiling is None else effective_limit(state, pacing)
-    room = most * GRANT_SHARE if limit is None else _caps(limit)[0] - state.sent
+    if limit is None:
+        room = most * GRANT_SHARE
+    elif state.resets >= ALIGNED_AFTER and state.sent >= _caps(limit)[0] - most * GRANT_SHARE:
+        # Placed, the log holds the window before as well: the room is in the server
+        # windows a send now may land in.
+        room = _caps(limit)[0] - _window_counts(state, pacing, now)[0]
+    else:
+        room = _caps(limit)[0] - state.sent
     credited = state.credit is not None and state.credit_until > now
     if credited and state.credit is not None and state.credit < room:
         room = state.credit
@@ -459,7 +681,9 @@ def _restamp(state: State, pacing: Pacing, ticket: Ticket, limit: int, now: floa
     short, long = _caps(limit)
     buckets = state.buckets
     if (
-        _most_around(buckets, now, pacing.window) < short
+        _window_counts(state, pacing, now)[0] < short
+        if state.resets >= ALIGNED_AFTER
+        else _most_around(buckets, now, pacing.window) < short
         and _most_around(buckets, now, pacing.window + pacing.margin) < long
     ):
         if bucket.sent == 0 and bucket.in_flight == 0:
@@ -541,25 +765,38 @@ def release(state: State, pacing: Pacing, event: Release, now: float) -> Decisio
         state.learned = True
         limit = info.limit
         if limit is not None and limit > 0:
-            state.limit = limit if limit <= MAX_INT64 else MAX_INT64
+            limit = limit if limit <= MAX_INT64 else MAX_INT64
+            if limit != state.limit:
+                state.low_remaining = None  # a rise in Remaining would say nothing
+            state.limit = limit
         remaining = info.remaining
         if remaining is not None:
             # Sends not yet answered may not be counted in this figure; reservations for
             # later were made by the log, which already keeps within the limit.
             if remaining > MAX_INT64:
                 remaining = MAX_INT64
+            sent_at = now
+            if ticket is not None and event.sent and not event.paused > 0:
+                sent_at = ticket.at
+                if state.resets >= 0:
+                    _observe(state, pacing, remaining, sent_at, now)
+                if state.resets >= ALIGNED_AFTER and not state.foreign and state.limit:
+                    _check_foreign(state, pacing, state.limit, remaining, now)
             buckets = state.buckets
             if buckets and buckets[-1].latest > now:  # reservations ahead
                 remaining -= _unanswered(state, now)
             else:
                 remaining -= state.in_flight
             state.credit = remaining
-            state.credit_until = now + pacing.window
+            state.credit_until = _credit_until(state, pacing, sent_at, now)
     paused = event.paused
     if paused > 0 and math.isfinite(paused):  # an endless pause would stall the key
         until = now + min(paused, 86_400.0)
         state.paused_until = max(state.paused_until, until)
         state.resuming = True
+        # The windows were misplaced, or another client spends the budget: pace by the
+        # sliding rules until resets place them again.
+        _forget_windows(state)
         # Whatever the server said remains, it holds nothing until the pause ends.
         state.credit, state.credit_until = 0, state.paused_until
     limit = state.limit if pacing.ceiling is None else effective_limit(state, pacing)
