@@ -350,3 +350,20 @@ async def test_a_batch_through_the_client_counts_every_send_once() -> None:
         assert state.sent == len(fake.requests) == 320
         assert state.credit == LIMIT - 320
         assert fake.stats.rate_limited == 0
+
+
+def test_answers_held_back_are_learned_from_with_the_send_their_headers_answered() -> None:
+    """The newest headers reach the schedule with the ticket they answered: its send time
+    is what brackets a server window's reset (the schedule's "Aligned windows")."""
+    limiter, store, clock = far()
+    old = take(limiter, 10)
+    clock.advance(CONFIG.pacing_margin * GRANT_LIFE + 0.001)  # the grant's time is over
+    new = take(limiter, 10)
+    assert new[0] is not old[0]
+    assert new[0].at > old[0].at
+    for number, ticket in enumerate([*new[:4], old[0]]):
+        # The last answer, to the older grant's send, is the newest headers.
+        assert limiter.answered(ticket, answer(LIMIT, LIMIT - 10 - number)) is True
+    state = store.state(KEY, PACING)  # a read settles what is held back
+    assert state.low_remaining == LIMIT - 14
+    assert state.low_sent == old[0].at
