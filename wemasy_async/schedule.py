@@ -514,7 +514,7 @@ def _earliest(state: State, limit: int, pacing: Pacing, start: float) -> float:
         return start
     at = start
     seen = 0
-    if state.resets >= ALIGNED_AFTER:
+    if _placed(state):
         # Placed: room in every server window the send may land in is the whole rule.
         return _window_room(state, pacing, at)
     for bucket in reversed(state.buckets):
@@ -585,7 +585,7 @@ def grant(state: State, pacing: Pacing, now: float, most: int, least: int = 2) -
     limit = state.limit if pacing.ceiling is None else effective_limit(state, pacing)
     if limit is None:
         room = most * GRANT_SHARE
-    elif state.resets >= ALIGNED_AFTER and state.sent >= _caps(limit)[0] - most * GRANT_SHARE:
+    elif _placed(state) and state.sent >= _caps(limit)[0] - most * GRANT_SHARE:
         # Placed, the log holds the window before as well: the room is in the server
         # windows a send now may land in.
         room = _caps(limit)[0] - _window_counts(state, pacing, now)[0]
@@ -682,7 +682,7 @@ def _restamp(state: State, pacing: Pacing, ticket: Ticket, limit: int, now: floa
     buckets = state.buckets
     if (
         _window_counts(state, pacing, now)[0] < short
-        if state.resets >= ALIGNED_AFTER
+        if _placed(state)
         else _most_around(buckets, now, pacing.window) < short
         and _most_around(buckets, now, pacing.window + pacing.margin) < long
     ):
@@ -780,7 +780,7 @@ def release(state: State, pacing: Pacing, event: Release, now: float) -> Decisio
                 sent_at = ticket.at
                 if state.resets >= 0:
                     _observe(state, pacing, remaining, sent_at, now)
-                if state.resets >= ALIGNED_AFTER and not state.foreign and state.limit:
+                if _placed(state) and not state.foreign and state.limit:
                     _check_foreign(state, pacing, state.limit, remaining, now)
             buckets = state.buckets
             if buckets and buckets[-1].latest > now:  # reservations ahead
